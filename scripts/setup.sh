@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what lancesql's build and tests need on a fresh Debian machine. Idempotent: a second
+# run checks and returns in seconds.
+#   - protoc (Lance compiles protobuf descriptions at build time)
+#   - a Python virtualenv with the real clients the tests use (pylance, pyarrow, pytest, moto's S3 server)
+set -euo pipefail
+
+cache="${LANCESQL_CACHE:-$HOME/.cache/lancesql}"
+venv="$cache/venv"
+requirements="$(cd "$(dirname "$0")" && pwd)/requirements-test.txt"
+
+if ! command -v protoc >/dev/null 2>&1; then
+  echo "setup: installing protobuf-compiler" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq protobuf-compiler >/dev/null
+fi
+
+stamp="$venv/.requirements.sha256"
+want="$(sha256sum "$requirements" | cut -d' ' -f1)"
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: preparing the test virtualenv in $venv" >&2
+  mkdir -p "$cache"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  echo "$want" > "$stamp"
+fi

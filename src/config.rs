@@ -1,0 +1,178 @@
+//! Typed configuration: where the data lives and how the engine runs.
+//!
+//! Every option has a `--flag`, an environment variable and a default (clap derives all three,
+//! so `--help` is the reference). Process-level options live in [`StoreConfig`] and
+//! [`EngineConfig`]; per-session engine knobs live in [`LanceOptions`], a DataFusion config
+//! extension, so `SET lance.use_scalar_index = false` works in the shell and, later, over every
+//! protocol, exactly like `SET datafusion.execution.batch_size = ...`.
+
+use std::collections::HashMap;
+
+use datafusion::common::extensions_options;
+use datafusion::config::ConfigExtension;
+
+use crate::error::{Error, Result};
+
+/// Where the Lance datasets live and how to reach them.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StoreConfig {
+    /// Root folder or object-store prefix holding `<table>.lance` datasets: a local path,
+    /// `file://...` or `s3://bucket/prefix`.
+    #[arg(long = "data", env = "LANCESQL_DATA", default_value = "./data", global = true)]
+    pub data: String,
+
+    /// S3 endpoint for S3-compatible stores (MinIO, Ceph, moto, ...). AWS_ENDPOINT works too.
+    #[arg(long, env = "LANCESQL_S3_ENDPOINT", global = true)]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 region. AWS_REGION / AWS_DEFAULT_REGION work too.
+    #[arg(long, env = "LANCESQL_S3_REGION", global = true)]
+    pub s3_region: Option<String>,
+
+    /// Allow plain-HTTP endpoints (local S3-compatible servers).
+    #[arg(long, env = "LANCESQL_S3_ALLOW_HTTP", default_value_t = false, global = true)]
+    pub s3_allow_http: bool,
+
+    /// Extra object-store option passed to Lance as-is, `key=value` (repeatable; the environment
+    /// variable takes a comma-separated list). Credentials come from the usual AWS_* variables.
+    #[arg(long = "storage-option", env = "LANCESQL_STORAGE_OPTIONS", global = true, value_delimiter = ',', value_parser = parse_key_value)]
+    pub storage_options: Vec<(String, String)>,
+}
+
+impl StoreConfig {
+    /// A configuration for a local folder with no extra options (tests, embedding).
+    pub fn local(path: impl Into<String>) -> Self {
+        StoreConfig {
+            data: path.into(),
+            s3_endpoint: None,
+            s3_region: None,
+            s3_allow_http: false,
+            storage_options: Vec::new(),
+        }
+    }
+
+    /// The options handed to Lance's object store for every dataset under the root.
+    pub fn lance_storage_options(&self) -> HashMap<String, String> {
+        let mut options: HashMap<String, String> = self.storage_options.iter().cloned().collect();
+        if let Some(endpoint) = &self.s3_endpoint {
+            options.insert("aws_endpoint".into(), endpoint.clone());
+        }
+        if let Some(region) = &self.s3_region {
+            options.insert("aws_region".into(), region.clone());
+        }
+        if self.s3_allow_http {
+            options.insert("aws_allow_http".into(), "true".into());
+        }
+        options
+    }
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.trim().to_string()))
+        }
+        _ => Err(format!("expected key=value, got '{text}'")),
+    }
+}
+
+/// How queries run in this process.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EngineConfig {
+    /// Partitions per query (parallel scan streams). Defaults to the number of cores.
+    #[arg(long, env = "LANCESQL_TARGET_PARTITIONS", global = true)]
+    pub target_partitions: Option<usize>,
+
+    /// Rows per record batch produced by scans and operators.
+    #[arg(long, env = "LANCESQL_BATCH_SIZE", default_value_t = 8192, global = true)]
+    pub batch_size: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            target_partitions: None,
+            batch_size: 8192,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Rejects values no session could run with.
+    pub fn validate(&self) -> Result<()> {
+        if self.target_partitions == Some(0) {
+            return Err(Error::invalid("--target-partitions must be at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::invalid("--batch-size must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+extensions_options! {
+    /// Per-session knobs for Lance scans, settable with `SET lance.<name> = <value>`.
+    pub struct LanceOptions {
+        /// Answer filters from scalar indices (BTREE, BITMAP, LABEL_LIST, ZONEMAP, ...) when present.
+        pub use_scalar_index: bool, default = true
+        /// Fragments each scan partition reads ahead (0 lets Lance decide).
+        pub fragment_readahead: usize, default = 0
+        /// Read only the sort keys for `ORDER BY ... LIMIT k`, then fetch the other columns of
+        /// the k winners by row id.
+        pub topk_late_materialization: bool, default = true
+    }
+}
+
+impl ConfigExtension for LanceOptions {
+    const PREFIX: &'static str = "lance";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::config::ConfigOptions;
+
+    #[test]
+    fn storage_options_merge_flags_over_generic_options() {
+        let mut config = StoreConfig::local("s3://bucket/root");
+        config.storage_options = vec![("aws_region".into(), "eu-west-1".into())];
+        config.s3_region = Some("us-east-1".into());
+        config.s3_endpoint = Some("http://127.0.0.1:9000".into());
+        config.s3_allow_http = true;
+        let options = config.lance_storage_options();
+        assert_eq!(options["aws_region"], "us-east-1");
+        assert_eq!(options["aws_endpoint"], "http://127.0.0.1:9000");
+        assert_eq!(options["aws_allow_http"], "true");
+    }
+
+    #[test]
+    fn key_value_parsing_names_the_bad_input() {
+        assert_eq!(
+            parse_key_value("a=b=c").unwrap(),
+            ("a".to_string(), "b=c".to_string())
+        );
+        let error = parse_key_value("novalue").unwrap_err();
+        assert!(error.contains("novalue"));
+    }
+
+    #[test]
+    fn lance_options_are_settable_by_name() {
+        let mut options = ConfigOptions::new();
+        options.extensions.insert(LanceOptions::default());
+        options.set("lance.use_scalar_index", "false").unwrap();
+        options.set("lance.fragment_readahead", "4").unwrap();
+        let lance = options.extensions.get::<LanceOptions>().unwrap();
+        assert!(!lance.use_scalar_index);
+        assert_eq!(lance.fragment_readahead, 4);
+        assert!(options.set("lance.no_such_knob", "1").is_err());
+    }
+
+    #[test]
+    fn engine_config_rejects_zero() {
+        let config = EngineConfig {
+            target_partitions: Some(0),
+            ..EngineConfig::default()
+        };
+        assert!(config.validate().unwrap_err().to_string().contains("target-partitions"));
+    }
+}

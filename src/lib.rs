@@ -1,0 +1,31 @@
+//! lancesql: SQL over Lance datasets.
+//!
+//! Module map (each module's own docs state its contract):
+//! - [`config`]: typed process configuration and the `lance.*` session options.
+//! - [`error`]: the one error type and its SQLSTATE mapping.
+//! - [`storage`]: the data root; the only module that opens, writes or removes datasets.
+//! - [`catalog`]: datasets under the root as tables of `lancesql.public`.
+//! - [`table`]: one dataset at a pinned version as a DataFusion table.
+//! - [`pushdown`]: the one place deciding filter pushdown exactness.
+//! - [`scan`]: the scan execution node, a plain description run against the data root.
+//! - [`hidden`]: keeps `_rowid` / `_rowaddr` out of `SELECT *`.
+//! - [`session`]: the engine and its sessions, the SQL front door for every front end.
+//! - [`shell`], [`import`], [`demo`]: the command-line front end.
+
+pub mod blocking;
+pub mod catalog;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod hidden;
+pub mod import;
+pub mod pushdown;
+pub mod scan;
+pub mod session;
+pub mod shell;
+pub mod storage;
+pub mod table;
+
+pub use config::{EngineConfig, LanceOptions, StoreConfig};
+pub use error::{Error, Result};
+pub use session::{Engine, LanceSession, Outcome};

@@ -1,0 +1,327 @@
+//! The one place that decides which filters reach a Lance scan, and how exactly.
+//!
+//! DataFusion asks, per conjunct of a `WHERE` clause, whether the provider evaluates it
+//! [`Exact`](TableProviderFilterPushDown::Exact)ly (DataFusion then drops its own filter and may
+//! push a `LIMIT` into the scan), [`Inexact`](TableProviderFilterPushDown::Inexact)ly (pushed for
+//! pruning and index use, re-checked by DataFusion) or not at all. A wrong `Exact` silently changes
+//! query results, so the rule is: `Exact` only for forms where Lance produces the same rows as
+//! DataFusion under SQL semantics, and `Inexact` whenever we are unsure.
+//!
+//! Why the allow-list is safe: Lance evaluates the non-index part of a filter with DataFusion's
+//! own physical expressions, so plain comparisons, `IN`, `LIKE`, `IS [NOT] NULL` and boolean
+//! logic over columns and literals mean the same thing there. The index part is where semantics
+//! could differ (NaN ordering in a float index, `LIKE` served from an n-gram or B-tree index,
+//! `NOT IN` with NULLs), so those forms are `Exact` only when the column has no scalar index.
+//! Casts and arithmetic on columns, user functions and volatile expressions are never `Exact`;
+//! anything Lance's filter planner cannot plan is not pushed at all.
+
+use arrow::datatypes::{DataType, Schema};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::scalar::ScalarValue;
+use lance_datafusion::planner::Planner;
+use lance_index::scalar::expression::{IndexInformationProvider, PlannerIndexExt};
+
+/// What the scan knows when it classifies a filter.
+pub struct FilterContext<'a> {
+    /// The schema filters are written against (data columns plus `_rowid`/`_rowaddr`).
+    pub schema: &'a Schema,
+    /// The table's scalar indices.
+    pub indices: &'a dyn IndexInformationProvider,
+}
+
+impl FilterContext<'_> {
+    fn is_indexed(&self, column: &str) -> bool {
+        self.indices.get_index(column).is_some()
+    }
+
+    fn column_type(&self, column: &str) -> Option<&DataType> {
+        self.schema
+            .field_with_name(column)
+            .ok()
+            .map(|field| field.data_type())
+    }
+}
+
+/// Decides how `filter` is pushed into a Lance scan.
+pub fn classify(filter: &Expr, context: &FilterContext<'_>) -> TableProviderFilterPushDown {
+    if !is_pushable_shape(filter) || !lance_can_plan(filter, context) {
+        return TableProviderFilterPushDown::Unsupported;
+    }
+    if is_exact(filter, context) {
+        TableProviderFilterPushDown::Exact
+    } else {
+        TableProviderFilterPushDown::Inexact
+    }
+}
+
+/// Removes table qualifiers: Lance resolves columns by name within its one dataset.
+pub fn unqualify(filter: Expr) -> Expr {
+    filter
+        .transform(|expr| {
+            Ok(match expr {
+                Expr::Column(column) if column.relation.is_some() => {
+                    datafusion::common::tree_node::Transformed::yes(Expr::Column(
+                        datafusion::common::Column::new_unqualified(column.name),
+                    ))
+                }
+                other => datafusion::common::tree_node::Transformed::no(other),
+            })
+        })
+        .map(|transformed| transformed.data)
+        .unwrap_or_else(|error| {
+            unreachable!("a column-renaming rewrite cannot fail: {error}")
+        })
+}
+
+/// Only columns, literals and operators; no functions, subqueries, parameters or volatile parts.
+fn is_pushable_shape(filter: &Expr) -> bool {
+    let mut pushable = true;
+    filter
+        .apply(|expr| {
+            let allowed = matches!(
+                expr,
+                Expr::Column(_)
+                    | Expr::Literal(_, _)
+                    | Expr::BinaryExpr(_)
+                    | Expr::Not(_)
+                    | Expr::IsNull(_)
+                    | Expr::IsNotNull(_)
+                    | Expr::IsTrue(_)
+                    | Expr::IsFalse(_)
+                    | Expr::IsNotTrue(_)
+                    | Expr::IsNotFalse(_)
+                    | Expr::IsUnknown(_)
+                    | Expr::IsNotUnknown(_)
+                    | Expr::Between(_)
+                    | Expr::InList(_)
+                    | Expr::Like(_)
+                    | Expr::Cast(_)
+                    | Expr::TryCast(_)
+                    | Expr::Negative(_)
+            );
+            if !allowed {
+                pushable = false;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .map(|_| pushable)
+        .unwrap_or(false)
+}
+
+/// Lance must be able to turn the filter into an index query plus a refine expression;
+/// what it cannot plan stays in DataFusion.
+fn lance_can_plan(filter: &Expr, context: &FilterContext<'_>) -> bool {
+    let planner = Planner::new(std::sync::Arc::new(context.schema.clone()));
+    match planner.create_filter_plan(unqualify(filter.clone()), context.indices, true) {
+        Ok(_) => true,
+        Err(error) => {
+            tracing::debug!(%filter, %error, "Lance cannot plan this filter; DataFusion keeps it");
+            false
+        }
+    }
+}
+
+fn is_exact(filter: &Expr, context: &FilterContext<'_>) -> bool {
+    match filter {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+            Operator::And | Operator::Or => is_exact(left, context) && is_exact(right, context),
+            Operator::Eq
+            | Operator::NotEq
+            | Operator::Lt
+            | Operator::LtEq
+            | Operator::Gt
+            | Operator::GtEq => comparison_is_exact(left, right, context),
+            _ => false,
+        },
+        Expr::Not(inner) => is_exact(inner, context),
+        Expr::IsNull(inner) | Expr::IsNotNull(inner) => as_column(inner).is_some(),
+        Expr::Column(column) => context.column_type(&column.name) == Some(&DataType::Boolean),
+        Expr::Literal(ScalarValue::Boolean(_), _) => true,
+        Expr::Between(between) => {
+            comparison_is_exact(&between.expr, &between.low, context)
+                && comparison_is_exact(&between.expr, &between.high, context)
+        }
+        Expr::InList(in_list) => {
+            let Some(column) = as_column(&in_list.expr) else {
+                return false;
+            };
+            let literals_not_null = in_list
+                .list
+                .iter()
+                .all(|item| matches!(item, Expr::Literal(value, _) if !value.is_null()));
+            literals_not_null
+                && column_type_is_exact(column, context)
+                && !(in_list.negated && context.is_indexed(column))
+        }
+        Expr::Like(like) => {
+            let Some(column) = as_column(&like.expr) else {
+                return false;
+            };
+            matches!(like.pattern.as_ref(), Expr::Literal(value, _) if !value.is_null())
+                && is_string(context.column_type(column))
+                && !context.is_indexed(column)
+        }
+        _ => false,
+    }
+}
+
+fn comparison_is_exact(left: &Expr, right: &Expr, context: &FilterContext<'_>) -> bool {
+    let (column, other) = match (as_column(left), as_column(right)) {
+        (Some(column), None) => (column, right),
+        (None, Some(column)) => (column, left),
+        _ => return false,
+    };
+    matches!(other, Expr::Literal(value, _) if !value.is_null())
+        && column_type_is_exact(column, context)
+}
+
+fn column_type_is_exact(column: &str, context: &FilterContext<'_>) -> bool {
+    match context.column_type(column) {
+        Some(
+            DataType::Boolean
+            | DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64
+            | DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+            | DataType::Date32
+            | DataType::Date64
+            | DataType::Timestamp(_, _)
+            | DataType::Decimal128(_, _)
+            | DataType::Decimal256(_, _),
+        ) => true,
+        // NaN ordering inside a float index is Lance's, not necessarily SQL's.
+        Some(DataType::Float16 | DataType::Float32 | DataType::Float64) => {
+            !context.is_indexed(column)
+        }
+        _ => false,
+    }
+}
+
+fn as_column(expr: &Expr) -> Option<&str> {
+    match expr {
+        Expr::Column(column) => Some(column.name.as_str()),
+        _ => None,
+    }
+}
+
+fn is_string(data_type: Option<&DataType>) -> bool {
+    matches!(
+        data_type,
+        Some(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{Field, TimeUnit};
+    use datafusion::logical_expr::{col, lit};
+    use datafusion::prelude::{in_list, random};
+    use lance_index::scalar::expression::MultiQueryParser;
+    use TableProviderFilterPushDown::{Exact, Inexact, Unsupported};
+
+    /// A table with no scalar index, or one on the named columns (indexes are represented by
+    /// what the planner sees; the parser is never invoked by `classify`'s exactness rules).
+    struct NoIndices;
+    impl IndexInformationProvider for NoIndices {
+        fn get_index(&self, _column: &str) -> Option<(&DataType, &MultiQueryParser)> {
+            None
+        }
+    }
+
+    fn schema() -> Schema {
+        Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("score", DataType::Float64, true),
+            Field::new("flag", DataType::Boolean, true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new(
+                "tags",
+                DataType::List(std::sync::Arc::new(Field::new("item", DataType::Utf8, true))),
+                true,
+            ),
+        ])
+    }
+
+    fn decide(filter: Expr) -> TableProviderFilterPushDown {
+        let schema = schema();
+        classify(
+            &filter,
+            &FilterContext {
+                schema: &schema,
+                indices: &NoIndices,
+            },
+        )
+    }
+
+    #[test]
+    fn plain_comparisons_are_exact() {
+        assert_eq!(decide(col("id").gt(lit(5i64))), Exact);
+        assert_eq!(decide(lit(5i64).lt_eq(col("id"))), Exact);
+        assert_eq!(decide(col("name").eq(lit("a"))), Exact);
+        assert_eq!(decide(col("score").lt(lit(1.5f64))), Exact);
+        assert_eq!(decide(col("flag")), Exact);
+        assert_eq!(decide(col("name").is_null()), Exact);
+        assert_eq!(
+            decide(col("id").gt(lit(1i64)).or(col("name").like(lit("a%")))),
+            Exact
+        );
+        assert_eq!(decide(in_list(col("id"), vec![lit(1i64), lit(2i64)], true)), Exact);
+    }
+
+    #[test]
+    fn unsure_forms_are_inexact() {
+        // arithmetic on a column
+        assert_eq!(decide((col("id") + lit(1i64)).gt(lit(5i64))), Inexact);
+        // a NULL in an IN list changes NOT IN semantics
+        let with_null = in_list(col("id"), vec![lit(1i64), lit(ScalarValue::Int64(None))], true);
+        assert_eq!(decide(with_null), Inexact);
+        // comparing two columns, a cast of a column
+        assert_eq!(decide(col("id").eq(col("score"))), Inexact);
+        assert_eq!(
+            decide(Expr::Cast(datafusion::logical_expr::Cast::new(
+                Box::new(col("id")),
+                DataType::Utf8
+            ))
+            .eq(lit("1"))),
+            Inexact
+        );
+    }
+
+    #[test]
+    fn functions_and_volatile_expressions_stay_in_datafusion() {
+        assert_eq!(decide(random().gt(lit(0.5f64))), Unsupported);
+        assert_eq!(
+            decide(datafusion::functions::string::expr_fn::upper(col("name")).eq(lit("A"))),
+            Unsupported
+        );
+        assert_eq!(
+            decide(Expr::Placeholder(datafusion::logical_expr::expr::Placeholder::new_with_field(
+                "$1".into(),
+                None
+            ))
+            .eq(col("id"))),
+            Unsupported
+        );
+    }
+
+    #[test]
+    fn qualifiers_are_removed() {
+        let qualified = Expr::Column(datafusion::common::Column::new(Some("items"), "id"));
+        assert_eq!(unqualify(qualified.gt(lit(1i64))), col("id").gt(lit(1i64)));
+    }
+}

@@ -1,0 +1,383 @@
+//! `LanceScanExec`: the execution node that reads a Lance dataset.
+//!
+//! The node holds only a plain description ([`ScanSpec`]): table name, dataset URI, the version
+//! pinned at planning time, the fragment ids of each output partition, the columns, the pushed
+//! filter and limit. It opens the dataset in [`ExecutionPlan::execute`] through the process's
+//! [`DataRoot`] (found in the task's session config), so the same description could be shipped
+//! to another process and run there. Opening is cheap after the first time: pinned versions are
+//! cached by the data root.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::array::RecordBatchOptions;
+use arrow::datatypes::SchemaRef;
+use datafusion::common::stats::Precision;
+use datafusion::common::{Statistics, internal_datafusion_err};
+use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
+use futures::{StreamExt, TryStreamExt};
+use lance::Dataset;
+use lance_core::datatypes::BlobHandling;
+use lance_core::{ROW_ADDR, ROW_ID};
+
+use crate::error::Error;
+use crate::storage::DataRoot;
+
+/// A pushed filter and whether DataFusion still re-checks it.
+#[derive(Debug, Clone)]
+pub struct PushedFilter {
+    pub expr: Expr,
+    pub exact: bool,
+}
+
+/// Everything needed to run a scan, as plain data.
+#[derive(Debug, Clone)]
+pub struct ScanSpec {
+    /// SQL name of the table (for EXPLAIN and errors).
+    pub table: String,
+    /// Dataset URI.
+    pub uri: String,
+    /// The dataset version fixed when the statement was planned.
+    pub version: u64,
+    /// Fragment ids read by each output partition.
+    pub partitions: Vec<Vec<u64>>,
+    /// Columns to produce, by name, in output order (`_rowid` / `_rowaddr` allowed).
+    pub columns: Vec<String>,
+    /// Filters evaluated by Lance (the conjunction of all of them).
+    pub filters: Vec<PushedFilter>,
+    /// What Lance's filter planner will answer from scalar indices, for EXPLAIN.
+    pub index_query: Option<String>,
+    /// At most this many rows per partition.
+    pub limit: Option<usize>,
+    /// Use scalar indices for the filter.
+    pub use_scalar_index: bool,
+    /// Fragments read ahead per partition (None: Lance's default).
+    pub fragment_readahead: Option<usize>,
+    /// Rows per batch.
+    pub batch_size: usize,
+    /// Live rows per fragment id, for exact statistics when known.
+    pub fragment_rows: Vec<(u64, Option<usize>)>,
+}
+
+impl ScanSpec {
+    fn combined_filter(&self) -> Option<Expr> {
+        self.filters
+            .iter()
+            .map(|filter| filter.expr.clone())
+            .reduce(Expr::and)
+    }
+
+    fn rows_in(&self, fragment_ids: &[u64]) -> Option<usize> {
+        fragment_ids
+            .iter()
+            .map(|id| {
+                self.fragment_rows
+                    .iter()
+                    .find(|(fragment, _)| fragment == id)
+                    .and_then(|(_, rows)| *rows)
+            })
+            .sum()
+    }
+}
+
+/// Reads a pinned version of a Lance dataset, one stream per group of fragments.
+#[derive(Debug)]
+pub struct LanceScanExec {
+    spec: ScanSpec,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl LanceScanExec {
+    /// Builds the node; `schema` is the output schema, matching `spec.columns`.
+    pub fn new(spec: ScanSpec, schema: SchemaRef) -> Self {
+        let partitions = spec.partitions.len().max(1);
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(partitions),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        LanceScanExec {
+            spec,
+            schema,
+            properties: Arc::new(properties),
+        }
+    }
+
+    /// The plain description this node runs.
+    pub fn spec(&self) -> &ScanSpec {
+        &self.spec
+    }
+}
+
+impl DisplayAs for LanceScanExec {
+    fn fmt_as(&self, format: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let spec = &self.spec;
+        let fragments: usize = spec.partitions.iter().map(Vec::len).sum();
+        match format {
+            DisplayFormatType::Default | DisplayFormatType::Verbose => {
+                write!(
+                    f,
+                    "LanceScan: table={} version={} columns=[{}]",
+                    spec.table,
+                    spec.version,
+                    spec.columns.join(", ")
+                )?;
+                if !spec.filters.is_empty() {
+                    let filters: Vec<String> = spec
+                        .filters
+                        .iter()
+                        .map(|filter| {
+                            let exactness = if filter.exact { "exact" } else { "inexact" };
+                            format!("{} ({exactness})", filter.expr)
+                        })
+                        .collect();
+                    write!(f, " filter=[{}]", filters.join(", "))?;
+                    match &spec.index_query {
+                        Some(query) => write!(f, " index={query}")?,
+                        None => write!(f, " index=none")?,
+                    }
+                }
+                if let Some(limit) = spec.limit {
+                    write!(f, " limit={limit}")?;
+                }
+                write!(
+                    f,
+                    " fragments={fragments} partitions={}",
+                    spec.partitions.len().max(1)
+                )
+            }
+            DisplayFormatType::TreeRender => {
+                writeln!(f, "table={}", spec.table)?;
+                writeln!(f, "version={}", spec.version)?;
+                writeln!(f, "fragments={fragments}")
+            }
+        }
+    }
+}
+
+impl ExecutionPlan for LanceScanExec {
+    fn name(&self) -> &str {
+        "LanceScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            Err(internal_datafusion_err!("LanceScanExec has no children"))
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DFResult<SendableRecordBatchStream> {
+        let root = context
+            .session_config()
+            .get_extension::<DataRoot>()
+            .ok_or_else(|| internal_datafusion_err!("the session has no Lance data root"))?;
+        let fragment_ids = match self.spec.partitions.get(partition) {
+            Some(ids) => ids.clone(),
+            None if self.spec.partitions.is_empty() && partition == 0 => Vec::new(),
+            None => {
+                return Err(internal_datafusion_err!(
+                    "LanceScanExec has no partition {partition}"
+                ));
+            }
+        };
+        let spec = self.spec.clone();
+        let schema = self.schema.clone();
+        let output_schema = schema.clone();
+        let batches = futures::stream::once(async move {
+            if fragment_ids.is_empty() {
+                return Ok::<_, DataFusionError>(futures::stream::empty().boxed());
+            }
+            let dataset = root.open_pinned(&spec.uri, spec.version).await?;
+            let stream = scan_fragments(&dataset, &spec, &fragment_ids).await?;
+            let schema = output_schema.clone();
+            let uri = spec.uri.clone();
+            Ok(stream
+                .map_err(move |error| DataFusionError::from(Error::lance("scanning", &uri, error)))
+                .and_then(move |batch| futures::future::ready(conform(batch, &schema)))
+                .boxed())
+        })
+        .try_flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+    }
+
+    fn partition_statistics(&self, partition: Option<usize>) -> DFResult<Arc<Statistics>> {
+        let rows = match partition {
+            Some(index) => self
+                .spec
+                .partitions
+                .get(index)
+                .map_or(Some(0), |ids| self.spec.rows_in(ids)),
+            None => {
+                let all: Vec<u64> = self.spec.partitions.iter().flatten().copied().collect();
+                self.spec.rows_in(&all)
+            }
+        };
+        let partitions = if partition.is_some() {
+            1
+        } else {
+            self.spec.partitions.len().max(1)
+        };
+        let num_rows = match (rows, self.spec.filters.is_empty(), self.spec.limit) {
+            (None, _, _) => Precision::Absent,
+            (Some(rows), true, None) => Precision::Exact(rows),
+            (Some(rows), true, Some(limit)) => {
+                Precision::Exact(rows.min(limit.saturating_mul(partitions)))
+                    .to_inexact()
+                    .min(&Precision::Exact(rows))
+            }
+            (Some(rows), false, _) => Precision::Inexact(rows),
+        };
+        let mut statistics = Statistics::new_unknown(&self.schema);
+        statistics.num_rows = num_rows;
+        Ok(Arc::new(statistics))
+    }
+
+    fn supports_limit_pushdown(&self) -> bool {
+        true
+    }
+
+    fn with_fetch(&self, limit: Option<usize>) -> Option<Arc<dyn ExecutionPlan>> {
+        let mut spec = self.spec.clone();
+        spec.limit = match (spec.limit, limit) {
+            (Some(current), Some(new)) => Some(current.min(new)),
+            (current, new) => new.or(current),
+        };
+        Some(Arc::new(LanceScanExec::new(spec, self.schema.clone())))
+    }
+
+    fn fetch(&self) -> Option<usize> {
+        self.spec.limit
+    }
+}
+
+async fn scan_fragments(
+    dataset: &Arc<Dataset>,
+    spec: &ScanSpec,
+    fragment_ids: &[u64],
+) -> Result<lance::dataset::scanner::DatasetRecordBatchStream, DataFusionError> {
+    let lance_error = |error| DataFusionError::from(Error::lance("planning the scan", &spec.uri, error));
+    let fragments = dataset
+        .fragments()
+        .iter()
+        .filter(|fragment| fragment_ids.contains(&fragment.id))
+        .cloned()
+        .collect();
+    let mut scanner = dataset.scan();
+    scanner.blob_handling(BlobHandling::AllBinary);
+    scanner.with_fragments(fragments);
+    scanner.batch_size(spec.batch_size);
+    scanner.use_scalar_index(spec.use_scalar_index);
+    scanner.scan_in_order(false);
+    if let Some(readahead) = spec.fragment_readahead {
+        scanner.fragment_readahead(readahead);
+    }
+    // An empty projection (COUNT(*) with a filter) still needs rows: read row ids and drop them
+    // in `conform`.
+    let columns: Vec<&str> = if spec.columns.is_empty() {
+        vec![ROW_ID]
+    } else {
+        spec.columns.iter().map(String::as_str).collect()
+    };
+    scanner.project(&columns).map_err(lance_error)?;
+    if let Some(filter) = spec.combined_filter() {
+        scanner.filter_expr(filter);
+    }
+    if let Some(limit) = spec.limit {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        scanner.limit(Some(limit), None).map_err(lance_error)?;
+    }
+    scanner.try_into_stream().await.map_err(lance_error)
+}
+
+/// Gives a Lance batch the node's declared schema (same columns, same order).
+fn conform(batch: RecordBatch, schema: &SchemaRef) -> DFResult<RecordBatch> {
+    if schema.fields().is_empty() {
+        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        return Ok(RecordBatch::try_new_with_options(
+            schema.clone(),
+            vec![],
+            &options,
+        )?);
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            batch.column_by_name(field.name()).cloned().ok_or_else(|| {
+                internal_datafusion_err!("Lance returned no column '{}'", field.name())
+            })
+        })
+        .collect::<DFResult<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// Splits fragments into at most `target` groups of similar row counts (largest first into the
+/// lightest group), each group sorted by fragment id so reads stay sequential.
+pub fn partition_fragments(fragments: &[(u64, Option<usize>)], target: usize) -> Vec<Vec<u64>> {
+    let groups = target.max(1).min(fragments.len());
+    if groups == 0 {
+        return Vec::new();
+    }
+    let mut by_size: Vec<(u64, usize)> = fragments
+        .iter()
+        .map(|(id, rows)| (*id, rows.unwrap_or(1)))
+        .collect();
+    by_size.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut partitions: Vec<(usize, Vec<u64>)> = vec![(0, Vec::new()); groups];
+    for (id, rows) in by_size {
+        if let Some(lightest) = partitions.iter_mut().min_by_key(|(load, _)| *load) {
+            lightest.0 += rows;
+            lightest.1.push(id);
+        }
+    }
+    partitions
+        .into_iter()
+        .map(|(_, mut ids)| {
+            ids.sort_unstable();
+            ids
+        })
+        .collect()
+}
+
+/// `_rowid` and `_rowaddr`, the row-identity columns every Lance table exposes by name.
+pub const ROW_IDENTITY_COLUMNS: [&str; 2] = [ROW_ID, ROW_ADDR];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fragments_are_balanced_by_rows() {
+        let fragments = vec![(0, Some(100)), (1, Some(10)), (2, Some(90)), (3, Some(5))];
+        let partitions = partition_fragments(&fragments, 2);
+        assert_eq!(partitions, vec![vec![0, 3], vec![1, 2]]);
+        assert_eq!(partition_fragments(&fragments, 8).len(), 4);
+        assert!(partition_fragments(&[], 4).is_empty());
+    }
+}

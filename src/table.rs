@@ -1,0 +1,183 @@
+//! `LanceTable`: a Lance dataset, pinned at one version, as a DataFusion table.
+//!
+//! One `LanceTable` is created per statement that names the table (the catalog opens the latest
+//! version when the statement is planned), so every read within that statement sees the same
+//! version. The table exposes the dataset's columns plus `_rowid` and `_rowaddr`; the engine's SQL
+//! front door keeps those two out of `SELECT *`. Pushdown decisions are delegated to
+//! [`crate::pushdown`]; the physical read is a [`LanceScanExec`].
+
+use std::sync::Arc;
+
+use arrow::datatypes::{Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::Statistics;
+use datafusion::common::stats::Precision;
+use datafusion::datasource::TableProvider;
+use datafusion::error::Result as DFResult;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+use lance::Dataset;
+use lance::index::DatasetIndexInternalExt;
+use lance::index::ScalarIndexInfo;
+use lance_core::datatypes::BlobHandling;
+use lance_core::{ROW_ADDR_FIELD, ROW_ID_FIELD};
+use lance_datafusion::planner::Planner;
+use lance_index::scalar::expression::PlannerIndexExt;
+
+use crate::config::LanceOptions;
+use crate::error::{Error, Result};
+use crate::pushdown::{FilterContext, classify, unqualify};
+use crate::scan::{LanceScanExec, PushedFilter, ScanSpec, partition_fragments};
+
+/// A Lance dataset at a fixed version, queryable with SQL.
+#[derive(Debug)]
+pub struct LanceTable {
+    name: String,
+    dataset: Arc<Dataset>,
+    schema: SchemaRef,
+    indices: Arc<ScalarIndexInfo>,
+    fragment_rows: Vec<(u64, Option<usize>)>,
+}
+
+impl LanceTable {
+    /// Wraps an opened dataset, loading what planning needs (schema, index list, row counts).
+    pub async fn new(name: &str, dataset: Arc<Dataset>) -> Result<Self> {
+        let data_schema = Schema::from(
+            &dataset
+                .full_projection()
+                .with_blob_handling(BlobHandling::AllBinary)
+                .to_bare_schema(),
+        );
+        let mut fields: Vec<_> = data_schema.fields().iter().cloned().collect();
+        fields.push(Arc::new(ROW_ID_FIELD.clone()));
+        fields.push(Arc::new(ROW_ADDR_FIELD.clone()));
+        let schema = Arc::new(Schema::new_with_metadata(fields, data_schema.metadata().clone()));
+        let indices = dataset
+            .scalar_index_info()
+            .await
+            .map_err(|source| Error::lance(format!("loading indices of '{name}'"), dataset.uri(), source))?;
+        let fragment_rows = dataset
+            .fragments()
+            .iter()
+            .map(|fragment| (fragment.id, fragment.num_rows()))
+            .collect();
+        Ok(LanceTable {
+            name: name.to_string(),
+            dataset,
+            schema,
+            indices: Arc::new(indices),
+            fragment_rows,
+        })
+    }
+
+    /// The dataset version this table reads.
+    pub fn version(&self) -> u64 {
+        self.dataset.version().version
+    }
+
+    /// The opened dataset (for engine-level operations on this exact version).
+    pub fn dataset(&self) -> &Arc<Dataset> {
+        &self.dataset
+    }
+
+    fn filter_context(&self) -> FilterContext<'_> {
+        FilterContext {
+            schema: &self.schema,
+            indices: self.indices.as_ref(),
+        }
+    }
+
+    fn live_rows(&self) -> Option<usize> {
+        self.fragment_rows.iter().map(|(_, rows)| *rows).sum()
+    }
+}
+
+#[async_trait]
+impl TableProvider for LanceTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DFResult<Vec<TableProviderFilterPushDown>> {
+        let context = self.filter_context();
+        Ok(filters.iter().map(|filter| classify(filter, &context)).collect())
+    }
+
+    fn statistics(&self) -> Option<Statistics> {
+        let mut statistics = Statistics::new_unknown(&self.schema);
+        statistics.num_rows = self.live_rows().map_or(Precision::Absent, Precision::Exact);
+        Some(statistics)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let config = state.config_options();
+        let options = config
+            .extensions
+            .get::<LanceOptions>()
+            .cloned()
+            .unwrap_or_default();
+        let output_schema = match projection {
+            Some(indices) => Arc::new(self.schema.project(indices)?),
+            None => self.schema.clone(),
+        };
+        let columns = output_schema
+            .fields()
+            .iter()
+            .map(|field| field.name().clone())
+            .collect();
+
+        let context = self.filter_context();
+        let pushed: Vec<PushedFilter> = filters
+            .iter()
+            .map(|filter| PushedFilter {
+                exact: classify(filter, &context) == TableProviderFilterPushDown::Exact,
+                expr: unqualify(filter.clone()),
+            })
+            .collect();
+        let index_query = match pushed.iter().map(|f| f.expr.clone()).reduce(Expr::and) {
+            Some(combined) => Planner::new(self.schema.clone())
+                .create_filter_plan(combined, self.indices.as_ref(), options.use_scalar_index)
+                .map_err(|source| {
+                    Error::lance(
+                        format!("planning the filter on '{}'", self.name),
+                        self.dataset.uri(),
+                        source,
+                    )
+                })?
+                .index_query
+                .map(|query| query.to_string()),
+            None => None,
+        };
+
+        let spec = ScanSpec {
+            table: self.name.clone(),
+            uri: self.dataset.uri().to_string(),
+            version: self.version(),
+            partitions: partition_fragments(&self.fragment_rows, config.execution.target_partitions),
+            columns,
+            filters: pushed,
+            index_query,
+            limit,
+            use_scalar_index: options.use_scalar_index,
+            fragment_readahead: (options.fragment_readahead > 0)
+                .then_some(options.fragment_readahead),
+            batch_size: config.execution.batch_size,
+            fragment_rows: self.fragment_rows.clone(),
+        };
+        Ok(Arc::new(LanceScanExec::new(spec, output_schema)))
+    }
+}
