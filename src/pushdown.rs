@@ -2,18 +2,20 @@
 //!
 //! DataFusion asks, per conjunct of a `WHERE` clause, whether the provider evaluates it
 //! [`Exact`](TableProviderFilterPushDown::Exact)ly (DataFusion then drops its own filter and may
-//! push a `LIMIT` into the scan), [`Inexact`](TableProviderFilterPushDown::Inexact)ly (pushed for
-//! pruning and index use, re-checked by DataFusion) or not at all. A wrong `Exact` silently changes
-//! query results, so the rule is: `Exact` only for forms where Lance produces the same rows as
-//! DataFusion under SQL semantics, and `Inexact` whenever we are unsure.
+//! push a `LIMIT` into the scan), [`Inexact`](TableProviderFilterPushDown::Inexact)ly (pushed,
+//! and re-checked by DataFusion) or not at all. A wrong `Exact` silently changes results, and so
+//! does a wrong `Inexact`: re-checking only removes rows, so an `Inexact` filter must make Lance
+//! return a superset of the matching rows, which we can only promise where Lance's semantics are
+//! DataFusion's, and then the filter is `Exact`. So every filter is either `Exact` or not pushed.
 //!
-//! Why the allow-list is safe: Lance evaluates the non-index part of a filter with DataFusion's
-//! own physical expressions, so plain comparisons, `IN`, `LIKE`, `IS [NOT] NULL` and boolean
-//! logic over columns and literals mean the same thing there. The index part is where semantics
-//! could differ (NaN ordering in a float index, `LIKE` served from an n-gram or B-tree index,
-//! `NOT IN` with NULLs), so those forms are `Exact` only when the column has no scalar index.
-//! Casts and arithmetic on columns, user functions and volatile expressions are never `Exact`;
-//! anything Lance's filter planner cannot plan is not pushed at all.
+//! `Exact` is an allow-list, each form checked against DataFusion by the oracle tests: comparisons
+//! of a column with a non-NULL literal, `IN` lists of non-NULL literals, `LIKE`/`ILIKE` with a
+//! literal pattern, `IS [NOT] NULL`, boolean columns, and `AND`/`OR`/`NOT` of these, over integer,
+//! string, boolean, date, timestamp and decimal columns. Float comparisons are excluded: Lance
+//! compares floats with IEEE rules (`-0.0 = 0.0`), DataFusion with a total order (`-0.0 < 0.0`,
+//! NaN largest). `NOT IN` and `LIKE` on indexed columns are excluded because the index, not the
+//! row-by-row evaluator, answers them. Casts, arithmetic, functions, parameters and subqueries
+//! stay in DataFusion, and so does anything Lance's filter planner cannot plan.
 
 use arrow::datatypes::{DataType, Schema};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
@@ -45,13 +47,10 @@ impl FilterContext<'_> {
 
 /// Decides how `filter` is pushed into a Lance scan.
 pub fn classify(filter: &Expr, context: &FilterContext<'_>) -> TableProviderFilterPushDown {
-    if !is_pushable_shape(filter) || !lance_can_plan(filter, context) {
-        return TableProviderFilterPushDown::Unsupported;
-    }
-    if is_exact(filter, context) {
+    if is_pushable_shape(filter) && is_exact(filter, context) && lance_can_plan(filter, context) {
         TableProviderFilterPushDown::Exact
     } else {
-        TableProviderFilterPushDown::Inexact
+        TableProviderFilterPushDown::Unsupported
     }
 }
 
@@ -198,10 +197,6 @@ fn column_type_is_exact(column: &str, context: &FilterContext<'_>) -> bool {
             | DataType::Decimal128(_, _)
             | DataType::Decimal256(_, _),
         ) => true,
-        // NaN ordering inside a float index is Lance's, not necessarily SQL's.
-        Some(DataType::Float16 | DataType::Float32 | DataType::Float64) => {
-            !context.is_indexed(column)
-        }
         _ => false,
     }
 }
@@ -227,10 +222,9 @@ mod tests {
     use datafusion::logical_expr::{col, lit};
     use datafusion::prelude::{in_list, random};
     use lance_index::scalar::expression::MultiQueryParser;
-    use TableProviderFilterPushDown::{Exact, Inexact, Unsupported};
+    use TableProviderFilterPushDown::{Exact, Unsupported};
 
-    /// A table with no scalar index, or one on the named columns (indexes are represented by
-    /// what the planner sees; the parser is never invoked by `classify`'s exactness rules).
+    /// A table without scalar indices.
     struct NoIndices;
     impl IndexInformationProvider for NoIndices {
         fn get_index(&self, _column: &str) -> Option<(&DataType, &MultiQueryParser)> {
@@ -273,7 +267,6 @@ mod tests {
         assert_eq!(decide(col("id").gt(lit(5i64))), Exact);
         assert_eq!(decide(lit(5i64).lt_eq(col("id"))), Exact);
         assert_eq!(decide(col("name").eq(lit("a"))), Exact);
-        assert_eq!(decide(col("score").lt(lit(1.5f64))), Exact);
         assert_eq!(decide(col("flag")), Exact);
         assert_eq!(decide(col("name").is_null()), Exact);
         assert_eq!(
@@ -284,21 +277,24 @@ mod tests {
     }
 
     #[test]
-    fn unsure_forms_are_inexact() {
+    fn unsure_forms_are_not_pushed() {
         // arithmetic on a column
-        assert_eq!(decide((col("id") + lit(1i64)).gt(lit(5i64))), Inexact);
+        assert_eq!(decide((col("id") + lit(1i64)).gt(lit(5i64))), Unsupported);
+        // floats compare differently (-0.0, NaN)
+        assert_eq!(decide(col("score").lt(lit(1.5f64))), Unsupported);
+        assert_eq!(decide(col("score").is_null()), Exact);
         // a NULL in an IN list changes NOT IN semantics
         let with_null = in_list(col("id"), vec![lit(1i64), lit(ScalarValue::Int64(None))], true);
-        assert_eq!(decide(with_null), Inexact);
+        assert_eq!(decide(with_null), Unsupported);
         // comparing two columns, a cast of a column
-        assert_eq!(decide(col("id").eq(col("score"))), Inexact);
+        assert_eq!(decide(col("id").eq(col("score"))), Unsupported);
         assert_eq!(
             decide(Expr::Cast(datafusion::logical_expr::Cast::new(
                 Box::new(col("id")),
                 DataType::Utf8
             ))
             .eq(lit("1"))),
-            Inexact
+            Unsupported
         );
     }
 

@@ -263,6 +263,11 @@ impl ExecutionPlan for LanceScanExec {
     }
 
     fn with_fetch(&self, limit: Option<usize>) -> Option<Arc<dyn ExecutionPlan>> {
+        // Each partition applies the limit on its own; only a single partition's fetch is a
+        // limit on the whole output, so with more the limit operator above must stay.
+        if self.spec.partitions.len() > 1 {
+            return None;
+        }
         let mut spec = self.spec.clone();
         spec.limit = match (spec.limit, limit) {
             (Some(current), Some(new)) => Some(current.min(new)),
