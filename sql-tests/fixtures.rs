@@ -50,7 +50,9 @@ fn basic_rows() -> RecordBatch {
     let ids: Vec<i64> = (0..ROWS).collect();
     let names: Vec<Option<String>> = ids
         .iter()
-        .map(|i| (i % 11 != 0).then(|| format!("name_{i:03}{}", if i % 4 == 0 { "_x" } else { "" })))
+        .map(|i| {
+            (i % 11 != 0).then(|| format!("name_{i:03}{}", if i % 4 == 0 { "_x" } else { "" }))
+        })
         .collect();
     let categories: Vec<Option<&str>> = ids
         .iter()
@@ -95,11 +97,21 @@ fn basic_rows() -> RecordBatch {
     RecordBatch::try_new(basic_schema(), columns).expect("fixture batch matches its schema")
 }
 
-async fn write(root: &str, name: &str, batches: Vec<RecordBatch>, schema: SchemaRef, params: WriteParams) -> Dataset {
+async fn write(
+    root: &str,
+    name: &str,
+    batches: Vec<RecordBatch>,
+    schema: SchemaRef,
+    params: WriteParams,
+) -> Dataset {
     let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), schema);
-    Dataset::write(reader, format!("{root}/{name}.lance").as_str(), Some(params))
-        .await
-        .unwrap_or_else(|error| panic!("writing fixture {name}: {error}"))
+    Dataset::write(
+        reader,
+        format!("{root}/{name}.lance").as_str(),
+        Some(params),
+    )
+    .await
+    .unwrap_or_else(|error| panic!("writing fixture {name}: {error}"))
 }
 
 /// One table's expected rows: name, schema, batches.
@@ -111,26 +123,75 @@ pub async fn write_fixtures(root: &str) -> Vec<Oracle> {
     let schema = basic_schema();
     let mut oracle = Vec::new();
 
-    write(root, "t_basic", vec![basic.clone()], schema.clone(), WriteParams::default()).await;
+    write(
+        root,
+        "t_basic",
+        vec![basic.clone()],
+        schema.clone(),
+        WriteParams::default(),
+    )
+    .await;
     oracle.push(("t_basic".to_string(), schema.clone(), vec![basic.clone()]));
 
-    write(root, "t_empty", vec![], schema.clone(), WriteParams::default()).await;
+    write(
+        root,
+        "t_empty",
+        vec![],
+        schema.clone(),
+        WriteParams::default(),
+    )
+    .await;
     oracle.push(("t_empty".to_string(), schema.clone(), vec![]));
 
-    let mut deleted = write(root, "t_deleted", vec![basic.clone()], schema.clone(), small_files(50)).await;
-    deleted.delete("id % 3 = 0").await.expect("deleting fixture rows");
+    let mut deleted = write(
+        root,
+        "t_deleted",
+        vec![basic.clone()],
+        schema.clone(),
+        small_files(50),
+    )
+    .await;
+    deleted
+        .delete("id % 3 = 0")
+        .await
+        .expect("deleting fixture rows");
     let keep: BooleanArray = (0..ROWS).map(|i| Some(i % 3 != 0)).collect();
-    let remaining = arrow::compute::filter_record_batch(&basic, &keep).expect("filtering oracle rows");
+    let remaining =
+        arrow::compute::filter_record_batch(&basic, &keep).expect("filtering oracle rows");
     oracle.push(("t_deleted".to_string(), schema.clone(), vec![remaining]));
 
-    write(root, "t_frags", vec![basic.clone()], schema.clone(), small_files(10)).await;
+    write(
+        root,
+        "t_frags",
+        vec![basic.clone()],
+        schema.clone(),
+        small_files(10),
+    )
+    .await;
     oracle.push(("t_frags".to_string(), schema.clone(), vec![basic.clone()]));
 
-    let mut indexed = write(root, "t_indexed", vec![basic.clone()], schema.clone(), small_files(64)).await;
-    for (column, index_type) in [("id", IndexType::BTree), ("category", IndexType::Bitmap), ("score", IndexType::BTree)] {
+    let mut indexed = write(
+        root,
+        "t_indexed",
+        vec![basic.clone()],
+        schema.clone(),
+        small_files(64),
+    )
+    .await;
+    for (column, index_type) in [
+        ("id", IndexType::BTree),
+        ("category", IndexType::Bitmap),
+        ("score", IndexType::BTree),
+    ] {
         let params = ScalarIndexParams::new(index_type.to_string().to_lowercase());
         indexed
-            .create_index(&[column], index_type, Some(format!("{column}_idx")), &params, true)
+            .create_index(
+                &[column],
+                index_type,
+                Some(format!("{column}_idx")),
+                &params,
+                true,
+            )
             .await
             .unwrap_or_else(|error| panic!("indexing {column}: {error}"));
     }
@@ -162,7 +223,14 @@ async fn write_evolved(root: &str) -> Oracle {
         ],
     )
     .expect("evolved fixture batch");
-    let mut dataset = write(root, "t_evolved", vec![first.clone()], first_schema, WriteParams::default()).await;
+    let mut dataset = write(
+        root,
+        "t_evolved",
+        vec![first.clone()],
+        first_schema,
+        WriteParams::default(),
+    )
+    .await;
     let b_field = Field::new("b", DataType::Float64, true);
     dataset
         .add_columns(
@@ -190,7 +258,14 @@ async fn write_evolved(root: &str) -> Oracle {
         mode: WriteMode::Append,
         ..Default::default()
     };
-    write(root, "t_evolved", vec![second.clone()], full_schema.clone(), append).await;
+    write(
+        root,
+        "t_evolved",
+        vec![second.clone()],
+        full_schema.clone(),
+        append,
+    )
+    .await;
     let first_with_b = RecordBatch::try_new(
         full_schema.clone(),
         vec![
@@ -200,7 +275,11 @@ async fn write_evolved(root: &str) -> Oracle {
         ],
     )
     .expect("oracle for evolved rows");
-    ("t_evolved".to_string(), full_schema, vec![first_with_b, second])
+    (
+        "t_evolved".to_string(),
+        full_schema,
+        vec![first_with_b, second],
+    )
 }
 
 /// Registers the oracle rows as `oracle.public.<name>` in `session`.

@@ -68,16 +68,28 @@ fn format_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, lancesql::Er
                 .iter()
                 .map(|formatter| {
                     let text = formatter.value(row).to_string();
-                    if text.is_empty() { "(empty)".to_string() } else { text }
+                    if text.is_empty() {
+                        "(empty)".to_string()
+                    } else {
+                        text
+                    }
                 })
                 .collect();
-            let lines: Vec<Vec<&str>> = cells.iter().map(|cell| cell.trim_end().lines().collect()).collect();
+            let lines: Vec<Vec<&str>> = cells
+                .iter()
+                .map(|cell| cell.trim_end().lines().collect())
+                .collect();
             let height = lines.iter().map(Vec::len).max().unwrap_or(1).max(1);
             for line in 0..height {
                 rows.push(
                     lines
                         .iter()
-                        .map(|cell_lines| cell_lines.get(line).map_or("", |l| l.trim_end()).to_string())
+                        .map(|cell_lines| {
+                            cell_lines
+                                .get(line)
+                                .map_or("", |l| l.trim_end())
+                                .to_string()
+                        })
                         .collect(),
                 );
             }
@@ -93,7 +105,10 @@ fn row_validator(
     actual: &[Vec<String>],
     expected: &[String],
 ) -> bool {
-    let actual: Vec<String> = actual.iter().map(|row| normalizer(&row.join(" "))).collect();
+    let actual: Vec<String> = actual
+        .iter()
+        .map(|row| normalizer(&row.join(" ")))
+        .collect();
     let expected: Vec<String> = expected.iter().map(normalizer).collect();
     actual == expected
 }
@@ -154,7 +169,10 @@ async fn run_slt_files(
             async move { Ok(SltDb(Embedded { session })) }
         });
         runner.with_validator(row_validator);
-        let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         if complete {
             // Maintainer mode: rewrite expected results with what the engine returns now.
             let updated = runner
@@ -186,7 +204,11 @@ async fn run_slt_files(
     (passed, failures)
 }
 
-async fn run_oracle_queries(engine: &Engine, oracle: &[fixtures::Oracle], filter: &str) -> (usize, Vec<String>) {
+async fn run_oracle_queries(
+    engine: &Engine,
+    oracle: &[fixtures::Oracle],
+    filter: &str,
+) -> (usize, Vec<String>) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql-tests/oracle.sql");
     let text = std::fs::read_to_string(&path).expect("sql-tests/oracle.sql exists");
     let without_comments: String = text
@@ -213,7 +235,9 @@ async fn run_oracle_queries(engine: &Engine, oracle: &[fixtures::Oracle], filter
         for table in tables {
             let lance_sql = template.replace("{t}", table).replace("{evolved}", table);
             let oracle_table = format!("oracle.public.{table}");
-            let oracle_sql = template.replace("{t}", &oracle_table).replace("{evolved}", &oracle_table);
+            let oracle_sql = template
+                .replace("{t}", &oracle_table)
+                .replace("{evolved}", &oracle_table);
             let lance = target.query(&lance_sql).await.map(sorted);
             let expected = target.query(&oracle_sql).await.map(sorted);
             match (lance, expected) {

@@ -18,7 +18,12 @@ use crate::error::{Error, Result};
 pub struct StoreConfig {
     /// Root folder or object-store prefix holding `<table>.lance` datasets: a local path,
     /// `file://...` or `s3://bucket/prefix`.
-    #[arg(long = "data", env = "LANCESQL_DATA", default_value = "./data", global = true)]
+    #[arg(
+        long = "data",
+        env = "LANCESQL_DATA",
+        default_value = "./data",
+        global = true
+    )]
     pub data: String,
 
     /// S3 endpoint for S3-compatible stores (MinIO, Ceph, moto, ...). AWS_ENDPOINT works too.
@@ -30,7 +35,12 @@ pub struct StoreConfig {
     pub s3_region: Option<String>,
 
     /// Allow plain-HTTP endpoints (local S3-compatible servers).
-    #[arg(long, env = "LANCESQL_S3_ALLOW_HTTP", default_value_t = false, global = true)]
+    #[arg(
+        long,
+        env = "LANCESQL_S3_ALLOW_HTTP",
+        default_value_t = false,
+        global = true
+    )]
     pub s3_allow_http: bool,
 
     /// Extra object-store option passed to Lance as-is, `key=value` (repeatable; the environment
@@ -84,7 +94,12 @@ pub struct EngineConfig {
     pub target_partitions: Option<usize>,
 
     /// Rows per record batch produced by scans and operators.
-    #[arg(long, env = "LANCESQL_BATCH_SIZE", default_value_t = 8192, global = true)]
+    #[arg(
+        long,
+        env = "LANCESQL_BATCH_SIZE",
+        default_value_t = 8192,
+        global = true
+    )]
     pub batch_size: usize,
 }
 
@@ -173,6 +188,12 @@ mod tests {
             target_partitions: Some(0),
             ..EngineConfig::default()
         };
-        assert!(config.validate().unwrap_err().to_string().contains("target-partitions"));
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("target-partitions")
+        );
     }
 }

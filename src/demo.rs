@@ -22,9 +22,23 @@ const EMBEDDING_DIM: i32 = 16;
 /// 2024-01-01T00:00:00Z in microseconds.
 const EPOCH_2024_US: i64 = 1_704_067_200_000_000;
 
-const CATEGORIES: [&str; 6] = ["books", "electronics", "garden", "kitchen", "sports", "toys"];
+const CATEGORIES: [&str; 6] = [
+    "books",
+    "electronics",
+    "garden",
+    "kitchen",
+    "sports",
+    "toys",
+];
 const ADJECTIVES: [&str; 8] = [
-    "compact", "durable", "elegant", "lightweight", "modern", "classic", "portable", "quiet",
+    "compact",
+    "durable",
+    "elegant",
+    "lightweight",
+    "modern",
+    "classic",
+    "portable",
+    "quiet",
 ];
 const NOUNS: [&str; 8] = [
     "lamp", "kettle", "backpack", "novel", "drone", "planter", "racket", "puzzle",
@@ -56,7 +70,9 @@ pub async fn ensure_demo_data(session: &LanceSession) -> Result<bool> {
     Ok(true)
 }
 
-fn single_batch_stream(batch: RecordBatch) -> Result<datafusion::execution::SendableRecordBatchStream> {
+fn single_batch_stream(
+    batch: RecordBatch,
+) -> Result<datafusion::execution::SendableRecordBatchStream> {
     let schema = batch.schema();
     Ok(Box::pin(MemoryStream::try_new(vec![batch], schema, None)?))
 }
@@ -112,7 +128,11 @@ fn products() -> Result<RecordBatch> {
         launched.push(EPOCH_2024_US + (random.below(700 * 24 * 3600) as i64) * 1_000_000);
         // Embeddings cluster by category so nearest-neighbour queries look sensible.
         for dim in 0..EMBEDDING_DIM as usize {
-            let centre = if dim % CATEGORIES.len() == category { 1.0 } else { 0.0 };
+            let centre = if dim % CATEGORIES.len() == category {
+                1.0
+            } else {
+                0.0
+            };
             embedding.push(centre + (random.unit() as f32 - 0.5) * 0.4);
         }
     }

@@ -62,6 +62,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// Reading an input file (import source) failed; `source` says how.
+    #[error("{path}: {source}")]
+    Source { path: String, source: Box<Error> },
+
     /// Parsing, planning or execution failed inside DataFusion.
     #[error("{0}")]
     DataFusion(Box<DataFusionError>),
@@ -132,6 +136,7 @@ impl Error {
             Error::DatasetUnreadable { .. } => "XX001",
             Error::Lance { source, .. } => lance_sqlstate(source),
             Error::File { .. } => "58P01",
+            Error::Source { source, .. } => source.sqlstate(),
             Error::DataFusion(inner) => datafusion_sqlstate(inner),
         }
     }
@@ -139,9 +144,16 @@ impl Error {
 
 fn is_unreachable(error: &lance::Error) -> bool {
     let text = error.to_string().to_ascii_lowercase();
-    ["connect", "dns", "timed out", "permission denied", "access denied", "no such bucket"]
-        .iter()
-        .any(|needle| text.contains(needle))
+    [
+        "connect",
+        "dns",
+        "timed out",
+        "permission denied",
+        "access denied",
+        "no such bucket",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
 }
 
 impl From<DataFusionError> for Error {
@@ -211,8 +223,7 @@ fn datafusion_sqlstate(error: &DataFusionError) -> &'static str {
 fn plan_sqlstate(message: &str) -> &'static str {
     if message.starts_with("table '") && message.contains("not found") {
         "42P01"
-    } else if message.contains("Invalid function") || message.contains("not found in registry")
-    {
+    } else if message.contains("Invalid function") || message.contains("not found in registry") {
         "42883"
     } else if message.contains("already exists") {
         "42P07"
@@ -304,7 +315,10 @@ mod tests {
 
     #[test]
     fn our_variants_have_distinct_meaningful_codes() {
-        assert_eq!(Error::TableNotFound { table: "t".into() }.sqlstate(), "42P01");
+        assert_eq!(
+            Error::TableNotFound { table: "t".into() }.sqlstate(),
+            "42P01"
+        );
         assert_eq!(Error::TableExists { table: "t".into() }.sqlstate(), "42P07");
         assert_eq!(Error::invalid("bad").sqlstate(), "22023");
         let unreachable = Error::StoreUnreachable {
@@ -322,9 +336,7 @@ mod tests {
     #[test]
     fn datafusion_errors_map_by_kind() {
         let parse = DataFusionError::SQL(
-            Box::new(datafusion::sql::sqlparser::parser::ParserError::ParserError(
-                "x".into(),
-            )),
+            Box::new(datafusion::sql::sqlparser::parser::ParserError::ParserError("x".into())),
             None,
         );
         assert_eq!(Error::from(parse).sqlstate(), "42601");
@@ -332,10 +344,8 @@ mod tests {
         assert_eq!(Error::from(missing).sqlstate(), "42P01");
         let unknown_function = DataFusionError::Plan("Invalid function 'nope'".into());
         assert_eq!(Error::from(unknown_function).sqlstate(), "42883");
-        let divide = DataFusionError::ArrowError(
-            Box::new(arrow::error::ArrowError::DivideByZero),
-            None,
-        );
+        let divide =
+            DataFusionError::ArrowError(Box::new(arrow::error::ArrowError::DivideByZero), None);
         assert_eq!(Error::from(divide).sqlstate(), "22012");
         assert_eq!(
             Error::from(DataFusionError::NotImplemented("x".into())).sqlstate(),

@@ -17,8 +17,8 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     ExcludeSelectItem, Ident, JoinConstraint, JoinOperator, ObjectName, Query, Select, SelectItem,
-    SelectItemQualifiedWildcardKind, SetExpr, Statement, TableFactor, TableWithJoins,
-    VisitMut, VisitorMut, WildcardAdditionalOptions,
+    SelectItemQualifiedWildcardKind, SetExpr, Statement, TableFactor, TableWithJoins, VisitMut,
+    VisitorMut, WildcardAdditionalOptions,
 };
 
 use crate::catalog::{CATALOG_NAME, SCHEMA_NAME};
@@ -115,9 +115,17 @@ impl WildcardRewriter {
                     options,
                 ) => {
                     let is_lance = relations.iter().any(|relation| {
-                        relation.is_lance && relation.reference.as_ref().is_some_and(|r| same_name(r, &name))
+                        relation.is_lance
+                            && relation
+                                .reference
+                                .as_ref()
+                                .is_some_and(|r| same_name(r, &name))
                     });
-                    let options = if is_lance { exclude_identity(options) } else { options };
+                    let options = if is_lance {
+                        exclude_identity(options)
+                    } else {
+                        options
+                    };
                     projection.push(SelectItem::QualifiedWildcard(
                         SelectItemQualifiedWildcardKind::ObjectName(name),
                         options,
@@ -146,7 +154,10 @@ impl WildcardRewriter {
                     Some(alias) => Some(ObjectName::from(vec![alias.name.clone()])),
                     None => Some(name.clone()),
                 };
-                Relation { reference, is_lance }
+                Relation {
+                    reference,
+                    is_lance,
+                }
             }
             TableFactor::Derived { alias, .. }
             | TableFactor::TableFunction { alias, .. }
@@ -189,9 +200,9 @@ fn exclude_identity(mut options: WildcardAdditionalOptions) -> WildcardAdditiona
         None => Vec::new(),
     };
     for column in ROW_IDENTITY_COLUMNS {
-        let already = excluded
-            .iter()
-            .any(|name| name.0.len() == 1 && name.0[0].as_ident().is_some_and(|i| normalize(i) == column));
+        let already = excluded.iter().any(|name| {
+            name.0.len() == 1 && name.0[0].as_ident().is_some_and(|i| normalize(i) == column)
+        });
         if !already {
             excluded.push(ObjectName::from(vec![Ident::new(column)]));
         }
@@ -292,6 +303,9 @@ mod tests {
             rewrite("SELECT * FROM (SELECT * FROM t) AS s"),
             "SELECT * FROM (SELECT * EXCLUDE (_rowid, _rowaddr) FROM t) AS s"
         );
-        assert_eq!(rewrite("SELECT _rowid, name FROM t"), "SELECT _rowid, name FROM t");
+        assert_eq!(
+            rewrite("SELECT _rowid, name FROM t"),
+            "SELECT _rowid, name FROM t"
+        );
     }
 }

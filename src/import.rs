@@ -55,6 +55,23 @@ pub async fn import_file(
     table: &str,
     format: ImportFormat,
 ) -> Result<usize> {
+    import_rows(session, path, table, format)
+        .await
+        .map_err(|source| match source {
+            Error::File { .. } => source,
+            other => Error::Source {
+                path: path.to_string(),
+                source: Box::new(other),
+            },
+        })
+}
+
+async fn import_rows(
+    session: &LanceSession,
+    path: &str,
+    table: &str,
+    format: ImportFormat,
+) -> Result<usize> {
     let metadata = std::fs::metadata(path).map_err(|source| Error::File {
         path: path.to_string(),
         source,
@@ -71,12 +88,20 @@ pub async fn import_file(
     let frame = match format.resolve(path)? {
         ImportFormat::Parquet => {
             context
-                .read_parquet(path, ParquetReadOptions::default().file_extension(&extension))
+                .read_parquet(
+                    path,
+                    ParquetReadOptions::default().file_extension(&extension),
+                )
                 .await?
         }
         ImportFormat::Csv => {
             context
-                .read_csv(path, CsvReadOptions::new().has_header(true).file_extension(&extension))
+                .read_csv(
+                    path,
+                    CsvReadOptions::new()
+                        .has_header(true)
+                        .file_extension(&extension),
+                )
                 .await?
         }
         ImportFormat::Jsonl | ImportFormat::Auto => {
@@ -117,11 +142,26 @@ mod tests {
 
     #[test]
     fn formats_come_from_extensions() {
-        assert_eq!(ImportFormat::Auto.resolve("a/b.parquet").unwrap(), ImportFormat::Parquet);
-        assert_eq!(ImportFormat::Auto.resolve("x.CSV").unwrap(), ImportFormat::Csv);
-        assert_eq!(ImportFormat::Auto.resolve("x.jsonl").unwrap(), ImportFormat::Jsonl);
-        assert_eq!(ImportFormat::Csv.resolve("x.txt").unwrap(), ImportFormat::Csv);
+        assert_eq!(
+            ImportFormat::Auto.resolve("a/b.parquet").unwrap(),
+            ImportFormat::Parquet
+        );
+        assert_eq!(
+            ImportFormat::Auto.resolve("x.CSV").unwrap(),
+            ImportFormat::Csv
+        );
+        assert_eq!(
+            ImportFormat::Auto.resolve("x.jsonl").unwrap(),
+            ImportFormat::Jsonl
+        );
+        assert_eq!(
+            ImportFormat::Csv.resolve("x.txt").unwrap(),
+            ImportFormat::Csv
+        );
         let error = ImportFormat::Auto.resolve("x.txt").unwrap_err().to_string();
-        assert!(error.contains("x.txt") && error.contains("--format"), "{error}");
+        assert!(
+            error.contains("x.txt") && error.contains("--format"),
+            "{error}"
+        );
     }
 }

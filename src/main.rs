@@ -67,7 +67,14 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // A panic is a bug, but it must reach the user as one clear line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!("internal error: {info}");
+    }));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("ERROR: cannot start the runtime: {error}");
@@ -94,7 +101,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
             demo_if_empty,
         } => {
             if demo_if_empty && lancesql::demo::ensure_demo_data(&session).await? {
-                eprintln!("wrote demo tables 'products' and 'reviews' to {}", engine.root().uri());
+                eprintln!(
+                    "wrote demo tables 'products' and 'reviews' to {}",
+                    engine.root().uri()
+                );
             }
             let shell = Shell::new(session, format);
             if commands.is_empty() && files.is_empty() {

@@ -68,9 +68,7 @@ pub fn unqualify(filter: Expr) -> Expr {
             })
         })
         .map(|transformed| transformed.data)
-        .unwrap_or_else(|error| {
-            unreachable!("a column-renaming rewrite cannot fail: {error}")
-        })
+        .unwrap_or_else(|error| unreachable!("a column-renaming rewrite cannot fail: {error}"))
 }
 
 /// Only columns, literals and operators; no functions, subqueries, parameters or volatile parts.
@@ -218,11 +216,11 @@ fn is_string(data_type: Option<&DataType>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use TableProviderFilterPushDown::{Exact, Unsupported};
     use arrow::datatypes::{Field, TimeUnit};
     use datafusion::logical_expr::{col, lit};
     use datafusion::prelude::{in_list, random};
     use lance_index::scalar::expression::MultiQueryParser;
-    use TableProviderFilterPushDown::{Exact, Unsupported};
 
     /// A table without scalar indices.
     struct NoIndices;
@@ -245,7 +243,11 @@ mod tests {
             ),
             Field::new(
                 "tags",
-                DataType::List(std::sync::Arc::new(Field::new("item", DataType::Utf8, true))),
+                DataType::List(std::sync::Arc::new(Field::new(
+                    "item",
+                    DataType::Utf8,
+                    true,
+                ))),
                 true,
             ),
         ])
@@ -273,7 +275,10 @@ mod tests {
             decide(col("id").gt(lit(1i64)).or(col("name").like(lit("a%")))),
             Exact
         );
-        assert_eq!(decide(in_list(col("id"), vec![lit(1i64), lit(2i64)], true)), Exact);
+        assert_eq!(
+            decide(in_list(col("id"), vec![lit(1i64), lit(2i64)], true)),
+            Exact
+        );
     }
 
     #[test]
@@ -284,16 +289,22 @@ mod tests {
         assert_eq!(decide(col("score").lt(lit(1.5f64))), Unsupported);
         assert_eq!(decide(col("score").is_null()), Exact);
         // a NULL in an IN list changes NOT IN semantics
-        let with_null = in_list(col("id"), vec![lit(1i64), lit(ScalarValue::Int64(None))], true);
+        let with_null = in_list(
+            col("id"),
+            vec![lit(1i64), lit(ScalarValue::Int64(None))],
+            true,
+        );
         assert_eq!(decide(with_null), Unsupported);
         // comparing two columns, a cast of a column
         assert_eq!(decide(col("id").eq(col("score"))), Unsupported);
         assert_eq!(
-            decide(Expr::Cast(datafusion::logical_expr::Cast::new(
-                Box::new(col("id")),
-                DataType::Utf8
-            ))
-            .eq(lit("1"))),
+            decide(
+                Expr::Cast(datafusion::logical_expr::Cast::new(
+                    Box::new(col("id")),
+                    DataType::Utf8
+                ))
+                .eq(lit("1"))
+            ),
             Unsupported
         );
     }
@@ -306,11 +317,13 @@ mod tests {
             Unsupported
         );
         assert_eq!(
-            decide(Expr::Placeholder(datafusion::logical_expr::expr::Placeholder::new_with_field(
-                "$1".into(),
-                None
-            ))
-            .eq(col("id"))),
+            decide(
+                Expr::Placeholder(datafusion::logical_expr::expr::Placeholder::new_with_field(
+                    "$1".into(),
+                    None
+                ))
+                .eq(col("id"))
+            ),
             Unsupported
         );
     }

@@ -21,7 +21,9 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
 use futures::{StreamExt, TryStreamExt};
 use lance::Dataset;
 use lance_core::datatypes::BlobHandling;
@@ -286,7 +288,8 @@ async fn scan_fragments(
     spec: &ScanSpec,
     fragment_ids: &[u64],
 ) -> Result<lance::dataset::scanner::DatasetRecordBatchStream, DataFusionError> {
-    let lance_error = |error| DataFusionError::from(Error::lance("planning the scan", &spec.uri, error));
+    let lance_error =
+        |error| DataFusionError::from(Error::lance("planning the scan", &spec.uri, error));
     let fragments = dataset
         .fragments()
         .iter()

