@@ -132,9 +132,6 @@ extensions_options! {
         pub use_scalar_index: bool, default = true
         /// Fragments each scan partition reads ahead (0 lets Lance decide).
         pub fragment_readahead: usize, default = 0
-        /// Read only the sort keys for `ORDER BY ... LIMIT k`, then fetch the other columns of
-        /// the k winners by row id.
-        pub topk_late_materialization: bool, default = true
     }
 }
 

@@ -175,28 +175,28 @@ fn comparison_is_exact(left: &Expr, right: &Expr, context: &FilterContext<'_>) -
 }
 
 fn column_type_is_exact(column: &str, context: &FilterContext<'_>) -> bool {
-    match context.column_type(column) {
+    matches!(
+        context.column_type(column),
         Some(
             DataType::Boolean
-            | DataType::Int8
-            | DataType::Int16
-            | DataType::Int32
-            | DataType::Int64
-            | DataType::UInt8
-            | DataType::UInt16
-            | DataType::UInt32
-            | DataType::UInt64
-            | DataType::Utf8
-            | DataType::LargeUtf8
-            | DataType::Utf8View
-            | DataType::Date32
-            | DataType::Date64
-            | DataType::Timestamp(_, _)
-            | DataType::Decimal128(_, _)
-            | DataType::Decimal256(_, _),
-        ) => true,
-        _ => false,
-    }
+                | DataType::Int8
+                | DataType::Int16
+                | DataType::Int32
+                | DataType::Int64
+                | DataType::UInt8
+                | DataType::UInt16
+                | DataType::UInt32
+                | DataType::UInt64
+                | DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Utf8View
+                | DataType::Date32
+                | DataType::Date64
+                | DataType::Timestamp(_, _)
+                | DataType::Decimal128(_, _)
+                | DataType::Decimal256(_, _)
+        )
+    )
 }
 
 fn as_column(expr: &Expr) -> Option<&str> {

@@ -88,7 +88,7 @@ impl Engine {
 /// What a statement produced.
 pub enum Outcome {
     /// Rows to stream to the client.
-    Rows(DataFrame),
+    Rows(Box<DataFrame>),
     /// A command that completed; `tag` is its Postgres-style completion tag (`CREATE TABLE 42`).
     Done { tag: String },
 }
@@ -167,9 +167,10 @@ impl LanceSession {
                     tag: "DROP TABLE".into(),
                 })
             }
-            other => Ok(Outcome::Rows(
-                self.context.execute_logical_plan(other).await?,
-            )),
+            other => {
+                let frame = self.context.execute_logical_plan(other).await?;
+                Ok(Outcome::Rows(Box::new(frame)))
+            }
         }
     }
 

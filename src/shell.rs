@@ -133,10 +133,10 @@ impl Shell {
         if !pending.trim().is_empty() {
             self.run_interactive(&pending, &mut stdout).await;
         }
-        if let Some(path) = &history {
-            if let Err(error) = editor.save_history(path) {
-                tracing::warn!(%error, "could not save shell history");
-            }
+        if let Some(path) = &history
+            && let Err(error) = editor.save_history(path)
+        {
+            tracing::warn!(%error, "could not save shell history");
         }
         Ok(())
     }
