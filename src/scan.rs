@@ -229,34 +229,26 @@ impl ExecutionPlan for LanceScanExec {
     }
 
     fn partition_statistics(&self, partition: Option<usize>) -> DFResult<Arc<Statistics>> {
-        let rows = match partition {
-            Some(index) => self
-                .spec
-                .partitions
-                .get(index)
-                .map_or(Some(0), |ids| self.spec.rows_in(ids)),
-            None => {
-                let all: Vec<u64> = self.spec.partitions.iter().flatten().copied().collect();
-                self.spec.rows_in(&all)
-            }
+        let groups: Vec<&Vec<u64>> = match partition {
+            Some(index) => self.spec.partitions.get(index).into_iter().collect(),
+            None => self.spec.partitions.iter().collect(),
         };
-        let partitions = if partition.is_some() {
-            1
-        } else {
-            self.spec.partitions.len().max(1)
-        };
-        let num_rows = match (rows, self.spec.filters.is_empty(), self.spec.limit) {
-            (None, _, _) => Precision::Absent,
-            (Some(rows), true, None) => Precision::Exact(rows),
-            (Some(rows), true, Some(limit)) => {
-                Precision::Exact(rows.min(limit.saturating_mul(partitions)))
-                    .to_inexact()
-                    .min(&Precision::Exact(rows))
-            }
-            (Some(rows), false, _) => Precision::Inexact(rows),
-        };
+        // Without a filter each partition yields exactly min(its live rows, limit) rows; with one,
+        // the live rows are only an upper bound.
+        let rows: Option<usize> = groups
+            .iter()
+            .map(|ids| {
+                self.spec
+                    .rows_in(ids)
+                    .map(|rows| self.spec.limit.map_or(rows, |limit| rows.min(limit)))
+            })
+            .sum();
         let mut statistics = Statistics::new_unknown(&self.schema);
-        statistics.num_rows = num_rows;
+        statistics.num_rows = match rows {
+            None => Precision::Absent,
+            Some(rows) if self.spec.filters.is_empty() => Precision::Exact(rows),
+            Some(rows) => Precision::Inexact(rows),
+        };
         Ok(Arc::new(statistics))
     }
 
@@ -379,6 +371,43 @@ pub const ROW_IDENTITY_COLUMNS: [&str; 2] = [ROW_ID, ROW_ADDR];
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec(filters: Vec<PushedFilter>, limit: Option<usize>) -> ScanSpec {
+        ScanSpec {
+            table: "t".into(),
+            uri: "memory://t".into(),
+            version: 1,
+            partitions: vec![vec![0, 1], vec![2]],
+            columns: vec![],
+            filters,
+            index_query: None,
+            limit,
+            use_scalar_index: true,
+            fragment_readahead: None,
+            batch_size: 1024,
+            fragment_rows: vec![(0, Some(10)), (1, Some(5)), (2, Some(7))],
+        }
+    }
+
+    fn rows(spec: ScanSpec, partition: Option<usize>) -> Precision<usize> {
+        let schema = Arc::new(arrow::datatypes::Schema::empty());
+        LanceScanExec::new(spec, schema)
+            .partition_statistics(partition)
+            .unwrap()
+            .num_rows
+    }
+
+    #[test]
+    fn statistics_are_exact_only_without_filters() {
+        assert_eq!(rows(spec(vec![], None), None), Precision::Exact(22));
+        assert_eq!(rows(spec(vec![], None), Some(1)), Precision::Exact(7));
+        assert_eq!(rows(spec(vec![], Some(6)), None), Precision::Exact(12));
+        let filter = PushedFilter {
+            expr: datafusion::logical_expr::col("x").is_null(),
+            exact: true,
+        };
+        assert_eq!(rows(spec(vec![filter], None), None), Precision::Inexact(22));
+    }
 
     #[test]
     fn fragments_are_balanced_by_rows() {
