@@ -53,11 +53,6 @@ impl DataRoot {
         &self.uri
     }
 
-    /// True when the root is a folder on this machine.
-    pub fn is_local(&self) -> bool {
-        self.uri.starts_with('/') || self.uri.starts_with("file://")
-    }
-
     /// The dataset URI that backs `table`.
     pub fn table_uri(&self, table: &str) -> String {
         format!("{}/{}{}", self.uri, table, DATASET_SUFFIX)

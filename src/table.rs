@@ -82,11 +82,6 @@ impl LanceTable {
         self.dataset.version().version
     }
 
-    /// The opened dataset (for engine-level operations on this exact version).
-    pub fn dataset(&self) -> &Arc<Dataset> {
-        &self.dataset
-    }
-
     fn filter_context(&self) -> FilterContext<'_> {
         FilterContext {
             schema: &self.schema,
