@@ -132,6 +132,9 @@ extensions_options! {
         pub use_scalar_index: bool, default = true
         /// Fragments each scan partition reads ahead (0 lets Lance decide).
         pub fragment_readahead: usize, default = 0
+        /// `ORDER BY ... LIMIT k` with k at most this reads only the sort keys, then takes the
+        /// other columns of the k rows (0 turns it off).
+        pub late_materialization_max_rows: usize, default = 10_000
     }
 }
 

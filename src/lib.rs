@@ -8,6 +8,9 @@
 //! - [`table`]: one dataset at a pinned version as a DataFusion table.
 //! - [`pushdown`]: the one place deciding filter pushdown exactness.
 //! - [`scan`]: the scan execution node, a plain description run against the data root.
+//! - [`take`]: the take execution node, fetching columns of known rows by row address.
+//! - [`late_materialization`]: the optimizer rule that splits `ORDER BY ... LIMIT k` into a
+//!   narrow scan, the top-k, and a take.
 //! - [`hidden`]: keeps `_rowid` / `_rowaddr` out of `SELECT *`.
 //! - [`session`]: the engine and its sessions, the SQL front door for every front end.
 //! - [`shell`], [`import`], [`demo`]: the command-line front end.
@@ -19,12 +22,14 @@ pub mod demo;
 pub mod error;
 pub mod hidden;
 pub mod import;
+pub mod late_materialization;
 pub mod pushdown;
 pub mod scan;
 pub mod session;
 pub mod shell;
 pub mod storage;
 pub mod table;
+pub mod take;
 
 pub use config::{EngineConfig, LanceOptions, StoreConfig};
 pub use error::{Error, Result};

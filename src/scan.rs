@@ -66,6 +66,9 @@ pub struct ScanSpec {
     pub batch_size: usize,
     /// Live rows per fragment id, for exact statistics when known.
     pub fragment_rows: Vec<(u64, Option<usize>)>,
+    /// Top-level columns holding blobs: Lance 14 returns their bytes from scans but not from a
+    /// take by row address, so late materialization reads them in the scan.
+    pub blob_columns: Vec<String>,
 }
 
 impl ScanSpec {
@@ -386,6 +389,7 @@ mod tests {
             fragment_readahead: None,
             batch_size: 1024,
             fragment_rows: vec![(0, Some(10)), (1, Some(5)), (2, Some(7))],
+            blob_columns: vec![],
         }
     }
 

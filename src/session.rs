@@ -15,6 +15,8 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::TableReference;
 use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
@@ -24,6 +26,7 @@ use crate::catalog::{CATALOG_NAME, LanceCatalog, SCHEMA_NAME};
 use crate::config::{EngineConfig, LanceOptions, StoreConfig};
 use crate::error::{Error, Result};
 use crate::hidden::hide_row_identity_columns;
+use crate::late_materialization::TopKLateMaterialization;
 use crate::storage::DataRoot;
 
 /// The SQL dialect lancesql speaks (Postgres, as its wire clients do).
@@ -71,6 +74,7 @@ impl Engine {
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
+            .with_physical_optimizer_rules(physical_optimizer_rules())
             .build();
         let context = SessionContext::new_with_state(state);
         context.register_catalog(
@@ -82,6 +86,29 @@ impl Engine {
             context,
             root: self.root.clone(),
         })
+    }
+}
+
+/// DataFusion's physical optimizer rules with ours added: top-k late materialization runs after
+/// the scan nodes are final (after `EnsureCooperative`) and before the dynamic-filter pushdown
+/// and the sanity check, so both see the rewritten plan.
+fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+    let mut rules = PhysicalOptimizer::new().rules;
+    let position = rules
+        .iter()
+        .position(|rule| rule.name() == "EnsureCooperative")
+        .map_or(rules.len(), |index| index + 1);
+    rules.insert(position, Arc::new(TopKLateMaterialization));
+    rules
+}
+
+/// Applies [`hide_row_identity_columns`] to a statement, including the one inside `EXPLAIN`
+/// (so a plan shows what the statement itself would run).
+fn hide_in_wildcards(statement: &mut DFStatement) {
+    match statement {
+        DFStatement::Statement(inner) => hide_row_identity_columns(inner),
+        DFStatement::Explain(explain) => hide_in_wildcards(&mut explain.statement),
+        _ => {}
     }
 }
 
@@ -123,9 +150,7 @@ impl LanceSession {
 
     /// Plans and runs one parsed statement.
     pub async fn execute(&self, mut statement: DFStatement) -> Result<Outcome> {
-        if let DFStatement::Statement(inner) = &mut statement {
-            hide_row_identity_columns(inner);
-        }
+        hide_in_wildcards(&mut statement);
         let state = self.context.state();
         let plan = state.statement_to_plan(statement).await?;
         match plan {

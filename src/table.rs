@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use arrow::datatypes::{Schema, SchemaRef};
+use arrow_schema::extension::EXTENSION_TYPE_NAME_KEY;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::Statistics;
@@ -38,6 +39,7 @@ pub struct LanceTable {
     schema: SchemaRef,
     indices: Arc<ScalarIndexInfo>,
     fragment_rows: Vec<(u64, Option<usize>)>,
+    blob_columns: Vec<String>,
 }
 
 impl LanceTable {
@@ -49,7 +51,11 @@ impl LanceTable {
                 .with_blob_handling(BlobHandling::AllBinary)
                 .to_bare_schema(),
         );
-        let mut fields: Vec<_> = data_schema.fields().iter().cloned().collect();
+        let mut fields: Vec<_> = data_schema
+            .fields()
+            .iter()
+            .map(|field| Arc::new(without_blob_markers(field)))
+            .collect();
         fields.push(Arc::new(ROW_ID_FIELD.clone()));
         fields.push(Arc::new(ROW_ADDR_FIELD.clone()));
         let schema = Arc::new(Schema::new_with_metadata(
@@ -68,12 +74,20 @@ impl LanceTable {
             .iter()
             .map(|fragment| (fragment.id, fragment.num_rows()))
             .collect();
+        let blob_columns = dataset
+            .schema()
+            .fields
+            .iter()
+            .filter(|field| holds_blob(field))
+            .map(|field| field.name.clone())
+            .collect();
         Ok(LanceTable {
             name: name.to_string(),
             dataset,
             schema,
             indices: Arc::new(indices),
             fragment_rows,
+            blob_columns,
         })
     }
 
@@ -92,6 +106,28 @@ impl LanceTable {
     fn live_rows(&self) -> Option<usize> {
         self.fragment_rows.iter().map(|(_, rows)| *rows).sum()
     }
+}
+
+/// Field metadata marking a legacy (v1) Lance blob column.
+const LEGACY_BLOB_MARKER: &str = "lance-encoding:blob";
+
+/// Blob columns are read as plain bytes (`BlobHandling::AllBinary`), so the markers saying "this
+/// is a blob" must go: clients such as pylance reject a blob extension type on binary storage.
+fn without_blob_markers(field: &arrow::datatypes::FieldRef) -> arrow::datatypes::Field {
+    let mut metadata = field.metadata().clone();
+    metadata.remove(LEGACY_BLOB_MARKER);
+    if metadata
+        .get(EXTENSION_TYPE_NAME_KEY)
+        .is_some_and(|name| name.starts_with("lance.blob"))
+    {
+        metadata.remove(EXTENSION_TYPE_NAME_KEY);
+    }
+    field.as_ref().clone().with_metadata(metadata)
+}
+
+/// Whether `field` or any field nested in it stores blobs.
+fn holds_blob(field: &lance_core::datatypes::Field) -> bool {
+    field.is_blob() || field.children.iter().any(holds_blob)
 }
 
 #[async_trait]
@@ -184,6 +220,7 @@ impl TableProvider for LanceTable {
                 .then_some(options.fragment_readahead),
             batch_size: config.execution.batch_size,
             fragment_rows: self.fragment_rows.clone(),
+            blob_columns: self.blob_columns.clone(),
         };
         Ok(Arc::new(LanceScanExec::new(spec, output_schema)))
     }

@@ -1,0 +1,280 @@
+//! Engine benchmarks: lancesql against the baselines its speed goals name.
+//!
+//! - `filtered_scan`: one filtered, projected scan through lancesql SQL and through Lance's own
+//!   Rust scanner over the same dataset (goal: lancesql within 1.1x).
+//! - `rows_by_id`: 100 random rows by `_rowid IN (...)` through lancesql, and the same rows by
+//!   `id IN (...)` through DataFusion over a Parquet copy of the data (goal: at least 100x faster).
+//! - `top_k`: `ORDER BY ... LIMIT 10` over a table with a wide embedding column, with and without
+//!   late materialization.
+//!
+//! Data is generated at start-up in a temporary folder: `LANCESQL_BENCH_ROWS` rows (default
+//! 1,000,000) in fragments of 250,000, with an integer key, a category, a number, a short text
+//! and a 64-dimensional float32 embedding. Run with `cargo bench --bench engine`; see
+//! `docs/benchmarks.md` for figures and how to read them.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, RecordBatchIterator,
+    StringArray, UInt64Array,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use criterion::{Criterion, criterion_group, criterion_main};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use futures::TryStreamExt;
+use lance::Dataset;
+use lance::dataset::WriteParams;
+use lancesql::{Engine, EngineConfig, LanceSession, StoreConfig};
+use tokio::runtime::Runtime;
+
+const EMBEDDING_DIM: i32 = 64;
+const ROWS_PER_FRAGMENT: usize = 250_000;
+const BATCH_ROWS: usize = 50_000;
+const FILTER_SQL: &str = "category = 'cat_3' AND value > 500";
+
+fn row_count() -> usize {
+    std::env::var("LANCESQL_BENCH_ROWS")
+        .ok()
+        .and_then(|rows| rows.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+fn schema() -> SchemaRef {
+    let item = Arc::new(Field::new("item", DataType::Float32, true));
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("category", DataType::Utf8, false),
+        Field::new("value", DataType::Int64, false),
+        Field::new("text", DataType::Utf8, false),
+        Field::new(
+            "embedding",
+            DataType::FixedSizeList(item, EMBEDDING_DIM),
+            false,
+        ),
+    ]))
+}
+
+/// A deterministic pseudo-random sequence (SplitMix64), so every run reads the same data.
+fn mix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn batch(start: usize, rows: usize) -> RecordBatch {
+    let ids: Vec<i64> = (start..start + rows).map(|i| i as i64).collect();
+    let categories: Vec<String> = ids.iter().map(|i| format!("cat_{}", i % 20)).collect();
+    let values: Vec<i64> = ids.iter().map(|i| (mix(*i as u64) % 1000) as i64).collect();
+    let texts: Vec<String> = ids
+        .iter()
+        .map(|i| format!("row {i} says {:016x}", mix(!(*i as u64))))
+        .collect();
+    let floats: Vec<f32> = (0..rows * EMBEDDING_DIM as usize)
+        .map(|k| (mix((start * EMBEDDING_DIM as usize + k) as u64) % 10_000) as f32 / 10_000.0)
+        .collect();
+    let item = Arc::new(Field::new("item", DataType::Float32, true));
+    let embedding = FixedSizeListArray::try_new(
+        item,
+        EMBEDDING_DIM,
+        Arc::new(Float32Array::from(floats)),
+        None,
+    )
+    .expect("embedding array");
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(ids)),
+        Arc::new(StringArray::from(categories)),
+        Arc::new(Int64Array::from(values)),
+        Arc::new(StringArray::from(texts)),
+        Arc::new(embedding),
+    ];
+    RecordBatch::try_new(schema(), columns).expect("bench batch")
+}
+
+fn batches(rows: usize) -> Vec<RecordBatch> {
+    (0..rows)
+        .step_by(BATCH_ROWS)
+        .map(|start| batch(start, BATCH_ROWS.min(rows - start)))
+        .collect()
+}
+
+/// Writes `bench.lance` under `root` and `bench.parquet` beside it.
+async fn write_data(root: &Path, rows: usize) -> Arc<Dataset> {
+    let data = batches(rows);
+    let parquet = std::fs::File::create(root.join("bench.parquet")).expect("parquet file");
+    let mut writer = ArrowWriter::try_new(parquet, schema(), None).expect("parquet writer");
+    for batch in &data {
+        writer.write(batch).expect("parquet write");
+    }
+    writer.close().expect("parquet close");
+
+    let uri = root.join("bench.lance");
+    let params = WriteParams {
+        max_rows_per_file: ROWS_PER_FRAGMENT,
+        ..Default::default()
+    };
+    let reader = RecordBatchIterator::new(data.into_iter().map(Ok), schema());
+    let dataset = Dataset::write(reader, uri.to_str().expect("utf-8 path"), Some(params))
+        .await
+        .expect("lance write");
+    Arc::new(dataset)
+}
+
+async fn count_rows(session: &LanceSession, sql: &str) -> usize {
+    session
+        .sql_stream(sql)
+        .await
+        .expect("lancesql query")
+        .try_fold(0, |rows, batch| async move { Ok(rows + batch.num_rows()) })
+        .await
+        .expect("lancesql stream")
+}
+
+async fn lance_scanner_rows(dataset: &Dataset) -> usize {
+    let mut scanner = dataset.scan();
+    scanner
+        .project(&["id", "value", "text"])
+        .expect("projection");
+    scanner.filter(FILTER_SQL).expect("filter");
+    scanner
+        .try_into_stream()
+        .await
+        .expect("lance scan")
+        .try_fold(0, |rows, batch| async move { Ok(rows + batch.num_rows()) })
+        .await
+        .expect("lance stream")
+}
+
+async fn parquet_rows(context: &SessionContext, sql: &str) -> usize {
+    context
+        .sql(sql)
+        .await
+        .expect("parquet query")
+        .execute_stream()
+        .await
+        .expect("parquet plan")
+        .try_fold(0, |rows, batch| async move { Ok(rows + batch.num_rows()) })
+        .await
+        .expect("parquet stream")
+}
+
+fn list(values: impl IntoIterator<Item = String>) -> String {
+    values.into_iter().collect::<Vec<_>>().join(", ")
+}
+
+fn engine(c: &mut Criterion) {
+    let runtime = Runtime::new().expect("tokio runtime");
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let rows = row_count();
+    let dataset = runtime.block_on(write_data(folder.path(), rows));
+    let root = folder.path().to_str().expect("utf-8 path");
+    let engine = Engine::new(&StoreConfig::local(root), EngineConfig::default()).expect("engine");
+    let session = engine.session().expect("session");
+
+    // Filtered scan: both sides must return the same rows before either is timed.
+    let scan_sql = format!("SELECT id, value, text FROM bench WHERE {FILTER_SQL}");
+    let expected = runtime.block_on(lance_scanner_rows(&dataset));
+    assert_eq!(runtime.block_on(count_rows(&session, &scan_sql)), expected);
+    let mut group = c.benchmark_group("filtered_scan");
+    group.sample_size(30);
+    group.bench_function("lance_scanner", |b| {
+        b.to_async(&runtime).iter(|| lance_scanner_rows(&dataset))
+    });
+    group.bench_function("lancesql", |b| {
+        b.to_async(&runtime)
+            .iter(|| count_rows(&session, &scan_sql))
+    });
+    group.finish();
+
+    // 100 random rows: their row ids come from lancesql, the same ids' rows from Parquet.
+    let ids: Vec<String> = (0..100u64)
+        .map(|k| (mix(k + 7) % rows as u64).to_string())
+        .collect();
+    let row_ids_sql = format!(
+        "SELECT _rowid FROM bench WHERE id IN ({})",
+        list(ids.clone())
+    );
+    let row_ids: Vec<String> = runtime.block_on(async {
+        let batches: Vec<RecordBatch> = session
+            .sql_stream(&row_ids_sql)
+            .await
+            .expect("row id query")
+            .try_collect()
+            .await
+            .expect("row ids");
+        batches
+            .iter()
+            .flat_map(|batch| {
+                let column = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<UInt64Array>()
+                    .expect("_rowid is UInt64");
+                column.values().to_vec()
+            })
+            .map(|id| id.to_string())
+            .collect()
+    });
+    let take_sql = format!("SELECT * FROM bench WHERE _rowid IN ({})", list(row_ids));
+    let parquet_sql = format!("SELECT * FROM bench WHERE id IN ({})", list(ids));
+    let parquet_path = folder.path().join("bench.parquet");
+    let parquet_path = parquet_path.to_str().expect("utf-8 path");
+    let parquet_default = SessionContext::new();
+    let parquet_pushdown = SessionContext::new_with_config(
+        SessionConfig::new().set_bool("datafusion.execution.parquet.pushdown_filters", true),
+    );
+    runtime.block_on(async {
+        for context in [&parquet_default, &parquet_pushdown] {
+            context
+                .register_parquet("bench", parquet_path, ParquetReadOptions::default())
+                .await
+                .expect("register parquet");
+        }
+    });
+    let wanted = runtime.block_on(count_rows(&session, &take_sql));
+    assert_eq!(wanted, 100);
+    assert_eq!(
+        runtime.block_on(parquet_rows(&parquet_default, &parquet_sql)),
+        wanted
+    );
+    let mut group = c.benchmark_group("rows_by_id");
+    group.sample_size(20);
+    group.bench_function("lancesql_rowid_in", |b| {
+        b.to_async(&runtime)
+            .iter(|| count_rows(&session, &take_sql))
+    });
+    group.bench_function("datafusion_parquet_id_in", |b| {
+        b.to_async(&runtime)
+            .iter(|| parquet_rows(&parquet_default, &parquet_sql))
+    });
+    group.bench_function("datafusion_parquet_id_in_pushdown_filters", |b| {
+        b.to_async(&runtime)
+            .iter(|| parquet_rows(&parquet_pushdown, &parquet_sql))
+    });
+    group.finish();
+
+    // Top-k over a wide table, with late materialization (default) and without.
+    let top_k_sql = "SELECT * FROM bench ORDER BY value DESC, id LIMIT 10";
+    let eager = engine.session().expect("session");
+    runtime.block_on(async {
+        eager
+            .sql_stream("SET lance.late_materialization_max_rows = 0")
+            .await
+            .expect("SET");
+    });
+    let mut group = c.benchmark_group("top_k");
+    group.sample_size(20);
+    group.bench_function("late_materialization", |b| {
+        b.to_async(&runtime)
+            .iter(|| count_rows(&session, top_k_sql))
+    });
+    group.bench_function("full_columns", |b| {
+        b.to_async(&runtime).iter(|| count_rows(&eager, top_k_sql))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, engine);
+criterion_main!(benches);
