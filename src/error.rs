@@ -348,7 +348,10 @@ mod tests {
             DataFusionError::ArrowError(Box::new(arrow::error::ArrowError::DivideByZero), None);
         assert_eq!(Error::from(divide).sqlstate(), "22012");
         assert_eq!(
-            Error::from(DataFusionError::NotImplemented("x".into())).sqlstate(),
+            Error::from(DataFusionError::NotImplemented(String::from(
+                "lateral join"
+            )))
+            .sqlstate(),
             "0A000"
         );
         assert_eq!(

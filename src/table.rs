@@ -21,6 +21,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use lance::Dataset;
 use lance::index::DatasetIndexInternalExt;
 use lance::index::ScalarIndexInfo;
+use lance_arrow::json::lance_json_to_arrow_json;
 use lance_core::datatypes::BlobHandling;
 use lance_core::{ROW_ADDR_FIELD, ROW_ID_FIELD};
 use lance_datafusion::planner::Planner;
@@ -54,7 +55,7 @@ impl LanceTable {
         let mut fields: Vec<_> = data_schema
             .fields()
             .iter()
-            .map(|field| Arc::new(without_blob_markers(field)))
+            .map(|field| Arc::new(lance_json_to_arrow_json(&without_blob_markers(field))))
             .collect();
         fields.push(Arc::new(ROW_ID_FIELD.clone()));
         fields.push(Arc::new(ROW_ADDR_FIELD.clone()));

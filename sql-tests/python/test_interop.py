@@ -47,6 +47,7 @@ def rich_table():
             "price": pa.array([decimal.Decimal(f"{i}.25") for i in range(n)], pa.decimal128(10, 2)),
             "day": pa.array([datetime.date(2024, 2, i + 1) for i in range(n)], pa.date32()),
             "ratio": pa.array([0.5, float("nan"), None, -0.0, 1e300, 2.0], pa.float64()),
+            "doc": pa.array(['{"a": 1}', None, "[1, 2]", '"s"', "null", "{}"], pa.json_(pa.utf8())),
         }
     )
 
