@@ -3,14 +3,16 @@
 //! - `filtered_scan`: one filtered, projected scan through lancesql SQL and through Lance's own
 //!   Rust scanner over the same dataset (goal: lancesql within 1.1x).
 //! - `rows_by_id`: 100 random rows by `_rowid IN (...)` through lancesql, and the same rows by
-//!   `id IN (...)` through DataFusion over a Parquet copy of the data (goal: at least 100x faster).
+//!   `id IN (...)` through DataFusion over a Parquet copy of the data (goal: at least 100x faster);
+//!   Lance's own `take_rows` of the same ids for reference.
 //! - `top_k`: `ORDER BY ... LIMIT 10` over a table with a wide embedding column, with and without
 //!   late materialization.
 //!
 //! Data is generated at start-up in a temporary folder: `LANCESQL_BENCH_ROWS` rows (default
 //! 1,000,000) in fragments of 250,000, with an integer key, a category, a number, a short text
 //! and a 64-dimensional float32 embedding. Run with `cargo bench --bench engine`; see
-//! `docs/benchmarks.md` for figures and how to read them.
+//! `docs/benchmarks.md` for figures and how to read them. `LANCESQL_LOCAL_IO=threads|uring`
+//! picks the local reader (default: auto, as in `lancesql`); the Lance baselines use the same.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,12 +22,14 @@ use arrow::array::{
     StringArray, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use clap::ValueEnum;
 use criterion::{Criterion, criterion_group, criterion_main};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use futures::TryStreamExt;
 use lance::Dataset;
 use lance::dataset::WriteParams;
+use lancesql::config::LocalIo;
 use lancesql::{Engine, EngineConfig, LanceSession, StoreConfig};
 use tokio::runtime::Runtime;
 
@@ -101,7 +105,7 @@ fn batches(rows: usize) -> Vec<RecordBatch> {
 }
 
 /// Writes `bench.lance` under `root` and `bench.parquet` beside it.
-async fn write_data(root: &Path, rows: usize) -> Arc<Dataset> {
+async fn write_data(root: &Path, rows: usize) {
     let data = batches(rows);
     let parquet = std::fs::File::create(root.join("bench.parquet")).expect("parquet file");
     let mut writer = ArrowWriter::try_new(parquet, schema(), None).expect("parquet writer");
@@ -116,10 +120,9 @@ async fn write_data(root: &Path, rows: usize) -> Arc<Dataset> {
         ..Default::default()
     };
     let reader = RecordBatchIterator::new(data.into_iter().map(Ok), schema());
-    let dataset = Dataset::write(reader, uri.to_str().expect("utf-8 path"), Some(params))
+    Dataset::write(reader, uri.to_str().expect("utf-8 path"), Some(params))
         .await
         .expect("lance write");
-    Arc::new(dataset)
 }
 
 async fn count_rows(session: &LanceSession, sql: &str) -> usize {
@@ -168,9 +171,19 @@ fn engine(c: &mut Criterion) {
     let runtime = Runtime::new().expect("tokio runtime");
     let folder = tempfile::tempdir().expect("temporary folder");
     let rows = row_count();
-    let dataset = runtime.block_on(write_data(folder.path(), rows));
+    runtime.block_on(write_data(folder.path(), rows));
     let root = folder.path().to_str().expect("utf-8 path");
-    let engine = Engine::new(&StoreConfig::local(root), EngineConfig::default()).expect("engine");
+    let mut store = StoreConfig::local(root);
+    if let Ok(reader) = std::env::var("LANCESQL_LOCAL_IO") {
+        store.local_io = LocalIo::from_str(&reader, true).expect("LANCESQL_LOCAL_IO");
+    }
+    let engine = Engine::new(&store, EngineConfig::default()).expect("engine");
+    // The baselines read through the same local reader (io_uring or threads) as lancesql.
+    let dataset = runtime.block_on(async {
+        Dataset::open(&engine.root().table_uri("bench"))
+            .await
+            .expect("open the Lance dataset")
+    });
     let session = engine.session().expect("session");
 
     // Filtered scan: both sides must return the same rows before either is timed.
@@ -196,7 +209,7 @@ fn engine(c: &mut Criterion) {
         "SELECT _rowid FROM bench WHERE id IN ({})",
         list(ids.clone())
     );
-    let row_ids: Vec<String> = runtime.block_on(async {
+    let row_id_values: Vec<u64> = runtime.block_on(async {
         let batches: Vec<RecordBatch> = session
             .sql_stream(&row_ids_sql)
             .await
@@ -214,10 +227,12 @@ fn engine(c: &mut Criterion) {
                     .expect("_rowid is UInt64");
                 column.values().to_vec()
             })
-            .map(|id| id.to_string())
             .collect()
     });
-    let take_sql = format!("SELECT * FROM bench WHERE _rowid IN ({})", list(row_ids));
+    let take_sql = format!(
+        "SELECT * FROM bench WHERE _rowid IN ({})",
+        list(row_id_values.iter().map(u64::to_string))
+    );
     let parquet_sql = format!("SELECT * FROM bench WHERE id IN ({})", list(ids));
     let parquet_path = folder.path().join("bench.parquet");
     let parquet_path = parquet_path.to_str().expect("utf-8 path");
@@ -244,6 +259,15 @@ fn engine(c: &mut Criterion) {
     group.bench_function("lancesql_rowid_in", |b| {
         b.to_async(&runtime)
             .iter(|| count_rows(&session, &take_sql))
+    });
+    group.bench_function("lance_take_rows", |b| {
+        b.to_async(&runtime).iter(|| async {
+            dataset
+                .take_rows(&row_id_values, dataset.schema().clone())
+                .await
+                .expect("lance take")
+                .num_rows()
+        })
     });
     group.bench_function("datafusion_parquet_id_in", |b| {
         b.to_async(&runtime)

@@ -47,6 +47,28 @@ pub struct StoreConfig {
     /// variable takes a comma-separated list). Credentials come from the usual AWS_* variables.
     #[arg(long = "storage-option", env = "LANCESQL_STORAGE_OPTIONS", global = true, value_delimiter = ',', value_parser = parse_key_value)]
     pub storage_options: Vec<(String, String)>,
+
+    /// How a local data root is read: `uring` (Lance's io_uring reader), `threads` (blocking
+    /// reads on a thread pool), or `auto` (io_uring when the kernel and container allow it).
+    #[arg(
+        long = "local-io",
+        env = "LANCESQL_LOCAL_IO",
+        value_enum,
+        default_value_t = LocalIo::Auto,
+        global = true
+    )]
+    pub local_io: LocalIo,
+}
+
+/// The reader Lance uses for datasets in a local folder.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalIo {
+    /// io_uring when available, else threads.
+    Auto,
+    /// io_uring (Linux); an error where the kernel or a seccomp policy forbids it.
+    Uring,
+    /// Blocking reads on a thread pool (works everywhere).
+    Threads,
 }
 
 impl StoreConfig {
@@ -58,6 +80,7 @@ impl StoreConfig {
             s3_region: None,
             s3_allow_http: false,
             storage_options: Vec::new(),
+            local_io: LocalIo::Auto,
         }
     }
 

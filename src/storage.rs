@@ -16,7 +16,7 @@ use lance::dataset::{InsertBuilder, WriteMode, WriteParams};
 use lance::io::{ObjectStore, ObjectStoreParams, StorageOptionsAccessor};
 use lance::session::Session;
 
-use crate::config::StoreConfig;
+use crate::config::{LocalIo, StoreConfig};
 use crate::error::{Error, Result};
 
 /// The suffix that marks a directory under the root as a table.
@@ -39,7 +39,7 @@ impl DataRoot {
     /// Resolves the configured root. A local folder is created if missing, so a fresh checkout
     /// can run against `./data` at once; remote roots are used as given.
     pub fn new(config: &StoreConfig) -> Result<Self> {
-        let uri = normalize_root(&config.data)?;
+        let uri = normalize_root(&config.data, config.local_io)?;
         Ok(DataRoot {
             uri,
             storage_options: config.lance_storage_options(),
@@ -277,33 +277,60 @@ pub fn validate_table_name(table: &str) -> Result<()> {
     }
 }
 
-fn normalize_root(data: &str) -> Result<String> {
+/// The root as a URI Lance understands: remote URIs as given (without a trailing slash), local
+/// folders (plain paths, `file://`, `file+uring://`) created if missing, made absolute, and given
+/// the scheme of the chosen local reader.
+fn normalize_root(data: &str, local_io: LocalIo) -> Result<String> {
     let trimmed = data.trim().trim_end_matches('/');
     if trimmed.is_empty() {
         return Err(Error::invalid(
             "--data must name a folder or an object-store URI",
         ));
     }
-    if let Some((scheme, _)) = trimmed.split_once("://") {
-        return match scheme {
-            "file" => {
-                let path = &trimmed["file://".len()..];
-                ensure_local_dir(path)?;
-                Ok(format!("file://{path}"))
-            }
-            "s3" | "s3a" | "memory" => Ok(trimmed.to_string()),
-            other => Err(Error::invalid(format!(
+    let (local_path, local_io) = match trimmed.split_once("://") {
+        Some(("file", path)) => (path, local_io),
+        Some(("file+uring", path)) => (path, LocalIo::Uring),
+        Some(("s3" | "s3a" | "memory", _)) => return Ok(trimmed.to_string()),
+        Some((other, _)) => {
+            return Err(Error::invalid(format!(
                 "unsupported data URI scheme '{other}' in '{data}': use a local path, file:// or s3://"
-            ))),
-        };
+            )));
+        }
+        None => (trimmed, local_io),
+    };
+    ensure_local_dir(local_path)?;
+    let absolute = std::path::Path::new(local_path)
+        .canonicalize()
+        .map_err(|source| Error::File {
+            path: local_path.to_string(),
+            source,
+        })?;
+    let absolute = absolute.to_string_lossy();
+    let scheme = match local_io {
+        LocalIo::Threads => "file",
+        LocalIo::Auto if io_uring_available() => "file+uring",
+        LocalIo::Auto => "file",
+        LocalIo::Uring if io_uring_available() => "file+uring",
+        LocalIo::Uring => {
+            return Err(Error::invalid(
+                "--local-io uring: this kernel or container does not allow io_uring; use --local-io threads",
+            ));
+        }
+    };
+    Ok(format!("{scheme}://{}", absolute.trim_end_matches('/')))
+}
+
+/// Whether this process may create an io_uring instance (kernels before 5.1 cannot, and container
+/// seccomp profiles often forbid it).
+fn io_uring_available() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        io_uring::IoUring::new(2).is_ok()
     }
-    let path = std::path::Path::new(trimmed);
-    ensure_local_dir(trimmed)?;
-    let absolute = path.canonicalize().map_err(|source| Error::File {
-        path: trimmed.to_string(),
-        source,
-    })?;
-    Ok(absolute.to_string_lossy().trim_end_matches('/').to_string())
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
 }
 
 fn ensure_local_dir(path: &str) -> Result<()> {
@@ -331,11 +358,29 @@ mod tests {
     fn roots_are_normalized() {
         let dir = tempfile::tempdir().unwrap();
         let nested = dir.path().join("a/b/");
-        let root = normalize_root(nested.to_str().unwrap()).unwrap();
-        assert!(root.starts_with('/') && root.ends_with("a/b"), "{root}");
+        let root = normalize_root(nested.to_str().unwrap(), LocalIo::Threads).unwrap();
+        assert!(
+            root.starts_with("file:///") && root.ends_with("a/b"),
+            "{root}"
+        );
         assert!(nested.is_dir());
-        assert_eq!(normalize_root("s3://bucket/p/").unwrap(), "s3://bucket/p");
-        let error = normalize_root("ftp://x").unwrap_err().to_string();
+        let auto = normalize_root(&format!("file://{}", nested.display()), LocalIo::Auto).unwrap();
+        let expected_scheme = if io_uring_available() {
+            "file+uring"
+        } else {
+            "file"
+        };
+        assert_eq!(
+            auto,
+            format!("{expected_scheme}://{}", &root["file://".len()..])
+        );
+        assert_eq!(
+            normalize_root("s3://bucket/p/", LocalIo::Auto).unwrap(),
+            "s3://bucket/p"
+        );
+        let error = normalize_root("ftp://x", LocalIo::Auto)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("ftp"), "{error}");
     }
 }

@@ -154,3 +154,15 @@ def test_tables_appear_and_disappear_without_restart(data):
     finally:
         shell.stdin.close()
         shell.wait(timeout=60)
+
+
+def test_every_local_reader_reads_and_writes(data):
+    # `auto` picks io_uring where the kernel allows it; `threads` works everywhere.
+    lance.write_dataset(pa.table({"id": list(range(5))}), str(data / "nums.lance"))
+    for reader in ["threads", "auto"]:
+        env = {"LANCESQL_LOCAL_IO": reader}
+        run(["--data", str(data), "sql", "-c", f"CREATE TABLE copy_{reader} AS SELECT * FROM nums"], env=env)
+        rows = sql_json(data, f"SELECT sum(id) AS s FROM copy_{reader}", env=env)
+        assert rows == [{"s": 10}]
+    bad = run(["--data", str(data), "--local-io", "fast", "sql", "-c", "SELECT 1"], check=False)
+    assert bad.returncode != 0 and "fast" in bad.stderr
