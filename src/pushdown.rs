@@ -22,6 +22,8 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::scalar::ScalarValue;
 use lance_datafusion::planner::Planner;
+
+use crate::scan::ROW_IDENTITY_COLUMNS;
 use lance_index::scalar::expression::{IndexInformationProvider, PlannerIndexExt};
 
 /// What the scan knows when it classifies a filter.
@@ -54,6 +56,49 @@ pub fn classify(filter: &Expr, context: &FilterContext<'_>) -> TableProviderFilt
         TableProviderFilterPushDown::Exact
     } else {
         TableProviderFilterPushDown::Unsupported
+    }
+}
+
+/// Whether Lance answers `filter` with a take of listed rows rather than a scan: `_rowid` or
+/// `_rowaddr` equal to literals (`=`, `IN`, or an `OR` of those on the same column), possibly
+/// `AND`ed with other conditions. Such a read gains nothing from being split into partitions.
+pub fn selects_rows_by_identity(filter: &Expr) -> bool {
+    identity_column(filter).is_some()
+}
+
+fn identity(expr: &Expr) -> Option<&str> {
+    match expr {
+        Expr::Column(column) if ROW_IDENTITY_COLUMNS.contains(&column.name.as_str()) => {
+            Some(column.name.as_str())
+        }
+        _ => None,
+    }
+}
+
+fn identity_column(filter: &Expr) -> Option<&str> {
+    match filter {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+            Operator::Eq => match (left.as_ref(), right.as_ref()) {
+                (column, Expr::Literal(..)) | (Expr::Literal(..), column) => identity(column),
+                _ => None,
+            },
+            Operator::Or => {
+                let column = identity_column(left)?;
+                (identity_column(right)? == column).then_some(column)
+            }
+            Operator::And => identity_column(left).or_else(|| identity_column(right)),
+            _ => None,
+        },
+        Expr::InList(in_list)
+            if !in_list.negated
+                && in_list
+                    .list
+                    .iter()
+                    .all(|item| matches!(item, Expr::Literal(..))) =>
+        {
+            identity(&in_list.expr)
+        }
+        _ => None,
     }
 }
 
@@ -335,6 +380,32 @@ mod tests {
             ),
             Unsupported
         );
+    }
+
+    #[test]
+    fn row_identity_takes_are_recognised() {
+        let ids = || in_list(col("_rowid"), vec![lit(1u64), lit(7u64)], false);
+        assert!(selects_rows_by_identity(&ids()));
+        assert!(selects_rows_by_identity(&col("_rowaddr").eq(lit(3u64))));
+        assert!(selects_rows_by_identity(
+            &col("_rowid").eq(lit(1u64)).or(col("_rowid").eq(lit(2u64)))
+        ));
+        assert!(selects_rows_by_identity(
+            &ids().and(col("id").gt(lit(5i64)))
+        ));
+        // not a take: mixed columns under OR, NOT IN, a range, another column
+        assert!(!selects_rows_by_identity(
+            &col("_rowid")
+                .eq(lit(1u64))
+                .or(col("_rowaddr").eq(lit(2u64)))
+        ));
+        assert!(!selects_rows_by_identity(&in_list(
+            col("_rowid"),
+            vec![lit(1u64)],
+            true
+        )));
+        assert!(!selects_rows_by_identity(&col("_rowid").gt(lit(1u64))));
+        assert!(!selects_rows_by_identity(&col("id").eq(lit(1i64))));
     }
 
     #[test]

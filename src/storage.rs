@@ -5,6 +5,8 @@
 //! removing them. It keeps one Lance [`Session`] (metadata and index caches) for the process and a
 //! small cache of datasets opened at pinned versions, which are immutable and so safe to share.
 //! Nothing above this module builds a Lance URI or calls a Lance open/write function directly.
+//! Local roots become `file+uring://` URIs (Lance's io_uring reader) when the kernel and the
+//! container allow io_uring, `file://` otherwise or when `--local-io threads` asks for it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -29,7 +29,7 @@ use lance_index::scalar::expression::PlannerIndexExt;
 
 use crate::config::LanceOptions;
 use crate::error::{Error, Result};
-use crate::pushdown::{FilterContext, classify, unqualify};
+use crate::pushdown::{FilterContext, classify, selects_rows_by_identity, unqualify};
 use crate::scan::{LanceScanExec, PushedFilter, ScanSpec, partition_fragments};
 
 /// A Lance dataset at a fixed version, queryable with SQL.
@@ -204,14 +204,21 @@ impl TableProvider for LanceTable {
             None => None,
         };
 
+        // A take of listed rows is one Lance call; only a scan is worth splitting.
+        let is_take = pushed
+            .iter()
+            .any(|filter| selects_rows_by_identity(&filter.expr));
+        let target_partitions = if is_take {
+            1
+        } else {
+            config.execution.target_partitions
+        };
+        let partitions = partition_fragments(&self.fragment_rows, target_partitions);
         let spec = ScanSpec {
             table: self.name.clone(),
             uri: self.dataset.uri().to_string(),
             version: self.version(),
-            partitions: partition_fragments(
-                &self.fragment_rows,
-                config.execution.target_partitions,
-            ),
+            partitions,
             columns,
             filters: pushed,
             index_query,
