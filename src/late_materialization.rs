@@ -114,12 +114,10 @@ fn rewrite(
     } else {
         return Ok(None);
     };
-    let Some(fetch) = merge.and_then(|merge| merge.fetch()).or(sort.fetch()) else {
+    let Some(sort_fetch) = sort.fetch() else {
         return Ok(None);
     };
-    if sort.fetch().is_none() {
-        return Ok(None);
-    }
+    let fetch = merge.and_then(|merge| merge.fetch()).unwrap_or(sort_fetch);
     if fetch > max_rows {
         return Err(format!(
             "k={fetch} exceeds lance.late_materialization_max_rows={max_rows}"
