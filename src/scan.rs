@@ -198,10 +198,7 @@ impl ExecutionPlan for LanceScanExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DFResult<SendableRecordBatchStream> {
-        let root = context
-            .session_config()
-            .get_extension::<DataRoot>()
-            .ok_or_else(|| internal_datafusion_err!("the session has no Lance data root"))?;
+        let root = DataRoot::of_task(&context)?;
         let fragment_ids = match self.spec.partitions.get(partition) {
             Some(ids) => ids.clone(),
             None if self.spec.partitions.is_empty() && partition == 0 => Vec::new(),

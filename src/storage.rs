@@ -11,7 +11,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use datafusion::execution::SendableRecordBatchStream;
+use datafusion::common::internal_datafusion_err;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use lance::Dataset;
 use lance::dataset::builder::DatasetBuilder;
 use lance::dataset::{InsertBuilder, WriteMode, WriteParams};
@@ -48,6 +49,15 @@ impl DataRoot {
             session: Arc::new(Session::default()),
             pinned: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The data root a running plan reads from: execution nodes carry only plain descriptions
+    /// and find the root in their task's session config (see [`crate::session::Engine::session`]).
+    pub fn of_task(context: &TaskContext) -> datafusion::error::Result<Arc<DataRoot>> {
+        context
+            .session_config()
+            .get_extension::<DataRoot>()
+            .ok_or_else(|| internal_datafusion_err!("the session has no Lance data root"))
     }
 
     /// The root URI, normalized (local paths absolute, no trailing slash).

@@ -180,10 +180,7 @@ impl ExecutionPlan for LanceTakeExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DFResult<SendableRecordBatchStream> {
-        let root = context
-            .session_config()
-            .get_extension::<DataRoot>()
-            .ok_or_else(|| internal_datafusion_err!("the session has no Lance data root"))?;
+        let root = DataRoot::of_task(&context)?;
         let input = self.input.execute(partition, context)?;
         let spec = Arc::new(self.spec.clone());
         let schema = self.schema.clone();
