@@ -8,8 +8,10 @@
 
 use std::collections::HashMap;
 
-use datafusion::common::extensions_options;
-use datafusion::config::ConfigExtension;
+use std::any::Any;
+
+use datafusion::config::{ConfigEntry, ConfigExtension, ConfigField, ExtensionOptions};
+use datafusion::error::DataFusionError;
 
 use crate::error::{Error, Result};
 
@@ -148,16 +150,85 @@ impl EngineConfig {
     }
 }
 
-extensions_options! {
-    /// Per-session knobs for Lance scans, settable with `SET lance.<name> = <value>`.
-    pub struct LanceOptions {
-        /// Answer filters from scalar indices (BTREE, BITMAP, LABEL_LIST, ZONEMAP, ...) when present.
-        pub use_scalar_index: bool, default = true
-        /// Fragments each scan partition reads ahead (0 lets Lance decide).
-        pub fragment_readahead: usize, default = 0
-        /// `ORDER BY ... LIMIT k` with k at most this reads only the sort keys, then takes the
-        /// other columns of the k rows (0 turns it off).
-        pub late_materialization_max_rows: usize, default = 10_000
+/// Per-session knobs for Lance scans: `SET lance.<name> = <value>`, `SHOW lance.<name>`, and rows
+/// named `lance.<name>` in `SHOW ALL` / `information_schema.df_settings`.
+///
+/// Written out rather than with DataFusion's `extensions_options!`, whose listing drops the
+/// `lance.` prefix (so `SHOW lance.<name>` would find nothing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LanceOptions {
+    /// Answer filters from scalar indices (BTREE, BITMAP, LABEL_LIST, ZONEMAP, ...) when present.
+    pub use_scalar_index: bool,
+    /// Fragments each scan partition reads ahead (0 lets Lance decide).
+    pub fragment_readahead: usize,
+    /// `ORDER BY ... LIMIT k` with k at most this reads only the sort keys, then takes the other
+    /// columns of the k rows (0 turns it off).
+    pub late_materialization_max_rows: usize,
+}
+
+impl Default for LanceOptions {
+    fn default() -> Self {
+        LanceOptions {
+            use_scalar_index: true,
+            fragment_readahead: 0,
+            late_materialization_max_rows: 10_000,
+        }
+    }
+}
+
+impl ExtensionOptions for LanceOptions {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn cloned(&self) -> Box<dyn ExtensionOptions> {
+        Box::new(self.clone())
+    }
+
+    /// `key` comes without the `lance.` prefix; values parse as DataFusion's own settings do.
+    fn set(&mut self, key: &str, value: &str) -> datafusion::error::Result<()> {
+        match key {
+            "use_scalar_index" => self.use_scalar_index.set(key, value),
+            "fragment_readahead" => self.fragment_readahead.set(key, value),
+            "late_materialization_max_rows" => self.late_materialization_max_rows.set(key, value),
+            _ => Err(DataFusionError::Configuration(format!(
+                "unknown setting 'lance.{key}': lance settings are {}",
+                self.entries()
+                    .iter()
+                    .map(|entry| entry.key.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    fn entries(&self) -> Vec<ConfigEntry> {
+        let entry = |name: &str, value: String, description: &'static str| ConfigEntry {
+            key: format!("{}.{name}", Self::PREFIX),
+            value: Some(value),
+            description,
+        };
+        vec![
+            entry(
+                "use_scalar_index",
+                self.use_scalar_index.to_string(),
+                "Answer filters from scalar indices when present",
+            ),
+            entry(
+                "fragment_readahead",
+                self.fragment_readahead.to_string(),
+                "Fragments each scan partition reads ahead (0 lets Lance decide)",
+            ),
+            entry(
+                "late_materialization_max_rows",
+                self.late_materialization_max_rows.to_string(),
+                "Largest k for which ORDER BY ... LIMIT k reads the sort keys first (0: off)",
+            ),
+        ]
     }
 }
 
@@ -202,7 +273,26 @@ mod tests {
         let lance = options.extensions.get::<LanceOptions>().unwrap();
         assert!(!lance.use_scalar_index);
         assert_eq!(lance.fragment_readahead, 4);
-        assert!(options.set("lance.no_such_knob", "1").is_err());
+        let unknown = options
+            .set("lance.no_such_knob", "1")
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("lance.no_such_knob"), "{unknown}");
+        assert!(options.set("lance.use_scalar_index", "maybe").is_err());
+        let keys: Vec<String> = options
+            .entries()
+            .into_iter()
+            .map(|entry| entry.key)
+            .filter(|key| key.starts_with("lance."))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "lance.use_scalar_index",
+                "lance.fragment_readahead",
+                "lance.late_materialization_max_rows"
+            ]
+        );
     }
 
     #[test]
