@@ -103,7 +103,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             if demo_if_empty && lancesql::demo::ensure_demo_data(&session).await? {
                 eprintln!(
                     "wrote demo tables 'products' and 'reviews' to {}",
-                    engine.root().uri()
+                    engine.root().location()
                 );
             }
             let shell = Shell::new(session, format);

@@ -60,14 +60,29 @@ impl DataRoot {
             .ok_or_else(|| internal_datafusion_err!("the session has no Lance data root"))
     }
 
-    /// The root URI, normalized (local paths absolute, no trailing slash).
-    pub fn uri(&self) -> &str {
-        &self.uri
+    /// Where the tables live, as a user names it: the folder for local roots (whichever reader
+    /// the URI's scheme selects), the URI otherwise.
+    pub fn location(&self) -> &str {
+        ["file+uring://", "file://"]
+            .iter()
+            .find_map(|scheme| self.uri.strip_prefix(scheme))
+            .unwrap_or(&self.uri)
     }
 
     /// The dataset URI that backs `table`.
     pub fn table_uri(&self, table: &str) -> String {
         format!("{}/{}{}", self.uri, table, DATASET_SUFFIX)
+    }
+
+    /// The URI writes to `table` go through. Lance 14 picks a safe (conditional-put) commit
+    /// handler for `file://` but an unsafe one for `file+uring://`, so local writes always use
+    /// `file://`; io_uring only serves reads.
+    fn write_uri(&self, table: &str) -> String {
+        let uri = self.table_uri(table);
+        match uri.strip_prefix("file+uring://") {
+            Some(path) => format!("file://{path}"),
+            None => uri,
+        }
     }
 
     fn store_params(&self) -> ObjectStoreParams {
@@ -189,7 +204,7 @@ impl DataRoot {
                 table: table.to_string(),
             });
         }
-        let uri = self.table_uri(table);
+        let uri = self.write_uri(table);
         let params = WriteParams {
             mode: WriteMode::Create,
             store_params: Some(self.store_params()),

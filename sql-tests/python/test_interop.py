@@ -161,7 +161,12 @@ def test_every_local_reader_reads_and_writes(data):
     lance.write_dataset(pa.table({"id": list(range(5))}), str(data / "nums.lance"))
     for reader in ["threads", "auto"]:
         env = {"LANCESQL_LOCAL_IO": reader}
-        run(["--data", str(data), "sql", "-c", f"CREATE TABLE copy_{reader} AS SELECT * FROM nums"], env=env)
+        created = run(
+            ["--data", str(data), "sql", "-c", f"CREATE TABLE copy_{reader} AS SELECT * FROM nums"],
+            env=env,
+        )
+        # Writes must commit with Lance's safe local commit handler, whatever the reader.
+        assert "unsafe commit" not in created.stderr.lower(), created.stderr
         rows = sql_json(data, f"SELECT sum(id) AS s FROM copy_{reader}", env=env)
         assert rows == [{"s": 10}]
     bad = run(["--data", str(data), "--local-io", "fast", "sql", "-c", "SELECT 1"], check=False)
