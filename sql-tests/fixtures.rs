@@ -4,13 +4,14 @@
 //! Tables sharing the "basic" schema: `t_basic`, `t_empty`, `t_deleted` (every third row
 //! deleted), `t_frags` (20 fragments of 10 rows), `t_indexed` (BTREE on `id`, BITMAP on
 //! `category`, BTREE on `score`). `t_evolved` gained column `b` after its first fragment was
-//! written, so that fragment has no data for it.
+//! written, so that fragment has no data for it. `t_indexed` also has a ZONEMAP on `day`;
+//! `t_labels` has a list column under a LABEL_LIST index.
 
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch,
-    RecordBatchIterator, StringArray, TimestampMicrosecondArray,
+    ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, ListBuilder, RecordBatch,
+    RecordBatchIterator, StringArray, StringBuilder, TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::MemoryCatalogProvider;
@@ -182,6 +183,7 @@ pub async fn write_fixtures(root: &str) -> Vec<Oracle> {
         ("id", IndexType::BTree),
         ("category", IndexType::Bitmap),
         ("score", IndexType::BTree),
+        ("day", IndexType::ZoneMap),
     ] {
         let params = ScalarIndexParams::new(index_type.to_string().to_lowercase());
         indexed
@@ -198,6 +200,7 @@ pub async fn write_fixtures(root: &str) -> Vec<Oracle> {
     oracle.push(("t_indexed".to_string(), schema.clone(), vec![basic.clone()]));
 
     oracle.push(write_evolved(root).await);
+    oracle.push(write_labels(root).await);
     oracle
 }
 
@@ -207,6 +210,62 @@ fn small_files(rows: usize) -> WriteParams {
         max_rows_per_group: rows,
         ..Default::default()
     }
+}
+
+/// `t_labels`: `tags` (list of strings) with NULL lists, empty lists and NULL items, under a
+/// LABEL_LIST index.
+async fn write_labels(root: &str) -> Oracle {
+    let item = Arc::new(Field::new("item", DataType::Utf8, true));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("tags", DataType::List(item), true),
+    ]));
+    let names = ["red", "green", "blue"];
+    let tags: Vec<Option<Vec<Option<&str>>>> = (0..60usize)
+        .map(|i| match i % 6 {
+            0 => None,
+            1 => Some(vec![]),
+            2 => Some(vec![Some(names[i % 3]), None]),
+            _ => Some(vec![Some(names[i % 3]), Some(names[(i / 6) % 3])]),
+        })
+        .collect();
+    let mut tag_lists = ListBuilder::new(StringBuilder::new());
+    for row in tags {
+        if let Some(items) = &row {
+            for item in items {
+                tag_lists.values().append_option(*item);
+            }
+        }
+        tag_lists.append(row.is_some());
+    }
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(0..60)),
+            Arc::new(tag_lists.finish()),
+        ],
+    )
+    .expect("labels fixture batch");
+    let mut dataset = write(
+        root,
+        "t_labels",
+        vec![batch.clone()],
+        schema.clone(),
+        small_files(25),
+    )
+    .await;
+    let params = ScalarIndexParams::new(IndexType::LabelList.to_string().to_lowercase());
+    dataset
+        .create_index(
+            &["tags"],
+            IndexType::LabelList,
+            Some("tags_idx".into()),
+            &params,
+            true,
+        )
+        .await
+        .unwrap_or_else(|error| panic!("indexing tags: {error}"));
+    ("t_labels".to_string(), schema, vec![batch])
 }
 
 /// `t_evolved`: (id, a) written first; column `b` added without rewriting; then rows with `b`.

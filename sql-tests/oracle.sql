@@ -1,5 +1,6 @@
 -- Each query runs over the Lance fixture and over the same rows in a MemTable; sorted results
 -- must be equal. {t}: every table with the basic schema. {evolved}: the schema-evolved table.
+-- {labels}: the table with a LABEL_LIST-indexed list of strings.
 SELECT * FROM {t};
 SELECT id, name FROM {t} WHERE id > 150;
 SELECT id FROM {t} WHERE id >= 10 AND id < 20;
@@ -61,3 +62,12 @@ SELECT a, b FROM {evolved} ORDER BY id LIMIT 2;
 SELECT id FROM {evolved} WHERE b IS NULL;
 SELECT id, b FROM {evolved} WHERE b > 0;
 SELECT a, b FROM {evolved} WHERE a = 'x' OR b IS NOT NULL;
+SELECT id FROM {t} WHERE day > DATE '2022-05-01';
+SELECT id, tags FROM {labels} WHERE array_has(tags, 'red');
+SELECT id FROM {labels} WHERE array_has_any(tags, ['red', 'blue']);
+SELECT id FROM {labels} WHERE array_has_all(tags, ['red', 'green']);
+SELECT id FROM {labels} WHERE NOT array_has_any(tags, ['green']);
+SELECT id FROM {labels} WHERE array_has(tags, NULL);
+SELECT id FROM {labels} WHERE array_has_any(tags, ['red']) AND id > 20;
+SELECT id FROM {labels} WHERE array_has_any(tags, ['red']) OR tags IS NULL;
+SELECT id FROM {labels} WHERE tags = [];

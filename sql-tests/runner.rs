@@ -4,7 +4,8 @@
 //!   sqllogictest's own runner (`query`, `statement ok`, `statement error <regex>`).
 //! - Every query in `oracle.sql` runs twice, once over the Lance fixture and once over the same
 //!   rows in a DataFusion `MemTable` (`oracle.public.<table>`), and the sorted results must match.
-//!   `{t}` stands for each table with the basic schema, `{evolved}` for the schema-evolved one.
+//!   `{t}` stands for each table with the basic schema, `{evolved}` for the schema-evolved one,
+//!   `{labels}` for the table with a LABEL_LIST-indexed list column.
 //!
 //! The engine is reached through [`SqlTarget`], so the same files can later run over the
 //! Postgres wire and Flight SQL. Arguments: an optional substring; only files and oracle queries
@@ -227,17 +228,17 @@ async fn run_oracle_queries(
     let mut passed = 0;
     let mut failures = Vec::new();
     for template in &templates {
-        let tables: Vec<&str> = if template.contains("{t}") {
-            fixtures::BASIC_TABLES.to_vec()
+        let (placeholder, tables): (&str, Vec<&str>) = if template.contains("{t}") {
+            ("{t}", fixtures::BASIC_TABLES.to_vec())
+        } else if template.contains("{labels}") {
+            ("{labels}", vec!["t_labels"])
         } else {
-            vec!["t_evolved"]
+            ("{evolved}", vec!["t_evolved"])
         };
         for table in tables {
-            let lance_sql = template.replace("{t}", table).replace("{evolved}", table);
+            let lance_sql = template.replace(placeholder, table);
             let oracle_table = format!("oracle.public.{table}");
-            let oracle_sql = template
-                .replace("{t}", &oracle_table)
-                .replace("{evolved}", &oracle_table);
+            let oracle_sql = template.replace(placeholder, &oracle_table);
             let lance = target.query(&lance_sql).await.map(sorted);
             let expected = target.query(&oracle_sql).await.map(sorted);
             match (lance, expected) {

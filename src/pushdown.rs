@@ -144,7 +144,7 @@ fn is_pushable_shape(filter: &Expr) -> bool {
                     | Expr::Cast(_)
                     | Expr::TryCast(_)
                     | Expr::Negative(_)
-            );
+            ) || matches!(expr, Expr::ScalarFunction(call) if LIST_MEMBERSHIP_FUNCTIONS.contains(&call.name()));
             if !allowed {
                 pushable = false;
                 return Ok(TreeNodeRecursion::Stop);
@@ -180,7 +180,12 @@ fn is_exact(filter: &Expr, context: &FilterContext<'_>) -> bool {
             | Operator::GtEq => comparison_is_exact(left, right, context),
             _ => false,
         },
-        Expr::Not(inner) => is_exact(inner, context),
+        // Under NOT, a NULL list would turn a LABEL_LIST index's "no" into "yes", where SQL says
+        // NULL; keep negated membership tests on indexed lists in DataFusion.
+        Expr::Not(inner) => is_exact(inner, context) && !tests_indexed_list(inner, context),
+        Expr::ScalarFunction(call) if LIST_MEMBERSHIP_FUNCTIONS.contains(&call.name()) => {
+            list_membership_is_exact(&call.args, context)
+        }
         Expr::IsNull(inner) | Expr::IsNotNull(inner) => as_column(inner).is_some(),
         Expr::Column(column) => context.column_type(&column.name) == Some(&DataType::Boolean),
         Expr::Literal(ScalarValue::Boolean(_), _) => true,
@@ -210,6 +215,65 @@ fn is_exact(filter: &Expr, context: &FilterContext<'_>) -> bool {
         }
         _ => false,
     }
+}
+
+/// List membership tests Lance plans (with a LABEL_LIST index when there is one) and evaluates
+/// with DataFusion's own functions otherwise.
+const LIST_MEMBERSHIP_FUNCTIONS: [&str; 3] = ["array_has", "array_has_any", "array_has_all"];
+
+/// `f(list_column, literal)` on a list of strings or integers, with no NULL in the literal (the
+/// index and DataFusion treat a NULL needle differently).
+fn list_membership_is_exact(args: &[Expr], context: &FilterContext<'_>) -> bool {
+    let [list, needle] = args else {
+        return false;
+    };
+    let Some(column) = as_column(list) else {
+        return false;
+    };
+    let item_type = match context.column_type(column) {
+        Some(DataType::List(item) | DataType::LargeList(item)) => item.data_type().clone(),
+        _ => return false,
+    };
+    let item_is_exact = matches!(
+        item_type,
+        DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64
+    );
+    let needle_has_no_null = match needle {
+        Expr::Literal(ScalarValue::List(values), _) => values.values().null_count() == 0,
+        Expr::Literal(ScalarValue::LargeList(values), _) => values.values().null_count() == 0,
+        Expr::Literal(value, _) => !value.is_null(),
+        _ => false,
+    };
+    item_is_exact && needle_has_no_null
+}
+
+/// Whether `filter` contains a list membership test on a column with a scalar index.
+fn tests_indexed_list(filter: &Expr, context: &FilterContext<'_>) -> bool {
+    let mut found = false;
+    let _ = filter.apply(|expr| {
+        if let Expr::ScalarFunction(call) = expr
+            && LIST_MEMBERSHIP_FUNCTIONS.contains(&call.name())
+            && call
+                .args
+                .first()
+                .and_then(as_column)
+                .is_some_and(|column| context.is_indexed(column))
+        {
+            found = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
 }
 
 fn comparison_is_exact(left: &Expr, right: &Expr, context: &FilterContext<'_>) -> bool {
