@@ -368,6 +368,8 @@ mod tests {
         ])
     }
 
+    use datafusion::functions_nested::expr_fn::array_has;
+
     fn decide(filter: Expr) -> TableProviderFilterPushDown {
         let schema = schema();
         classify(
@@ -381,6 +383,7 @@ mod tests {
 
     #[test]
     fn plain_comparisons_are_exact() {
+        assert_eq!(decide(array_has(col("tags"), lit("a"))), Exact);
         assert_eq!(decide(col("id").gt(lit(5i64))), Exact);
         assert_eq!(decide(lit(5i64).lt_eq(col("id"))), Exact);
         assert_eq!(decide(col("name").eq(lit("a"))), Exact);
@@ -410,6 +413,11 @@ mod tests {
             true,
         );
         assert_eq!(decide(with_null), Unsupported);
+        // a NULL needle: the index and DataFusion disagree
+        assert_eq!(
+            decide(array_has(col("tags"), lit(ScalarValue::Utf8(None)))),
+            Unsupported
+        );
         // JSON is text here but JSONB inside Lance
         assert_eq!(decide(col("doc").eq(lit("{}"))), Unsupported);
         assert_eq!(decide(col("doc").like(lit("{%"))), Unsupported);
