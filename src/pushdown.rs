@@ -234,19 +234,8 @@ fn list_membership_is_exact(args: &[Expr], context: &FilterContext<'_>) -> bool 
         Some(DataType::List(item) | DataType::LargeList(item)) => item.data_type().clone(),
         _ => return false,
     };
-    let item_is_exact = matches!(
-        item_type,
-        DataType::Utf8
-            | DataType::LargeUtf8
-            | DataType::Int8
-            | DataType::Int16
-            | DataType::Int32
-            | DataType::Int64
-            | DataType::UInt8
-            | DataType::UInt16
-            | DataType::UInt32
-            | DataType::UInt64
-    );
+    let item_is_exact =
+        is_integer(&item_type) || matches!(item_type, DataType::Utf8 | DataType::LargeUtf8);
     let needle_has_no_null = match needle {
         Expr::Literal(ScalarValue::List(values), _) => values.values().null_count() == 0,
         Expr::Literal(ScalarValue::LargeList(values), _) => values.values().null_count() == 0,
@@ -287,27 +276,33 @@ fn comparison_is_exact(left: &Expr, right: &Expr, context: &FilterContext<'_>) -
 }
 
 fn column_type_is_exact(column: &str, context: &FilterContext<'_>) -> bool {
-    matches!(
-        context.column_type(column),
-        Some(
-            DataType::Boolean
-                | DataType::Int8
-                | DataType::Int16
-                | DataType::Int32
-                | DataType::Int64
-                | DataType::UInt8
-                | DataType::UInt16
-                | DataType::UInt32
-                | DataType::UInt64
-                | DataType::Utf8
-                | DataType::LargeUtf8
-                | DataType::Utf8View
-                | DataType::Date32
-                | DataType::Date64
-                | DataType::Timestamp(_, _)
-                | DataType::Decimal128(_, _)
-                | DataType::Decimal256(_, _)
+    let data_type = context.column_type(column);
+    data_type.is_some_and(is_integer)
+        || is_string(data_type)
+        || matches!(
+            data_type,
+            Some(
+                DataType::Boolean
+                    | DataType::Date32
+                    | DataType::Date64
+                    | DataType::Timestamp(_, _)
+                    | DataType::Decimal128(_, _)
+                    | DataType::Decimal256(_, _)
+            )
         )
+}
+
+fn is_integer(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64
     )
 }
 
