@@ -180,9 +180,14 @@ fn engine(c: &mut Criterion) {
     let engine = Engine::new(&store, EngineConfig::default()).expect("engine");
     // The baselines read through the same local reader (io_uring or threads) as lancesql.
     let dataset = runtime.block_on(async {
-        Dataset::open(&engine.root().table_uri("bench"))
-            .await
-            .expect("open the Lance dataset")
+        Dataset::open(
+            &engine
+                .root()
+                .table_uri("bench")
+                .expect("a valid table name"),
+        )
+        .await
+        .expect("open the Lance dataset")
     });
     let session = engine.session().expect("session");
 

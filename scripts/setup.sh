@@ -2,6 +2,7 @@
 # Installs what lancesql's build and tests need on a fresh Debian machine. Idempotent: a second
 # run checks and returns in seconds.
 #   - protoc (Lance compiles protobuf descriptions at build time)
+#   - GNU time (the tests measure a process's peak memory with it)
 #   - a Python virtualenv with the real clients the tests use (pylance, pyarrow, pytest, moto's S3 server)
 set -euo pipefail
 
@@ -9,11 +10,14 @@ cache="${LANCESQL_CACHE:-$HOME/.cache/lancesql}"
 venv="$cache/venv"
 requirements="$(cd "$(dirname "$0")" && pwd)/requirements-test.txt"
 
-if ! command -v protoc >/dev/null 2>&1; then
-  echo "setup: installing protobuf-compiler" >&2
+missing=()
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+[ -x /usr/bin/time ] || missing+=(time)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq protobuf-compiler >/dev/null
+  apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 stamp="$venv/.requirements.sha256"

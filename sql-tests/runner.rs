@@ -116,13 +116,26 @@ fn row_validator(
 
 struct SltDb<T: SqlTarget>(T);
 
+/// An engine error as `.slt` files see it: `[SQLSTATE] message`, so `statement error` lines can
+/// assert the code as well as the words.
+#[derive(Debug)]
+struct SltError(lancesql::Error);
+
+impl std::fmt::Display for SltError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}] {}", self.0.sqlstate(), self.0)
+    }
+}
+
+impl std::error::Error for SltError {}
+
 #[async_trait]
 impl<T: SqlTarget> sqllogictest::AsyncDB for SltDb<T> {
-    type Error = lancesql::Error;
+    type Error = SltError;
     type ColumnType = DefaultColumnType;
 
-    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, lancesql::Error> {
-        match self.0.query(sql).await? {
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+        match self.0.query(sql).await.map_err(SltError)? {
             None => Ok(DBOutput::StatementComplete(0)),
             Some(rows) => {
                 let width = rows.first().map_or(0, Vec::len);
@@ -269,11 +282,10 @@ fn main() {
         .find(|arg| !arg.starts_with('-'))
         .unwrap_or_default();
     let complete = std::env::var_os("LANCESQL_SLT_COMPLETE").is_some();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let (passed, failures) = runtime.block_on(async {
+    // The engine's own runtime and statement thread, as the binary runs them: the suite plans
+    // statements as deep as the engine admits.
+    let runtime = lancesql::runtime::build().expect("tokio runtime");
+    let (passed, failures) = lancesql::runtime::run_on_statement_thread(&runtime, || async {
         let root = tempfile::tempdir().expect("temporary data root");
         let root_path = root.path().to_string_lossy().to_string();
         let oracle = fixtures::write_fixtures(&root_path).await;
@@ -289,7 +301,8 @@ fn main() {
         let (oracle_passed, oracle_failures) = run_oracle_queries(&engine, &oracle, &filter).await;
         failures.extend(oracle_failures);
         (slt_passed + oracle_passed, failures)
-    });
+    })
+    .expect("the statement thread");
     println!("{passed} passed, {} failed", failures.len());
     if !failures.is_empty() {
         for failure in &failures {

@@ -54,7 +54,7 @@ const OPINIONS: [&str; 6] = [
 
 /// Writes the demo tables if the root has no tables yet; returns whether it did.
 pub async fn ensure_demo_data(session: &LanceSession) -> Result<bool> {
-    if !session.root().list_tables().await?.is_empty() {
+    if !session.root().list_tables().await?.tables.is_empty() {
         return Ok(false);
     }
     let products = products()?;

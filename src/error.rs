@@ -6,6 +6,9 @@
 //! front ends see the same variant whichever layer failed. [`Error::sqlstate`] is the only place
 //! that assigns Postgres SQLSTATE codes; it is exhaustive over our variants, over DataFusion's and
 //! over Lance's, so a new upstream variant is a compile error here rather than a silent `XX000`.
+//!
+//! Messages are for people: they never carry Rust source locations, Debug wrappers such as
+//! `ParserError("...")`, or `LanceError(IO)` prefixes ([`describe_lance`], [`describe_datafusion`]).
 
 use datafusion::error::DataFusionError;
 
@@ -26,12 +29,35 @@ pub enum Error {
     #[error("table '{table}' already exists")]
     TableExists { table: String },
 
+    /// The local data folder does not exist.
+    #[error(
+        "data folder '{root}' does not exist: create it, or start with a command that writes \
+         (`lancesql import`, `lancesql sql --demo-if-empty`)"
+    )]
+    RootNotFound { root: String },
+
+    /// SQL text that does not parse.
+    #[error("syntax error: {message}")]
+    Syntax { message: String },
+
+    /// A statement nested or chained deeper than the engine plans safely.
+    #[error("statement too complex: {what}")]
+    TooComplex { what: String },
+
+    /// The statement was cancelled (Ctrl-C in the shell, a client's cancel request).
+    #[error("canceling statement due to user request")]
+    Cancelled,
+
+    /// A bug: something that should not happen did; the statement fails, the process goes on.
+    #[error("internal error: {message}")]
+    Internal { message: String },
+
     /// A value the user gave is not acceptable; the message says which and why.
     #[error("{message}")]
     InvalidInput { message: String },
 
     /// The data root (or a dataset in it) cannot be reached: bad URI, network, permissions.
-    #[error("cannot reach the data store at '{uri}': {source}")]
+    #[error("cannot reach the data store at '{uri}': {}", describe_boxed(source.as_ref()))]
     StoreUnreachable {
         uri: String,
         #[source]
@@ -39,7 +65,10 @@ pub enum Error {
     },
 
     /// A dataset exists but cannot be read: corrupt files or a format this build does not support.
-    #[error("dataset '{uri}' is corrupt or unsupported: {source}")]
+    #[error(
+        "dataset '{uri}' is corrupt or unsupported: {}",
+        describe_lance(source)
+    )]
     DatasetUnreadable {
         uri: String,
         #[source]
@@ -47,7 +76,7 @@ pub enum Error {
     },
 
     /// Any other Lance failure, with what we were doing when it happened.
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", describe_lance(source))]
     Lance {
         context: String,
         #[source]
@@ -67,7 +96,7 @@ pub enum Error {
     Source { path: String, source: Box<Error> },
 
     /// Parsing, planning or execution failed inside DataFusion.
-    #[error("{0}")]
+    #[error("{}", describe_datafusion(.0))]
     DataFusion(Box<DataFusionError>),
 }
 
@@ -81,6 +110,7 @@ impl Error {
 
     /// Wraps a Lance error with what we were doing, classifying the well-known cases.
     pub fn lance(context: impl Into<String>, uri: &str, source: lance::Error) -> Self {
+        let uri = user_facing(uri);
         match source {
             lance::Error::CorruptFile { .. } | lance::Error::NotSupported { .. } => {
                 Error::DatasetUnreadable {
@@ -131,6 +161,11 @@ impl Error {
         match self {
             Error::TableNotFound { .. } => "42P01",
             Error::TableExists { .. } => "42P07",
+            Error::RootNotFound { .. } => "58P01",
+            Error::Syntax { .. } => "42601",
+            Error::TooComplex { .. } => "54001",
+            Error::Cancelled => "57014",
+            Error::Internal { .. } => "XX000",
             Error::InvalidInput { .. } => "22023",
             Error::StoreUnreachable { .. } => "58030",
             Error::DatasetUnreadable { .. } => "XX001",
@@ -140,6 +175,194 @@ impl Error {
             Error::DataFusion(inner) => datafusion_sqlstate(inner),
         }
     }
+}
+
+/// A dataset URI as its user names it: local paths without the `file://` / `file+uring://` scheme
+/// (which only says which reader lancesql chose).
+pub fn user_facing(uri: &str) -> &str {
+    ["file+uring://", "file://"]
+        .iter()
+        .find_map(|scheme| uri.strip_prefix(scheme))
+        .unwrap_or(uri)
+}
+
+/// A DataFusion error as a person should read it: the message without DataFusion's category
+/// prefix, parser errors without their Debug wrapper, errors of ours or Lance's as they describe
+/// themselves.
+pub fn describe_datafusion(error: &DataFusionError) -> String {
+    use datafusion::sql::sqlparser::parser::ParserError;
+    let text = match error {
+        DataFusionError::SQL(parser_error, _) => match parser_error.as_ref() {
+            ParserError::TokenizerError(message) | ParserError::ParserError(message) => {
+                format!("syntax error: {message}")
+            }
+            ParserError::RecursionLimitExceeded => format!(
+                "statement too complex: nested more than {} levels deep",
+                crate::parse::MAX_NESTING
+            ),
+        },
+        DataFusionError::ArrowError(arrow_error, _) => describe_arrow(arrow_error),
+        DataFusionError::External(inner) => describe_boxed(inner.as_ref()),
+        DataFusionError::Context(context, inner) => {
+            format!("{context}: {}", describe_datafusion(inner))
+        }
+        DataFusionError::Diagnostic(_, inner) => describe_datafusion(inner),
+        DataFusionError::Shared(inner) => describe_datafusion(inner),
+        DataFusionError::Collection(errors) => errors
+            .iter()
+            .map(describe_datafusion)
+            .collect::<Vec<_>>()
+            .join("; "),
+        DataFusionError::Internal(message) => format!("internal error: {message}"),
+        DataFusionError::ResourcesExhausted(message) => {
+            format!("out of memory for this query: {message}")
+        }
+        other => other.message().into_owned(),
+    };
+    strip_source_locations(&text)
+}
+
+fn describe_arrow(error: &arrow::error::ArrowError) -> String {
+    match error {
+        arrow::error::ArrowError::ExternalError(inner) => describe_boxed(inner.as_ref()),
+        other => other.to_string(),
+    }
+}
+
+/// A boxed error from below: ours, Lance's, DataFusion's or Arrow's described as above.
+fn describe_boxed(error: &(dyn std::error::Error + Send + Sync + 'static)) -> String {
+    if let Some(ours) = error.downcast_ref::<Error>() {
+        ours.to_string()
+    } else if let Some(lance_error) = error.downcast_ref::<lance::Error>() {
+        describe_lance(lance_error)
+    } else if let Some(datafusion_error) = error.downcast_ref::<DataFusionError>() {
+        describe_datafusion(datafusion_error)
+    } else if let Some(arrow_error) = error.downcast_ref::<arrow::error::ArrowError>() {
+        describe_arrow(arrow_error)
+    } else if let Some(object_store::Error::Generic { source, .. }) =
+        error.downcast_ref::<object_store::Error>()
+    {
+        describe_boxed(source.as_ref())
+    } else {
+        strip_source_locations(&error.to_string())
+    }
+}
+
+/// A Lance error without its `LanceError(...)` prefix and source location.
+pub fn describe_lance(error: &lance::Error) -> String {
+    use lance::Error as L;
+    let text = match error {
+        L::InvalidInput { source, .. } => describe_boxed(source.as_ref()),
+        L::DatasetAlreadyExists { uri, .. } => format!("dataset already exists: {uri}"),
+        L::SchemaMismatch { difference, .. } => format!("schema mismatch: {difference}"),
+        L::DatasetNotFound { path, .. } => format!("no dataset at {path}"),
+        L::CorruptFile { path, source, .. } => {
+            format!("corrupt file {path}: {}", describe_boxed(source.as_ref()))
+        }
+        L::NotSupported { source, .. } => {
+            format!("not supported: {}", describe_boxed(source.as_ref()))
+        }
+        L::CommitConflict {
+            version, source, ..
+        }
+        | L::RetryableCommitConflict {
+            version, source, ..
+        } => format!(
+            "a concurrent change conflicts at version {version}: {}",
+            describe_boxed(source.as_ref())
+        ),
+        L::IncompatibleTransaction { source, .. } => format!(
+            "a concurrent change conflicts: {}",
+            describe_boxed(source.as_ref())
+        ),
+        L::TooMuchWriteContention { message, .. } => {
+            format!("too many concurrent writers: {message}")
+        }
+        L::Timeout { message, .. } => format!("timed out: {message}"),
+        L::Internal { message, .. } => format!("internal error in Lance: {message}"),
+        L::PrerequisiteFailed { message, .. }
+        | L::Unprocessable { message, .. }
+        | L::Arrow { message, .. }
+        | L::Schema { message, .. }
+        | L::Index { message, .. }
+        | L::Cloned { message, .. }
+        | L::Execution { message, .. }
+        | L::VersionConflict { message, .. }
+        | L::Backpressure { message, .. }
+        | L::InvalidTableLocation { message }
+        | L::InvalidRef { message }
+        | L::RefConflict { message }
+        | L::RefNotFound { message }
+        | L::Cleanup { message }
+        | L::VersionNotFound { message } => message.clone(),
+        L::NotFound { uri, .. } => format!("not found: {uri}"),
+        L::IO { source, .. } | L::Namespace { source, .. } | L::External { source } => {
+            let text = describe_boxed(source.as_ref());
+            // The AWS SDK's failure is a Debug dump; what the user needs is what to set.
+            if text.starts_with("Failed to get AWS credentials") {
+                "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+                 (or AWS_PROFILE), or pass --storage-option aws_access_key_id=...,aws_secret_access_key=..."
+                    .to_string()
+            } else {
+                text
+            }
+        }
+        L::Wrapped { error, .. } => describe_boxed(error.as_ref()),
+        L::IndexNotFound { identity, .. } => format!("index not found: {identity}"),
+        L::Stop => "the read was stopped".to_string(),
+        L::FieldNotFound { source } => source.to_string(),
+        L::DiskCapExceeded {
+            cap_bytes,
+            used_bytes,
+            ..
+        } => format!("spill space exhausted: {used_bytes} of {cap_bytes} bytes used"),
+        L::Fenced {
+            reason, message, ..
+        } => format!("writer fenced ({reason}): {message}"),
+        L::Shared { source } => describe_lance(source),
+    };
+    strip_source_locations(&text)
+}
+
+/// Removes `, path/to/file.rs:12:34` (and `location: ...`) fragments that Lance and its
+/// dependencies append to messages, including messages nested inside other messages.
+fn strip_source_locations(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(".rs:") {
+        let (before, after) = rest.split_at(at);
+        // The location starts after the last separator before ".rs:".
+        let start = before.rfind([' ', '(', '\n']).map_or(0, |index| index + 1);
+        let digits_end = line_and_column_end(&after[4..]).map(|end| end + 4);
+        let Some(digits_end) = digits_end.filter(|_| !before[start..].is_empty()) else {
+            out.push_str(&rest[..at + 4]);
+            rest = &rest[at + 4..];
+            continue;
+        };
+        let kept = before[..start]
+            .trim_end_matches("location: ")
+            .trim_end_matches(' ')
+            .trim_end_matches(',');
+        out.push_str(kept);
+        rest = &after[digits_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The length of a leading `<line>:<column>` in `text`, if it starts with one.
+fn line_and_column_end(text: &str) -> Option<usize> {
+    let line = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    if line == 0 || !text[line..].starts_with(':') {
+        return None;
+    }
+    let rest = &text[line + 1..];
+    let column = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    (column > 0).then_some(line + 1 + column)
 }
 
 fn is_unreachable(error: &lance::Error) -> bool {
@@ -182,12 +405,16 @@ impl From<Error> for DataFusionError {
 
 fn datafusion_sqlstate(error: &DataFusionError) -> &'static str {
     use datafusion::common::SchemaError;
+    use datafusion::sql::sqlparser::parser::ParserError;
     match error {
         DataFusionError::ArrowError(arrow_error, _) => arrow_sqlstate(arrow_error),
         DataFusionError::ParquetError(_) => "XX001",
         DataFusionError::ObjectStore(_) => "58030",
         DataFusionError::IoError(_) => "58030",
-        DataFusionError::SQL(_, _) => "42601",
+        DataFusionError::SQL(parser_error, _) => match parser_error.as_ref() {
+            ParserError::RecursionLimitExceeded => "54001",
+            ParserError::TokenizerError(_) | ParserError::ParserError(_) => "42601",
+        },
         DataFusionError::NotImplemented(_) => "0A000",
         DataFusionError::Internal(_) => "XX000",
         DataFusionError::Plan(message) => plan_sqlstate(message),
@@ -370,6 +597,63 @@ mod tests {
         let back = Error::from(wrapped);
         assert!(matches!(back, Error::TableNotFound { ref table } if table == "items"));
         assert_eq!(back.sqlstate(), "42P01");
+    }
+
+    #[test]
+    fn messages_carry_no_source_locations_or_wrappers() {
+        let lance_error = lance::Error::io("disk on fire");
+        let text = Error::lance("reading", "file:///x", lance_error).to_string();
+        assert!(
+            !text.contains(".rs:") && !text.contains("LanceError"),
+            "{text}"
+        );
+        assert!(text.contains("disk on fire"), "{text}");
+        assert_eq!(
+            strip_source_locations(
+                "bad thing, /root/.cargo/registry/src/x/lance-14/src/io.rs:12:5: more"
+            ),
+            "bad thing: more"
+        );
+        assert_eq!(
+            strip_source_locations("see main.rs: fine"),
+            "see main.rs: fine"
+        );
+        let parse = DataFusionError::SQL(
+            Box::new(
+                datafusion::sql::sqlparser::parser::ParserError::ParserError(
+                    "Expected: an expression".into(),
+                ),
+            ),
+            None,
+        );
+        let text = Error::from(parse).to_string();
+        assert_eq!(text, "syntax error: Expected: an expression");
+        let too_deep = DataFusionError::SQL(
+            Box::new(datafusion::sql::sqlparser::parser::ParserError::RecursionLimitExceeded),
+            None,
+        );
+        assert_eq!(Error::from(too_deep).sqlstate(), "54001");
+    }
+
+    #[test]
+    fn new_variants_have_their_codes() {
+        assert_eq!(Error::RootNotFound { root: "x".into() }.sqlstate(), "58P01");
+        assert_eq!(
+            Error::Syntax {
+                message: "x".into()
+            }
+            .sqlstate(),
+            "42601"
+        );
+        assert_eq!(Error::TooComplex { what: "x".into() }.sqlstate(), "54001");
+        assert_eq!(Error::Cancelled.sqlstate(), "57014");
+        assert_eq!(
+            Error::Internal {
+                message: "x".into()
+            }
+            .sqlstate(),
+            "XX000"
+        );
     }
 
     #[test]

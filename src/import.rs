@@ -110,18 +110,62 @@ async fn import_rows(
                 .await?
         }
     };
+    let columns: Vec<String> = frame
+        .schema()
+        .fields()
+        .iter()
+        .map(|field| field.name().clone())
+        .collect();
     let stream = frame.execute_stream().await?;
     let progress = indicatif::ProgressBar::new_spinner();
     progress.set_message(format!("importing {path} into {table}"));
     let counted = with_progress(stream, progress.clone());
     let dataset = session.root().create_table(table, counted).await;
     progress.finish_and_clear();
-    let dataset = dataset?;
+    let dataset = dataset.map_err(|error| locate_csv_error(error, &columns))?;
     let rows = dataset
         .count_rows(None)
         .await
         .map_err(|source| Error::lance("counting imported rows", dataset.uri(), source))?;
     Ok(rows)
+}
+
+/// Arrow's CSV reader names a bad value's column by position and its line by data row ("for
+/// column 1 at line 7"); say what a person looks for in the file: the column's name and the
+/// file's line (the header is line 1). The error kind (and so its SQLSTATE) stays the same.
+fn locate_csv_error(error: Error, columns: &[String]) -> Error {
+    let Error::DataFusion(inner) = &error else {
+        return error;
+    };
+    let datafusion::error::DataFusionError::ArrowError(arrow_error, _) = inner.as_ref() else {
+        return error;
+    };
+    let arrow::error::ArrowError::ParseError(message) = arrow_error.as_ref() else {
+        return error;
+    };
+    match with_column_name(message, columns) {
+        Some(message) => Error::from(arrow::error::ArrowError::ParseError(message)),
+        None => error,
+    }
+}
+
+fn with_column_name(message: &str, columns: &[String]) -> Option<String> {
+    let (before, index, after) = split_number(message, "for column ")?;
+    let name = columns.get(index)?;
+    let (middle, row, rest) = split_number(after, " at line ")?;
+    Some(format!(
+        "{before}'{name}' (column {index}){middle}{} of the file{rest}",
+        row + 1
+    ))
+}
+
+/// `text` split around the number following `marker`: (up to and with the marker, the number,
+/// the rest).
+fn split_number<'a>(text: &'a str, marker: &str) -> Option<(&'a str, usize, &'a str)> {
+    let start = text.find(marker)? + marker.len();
+    let digits = text[start..].find(|c: char| !c.is_ascii_digit())?;
+    let number = text[start..start + digits].parse().ok()?;
+    Some((&text[..start], number, &text[start + digits..]))
 }
 
 fn with_progress(
@@ -139,6 +183,18 @@ fn with_progress(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_errors_name_the_column() {
+        let columns = vec!["id".to_string(), "amount".to_string()];
+        let message = "Error while parsing value 'lots' as type 'Int64' for column 1 at line 7. Row data: '[7,lots]'";
+        assert_eq!(
+            with_column_name(message, &columns).unwrap(),
+            "Error while parsing value 'lots' as type 'Int64' for column 'amount' (column 1) at line 8 of the file. Row data: '[7,lots]'"
+        );
+        assert_eq!(with_column_name("no position here", &columns), None);
+        assert_eq!(with_column_name("for column 9 at line 1", &columns), None);
+    }
 
     #[test]
     fn formats_come_from_extensions() {

@@ -1,12 +1,14 @@
 //! The `lancesql` command: the embedded SQL shell and the importer.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use lancesql::import::{ImportFormat, import_file};
-use lancesql::shell::{OutputFormat, Shell, report};
+use lancesql::output::{OutputFormat, is_closed_output};
+use lancesql::shell::{Shell, report};
+use lancesql::storage::create_local_root;
 use lancesql::{Engine, EngineConfig, Error, StoreConfig};
 
 /// SQL over Lance datasets.
@@ -29,7 +31,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run SQL: interactively, or the statements given with -c / -f.
+    /// Run SQL: interactively, the statements given with -c / -f, or statements piped in.
     Sql {
         /// SQL to run (repeatable, run in order); disables the interactive prompt.
         #[arg(short = 'c', long = "command")]
@@ -43,11 +45,17 @@ enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Table, env = "LANCESQL_FORMAT")]
         format: OutputFormat,
 
-        /// Write the demo tables first if the data root has no tables.
+        /// Most rows a table shows (the rest are counted); 0 shows all. Other formats write all.
+        #[arg(long, env = "LANCESQL_MAX_ROWS", default_value_t = 1000)]
+        max_rows: usize,
+
+        /// Write the demo tables first if the data root has no tables (creating a missing local
+        /// data folder).
         #[arg(long, env = "LANCESQL_DEMO_IF_EMPTY", default_value_t = false)]
         demo_if_empty: bool,
     },
-    /// Create a table from a Parquet, CSV or JSON-lines file.
+    /// Create a table from a Parquet, CSV or JSON-lines file (creating a missing local data
+    /// folder).
     Import {
         /// The file to read.
         file: String,
@@ -66,31 +74,52 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    // A panic is a bug, but it must reach the user as one clear line, not a backtrace.
+    // A panic is a bug, but it must reach the user as one clear line: no backtrace, no source
+    // path (the location goes to the debug log).
     std::panic::set_hook(Box::new(|info| {
-        tracing::error!("internal error: {info}");
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown failure");
+        tracing::error!("internal error: {message}");
+        if let Some(location) = info.location() {
+            tracing::debug!(%location, "where the internal error happened");
+        }
     }));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match lancesql::runtime::build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("ERROR: cannot start the runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
+    match lancesql::runtime::run_on_statement_thread(&runtime, move || run(cli)) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        // The reader of our output went away (`| head`): nothing more to say.
+        Ok(Err(error)) if is_closed_output(&error) => ExitCode::SUCCESS,
+        Ok(Err(error)) => {
             report(&error);
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("ERROR: {error}");
             ExitCode::FAILURE
         }
     }
 }
 
 async fn run(cli: Cli) -> Result<(), Error> {
+    let writes = match &cli.command {
+        Command::Sql { demo_if_empty, .. } => *demo_if_empty,
+        Command::Import { .. } => true,
+    };
+    if writes && create_local_root(&cli.store.data)? {
+        eprintln!("created the data folder {}", cli.store.data);
+    }
     let engine = Engine::new(&cli.store, cli.engine)?;
     let session = engine.session()?;
     match cli.command {
@@ -98,6 +127,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             commands,
             files,
             format,
+            max_rows,
             demo_if_empty,
         } => {
             if demo_if_empty && lancesql::demo::ensure_demo_data(&session).await? {
@@ -106,11 +136,15 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     engine.root().location()
                 );
             }
-            let shell = Shell::new(session, format);
-            if commands.is_empty() && files.is_empty() {
+            let shell = Shell::new(session, format, max_rows);
+            let stdin = std::io::stdin();
+            if commands.is_empty() && files.is_empty() && stdin.is_terminal() {
                 return shell.interactive(history_path()).await;
             }
             let mut stdout = std::io::stdout().lock();
+            if commands.is_empty() && files.is_empty() {
+                return shell.run_piped(&mut stdin.lock(), &mut stdout).await;
+            }
             for sql in &commands {
                 shell.run_script(sql, &mut stdout).await?;
             }
@@ -121,10 +155,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 })?;
                 shell.run_script(&sql, &mut stdout).await?;
             }
-            stdout.flush().map_err(|source| Error::File {
-                path: "<stdout>".into(),
-                source,
-            })
+            stdout.flush().map_err(lancesql::output::output_error)
         }
         Command::Import {
             file,

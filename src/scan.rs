@@ -30,7 +30,7 @@ use lance_core::datatypes::BlobHandling;
 use lance_core::{ROW_ADDR, ROW_ID};
 
 use crate::error::Error;
-use crate::storage::DataRoot;
+use crate::storage::{DataRoot, guard_stream_panics};
 
 /// A pushed filter and whether DataFusion still re-checks it.
 #[derive(Debug, Clone)]
@@ -218,14 +218,28 @@ impl ExecutionPlan for LanceScanExec {
             let dataset = root.open_pinned(&spec.uri, spec.version).await?;
             let stream = scan_fragments(&dataset, &spec, &fragment_ids).await?;
             let schema = output_schema.clone();
-            let uri = spec.uri.clone();
             Ok(stream
-                .map_err(move |error| DataFusionError::from(Error::lance("scanning", &uri, error)))
+                .then(move |item| {
+                    let root = root.clone();
+                    let spec = spec.clone();
+                    async move {
+                        match item {
+                            Ok(batch) => Ok(batch),
+                            Err(error) => Err(DataFusionError::from(
+                                root.read_failure(&spec.table, &spec.uri, spec.version, error)
+                                    .await,
+                            )),
+                        }
+                    }
+                })
                 .and_then(move |batch| futures::future::ready(conform(batch, &schema)))
                 .boxed())
         })
         .try_flatten();
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+        Ok(guard_stream_panics(
+            &self.spec.table,
+            Box::pin(RecordBatchStreamAdapter::new(schema, batches)),
+        ))
     }
 
     fn partition_statistics(&self, partition: Option<usize>) -> DFResult<Arc<Statistics>> {

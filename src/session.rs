@@ -4,9 +4,15 @@
 //! storage bridge. [`Engine::session`] makes a [`LanceSession`] for one user or connection: a
 //! DataFusion `SessionContext` with the Lance catalog as the default catalog, the `lance.*`
 //! option extension and Lance's SQL functions. [`LanceSession::execute`] is the SQL front door:
-//! it parses, hides row-identity columns from wildcards, plans, and carries out the statements
-//! that change the catalog (`CREATE TABLE ... AS`, `DROP TABLE`) by writing Lance datasets;
-//! everything else is a DataFusion plan whose results the caller streams.
+//! it parses (refusing statements too complex to plan, see [`crate::parse`]), hides row-identity
+//! columns from wildcards, lists the root when the statement reads the catalog, plans, and carries
+//! out the statements that change the catalog (`CREATE TABLE ... AS`, `DROP TABLE`) by writing
+//! Lance datasets; everything else is a DataFusion plan whose results the caller streams.
+//! Integer arithmetic and `sum` fail on overflow (see [`crate::overflow`]).
+//!
+//! Statements must run on threads with [`crate::runtime::STATEMENT_STACK_BYTES`] of stack (the
+//! runtime [`crate::runtime::build`] makes): planning recurses once per expression level, up to
+//! the depth [`crate::parse`] admits.
 
 use std::sync::Arc;
 
@@ -19,17 +25,19 @@ use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::TableReference;
-use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
+use datafusion::sql::parser::Statement as DFStatement;
 
 use crate::blocking::BlockingBridge;
-use crate::catalog::{CATALOG_NAME, LanceCatalog, SCHEMA_NAME};
+use crate::catalog::{CATALOG_NAME, LanceCatalog, SCHEMA_NAME, SYSTEM_SCHEMA_NAME};
 use crate::config::{EngineConfig, LanceOptions, StoreConfig};
 use crate::error::{Error, Result};
 use crate::hidden::hide_row_identity_columns;
 use crate::late_materialization::TopKLateMaterialization;
+use crate::overflow::{CheckedArithmeticPlanner, CheckedSum};
 use crate::storage::DataRoot;
 
-/// The SQL dialect lancesql speaks (Postgres, as its wire clients do).
+/// The dialect DataFusion's own SQL entry points use; the front door parses with
+/// [`crate::parse::LanceSqlDialect`], which is this dialect with two capabilities changed.
 pub const SQL_DIALECT: &str = "PostgreSQL";
 
 /// One lancesql process: configuration, the data root, shared caches.
@@ -71,20 +79,24 @@ impl Engine {
         config
             .options_mut()
             .set("datafusion.sql_parser.dialect", SQL_DIALECT)?;
-        let state = SessionStateBuilder::new()
+        let mut builder = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
-            .with_physical_optimizer_rules(physical_optimizer_rules())
-            .build();
-        let context = SessionContext::new_with_state(state);
-        context.register_catalog(
-            CATALOG_NAME,
-            Arc::new(LanceCatalog::new(self.root.clone(), self.bridge.clone())),
-        );
+            .with_physical_optimizer_rules(physical_optimizer_rules());
+        // Ours first: it must see integer arithmetic before DataFusion's planners do.
+        builder
+            .expr_planners()
+            .get_or_insert_with(Vec::new)
+            .insert(0, Arc::new(CheckedArithmeticPlanner));
+        let context = SessionContext::new_with_state(builder.build());
+        let catalog = Arc::new(LanceCatalog::new(self.root.clone(), self.bridge.clone()));
+        context.register_catalog(CATALOG_NAME, catalog.clone());
         lance_datafusion::udf::register_functions(&context);
+        context.register_udaf(CheckedSum::udaf().as_ref().clone());
         Ok(LanceSession {
             context,
             root: self.root.clone(),
+            catalog,
         })
     }
 }
@@ -112,6 +124,17 @@ fn hide_in_wildcards(statement: &mut DFStatement) {
     }
 }
 
+/// Whether a statement reads the list of tables (`SHOW TABLES`, `information_schema`,
+/// `system`), which is then listed afresh before planning.
+fn reads_catalog(references: &[TableReference]) -> bool {
+    references.iter().any(|reference| {
+        matches!(
+            reference.schema(),
+            Some("information_schema") | Some(SYSTEM_SCHEMA_NAME)
+        )
+    })
+}
+
 /// What a statement produced.
 pub enum Outcome {
     /// Rows to stream to the client.
@@ -125,6 +148,7 @@ pub enum Outcome {
 pub struct LanceSession {
     context: SessionContext,
     root: Arc<DataRoot>,
+    catalog: Arc<LanceCatalog>,
 }
 
 impl LanceSession {
@@ -138,20 +162,19 @@ impl LanceSession {
         &self.context
     }
 
-    /// Splits `sql` into statements (semicolons inside strings and comments are respected).
+    /// Splits `sql` into statements (semicolons inside strings and comments are respected),
+    /// refusing statements too complex to plan safely (SQLSTATE 54001).
     pub fn parse(&self, sql: &str) -> Result<Vec<DFStatement>> {
-        let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
-        let statements = DFParserBuilder::new(sql)
-            .with_dialect(&dialect)
-            .build()?
-            .parse_statements()?;
-        Ok(statements.into_iter().collect())
+        crate::parse::parse_statements(sql)
     }
 
     /// Plans and runs one parsed statement.
     pub async fn execute(&self, mut statement: DFStatement) -> Result<Outcome> {
         hide_in_wildcards(&mut statement);
         let state = self.context.state();
+        if reads_catalog(&state.resolve_table_references(&statement)?) {
+            self.catalog.refresh().await?;
+        }
         let plan = state.statement_to_plan(statement).await?;
         match plan {
             LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {

@@ -5,19 +5,38 @@
 //! removing them. It keeps one Lance [`Session`] (metadata and index caches) for the process and a
 //! small cache of datasets opened at pinned versions, which are immutable and so safe to share.
 //! Nothing above this module builds a Lance URI or calls a Lance open/write function directly.
+//!
+//! Safety rules every function here keeps, because other processes (pylance, another lancesql)
+//! read and write the same root at any moment:
+//! - a table name becomes a path only through [`DataRoot::table_uri`], which refuses names that
+//!   are not plain identifiers, so no statement reaches outside the root;
+//! - creating a table commits exactly once, as version 1, or not at all: a writer that loses a
+//!   race for the name gets [`Error::TableExists`] and removes only the data files it wrote;
+//! - a failed write removes nothing but its own files (Lance removes a failed write's data files
+//!   itself; we never remove a table folder after a failure);
+//! - dropping a table removes its version manifests first, so readers and listings see either
+//!   the whole table or none of it;
+//! - listing never fails because of one bad entry: bad entries are reported beside the tables.
+//!
 //! Local roots become `file+uring://` URIs (Lance's io_uring reader) when the kernel and the
 //! container allow io_uring, `file://` otherwise or when `--local-io threads` asks for it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use arrow::array::RecordBatch;
 use datafusion::common::internal_datafusion_err;
+use datafusion::error::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use lance::Dataset;
 use lance::dataset::builder::DatasetBuilder;
-use lance::dataset::{InsertBuilder, WriteMode, WriteParams};
+use lance::dataset::transaction::{Operation, Transaction};
+use lance::dataset::{CommitBuilder, InsertBuilder, WriteMode, WriteParams};
 use lance::io::{ObjectStore, ObjectStoreParams, StorageOptionsAccessor};
 use lance::session::Session;
+use object_store::path::Path;
 
 use crate::config::{LocalIo, StoreConfig};
 use crate::error::{Error, Result};
@@ -38,9 +57,30 @@ pub struct DataRoot {
     pinned: Mutex<HashMap<(String, u64), Arc<Dataset>>>,
 }
 
+/// What a listing of the root found.
+#[derive(Debug, Clone, Default)]
+pub struct TableListing {
+    /// Tables that opened at their latest version, sorted by name.
+    pub tables: Vec<String>,
+    /// Entries that look like tables but cannot be used, with the reason, sorted by entry.
+    pub unreadable: Vec<UnreadableEntry>,
+}
+
+/// An entry under the root named like a table that cannot be read as one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableEntry {
+    /// The entry's name under the root (`x.lance`).
+    pub entry: String,
+    /// Why it is not a usable table.
+    pub reason: String,
+}
+
+/// How many datasets a listing opens at once.
+const LISTING_CONCURRENCY: usize = 8;
+
 impl DataRoot {
-    /// Resolves the configured root. A local folder is created if missing, so a fresh checkout
-    /// can run against `./data` at once; remote roots are used as given.
+    /// Resolves the configured root. A local folder must exist (see [`create_local_root`] for
+    /// the commands that write); remote roots are used as given.
     pub fn new(config: &StoreConfig) -> Result<Self> {
         let uri = normalize_root(&config.data, config.local_io)?;
         Ok(DataRoot {
@@ -63,26 +103,25 @@ impl DataRoot {
     /// Where the tables live, as a user names it: the folder for local roots (whichever reader
     /// the URI's scheme selects), the URI otherwise.
     pub fn location(&self) -> &str {
-        ["file+uring://", "file://"]
-            .iter()
-            .find_map(|scheme| self.uri.strip_prefix(scheme))
-            .unwrap_or(&self.uri)
+        crate::error::user_facing(&self.uri)
     }
 
-    /// The dataset URI that backs `table`.
-    pub fn table_uri(&self, table: &str) -> String {
-        format!("{}/{}{}", self.uri, table, DATASET_SUFFIX)
+    /// The dataset URI that backs `table`: the one place a table name becomes a path, so the
+    /// name is checked here (no `..`, no `/`, nothing outside the root).
+    pub fn table_uri(&self, table: &str) -> Result<String> {
+        validate_table_name(table)?;
+        Ok(format!("{}/{}{}", self.uri, table, DATASET_SUFFIX))
     }
 
     /// The URI writes to `table` go through. Lance 14 picks a safe (conditional-put) commit
     /// handler for `file://` but an unsafe one for `file+uring://`, so local writes always use
     /// `file://`; io_uring only serves reads.
-    fn write_uri(&self, table: &str) -> String {
-        let uri = self.table_uri(table);
-        match uri.strip_prefix("file+uring://") {
+    fn write_uri(&self, table: &str) -> Result<String> {
+        let uri = self.table_uri(table)?;
+        Ok(match uri.strip_prefix("file+uring://") {
             Some(path) => format!("file://{path}"),
             None => uri,
-        }
+        })
     }
 
     fn store_params(&self) -> ObjectStoreParams {
@@ -94,46 +133,86 @@ impl DataRoot {
         }
     }
 
-    /// The names of all tables under the root, sorted.
-    pub async fn list_tables(&self) -> Result<Vec<String>> {
-        let (store, root_path) = ObjectStore::from_uri_and_params(
-            self.session.store_registry(),
-            &self.uri,
-            &self.store_params(),
-        )
-        .await
-        .map_err(|source| Error::StoreUnreachable {
-            uri: self.uri.clone(),
+    /// The object store and path behind `uri` (the root or a dataset under it).
+    async fn store(&self, uri: &str) -> Result<(Arc<ObjectStore>, Path)> {
+        ObjectStore::from_uri_and_params(self.session.store_registry(), uri, &self.store_params())
+            .await
+            .map_err(|source| self.unreachable(source))
+    }
+
+    fn unreachable(&self, source: lance::Error) -> Error {
+        Error::StoreUnreachable {
+            uri: self.location().to_string(),
             source: Box::new(source),
-        })?;
-        let entries = match store.read_dir(root_path).await {
-            Ok(entries) => entries,
-            Err(lance::Error::NotFound { .. }) => Vec::new(),
-            Err(source) => {
-                return Err(Error::StoreUnreachable {
-                    uri: self.uri.clone(),
-                    source: Box::new(source),
+        }
+    }
+
+    /// Lists the tables under the root. Every entry named `<name>.lance` is opened at its latest
+    /// version; those that open are tables, the rest are reported with the reason. Folders with
+    /// no committed version yet (a create in progress, a drop half done) are neither. Fails only
+    /// when the root itself cannot be listed.
+    pub async fn list_tables(&self) -> Result<TableListing> {
+        let (store, root_path) = self.store(&self.uri).await?;
+        let entries = store
+            .list_with_delimiter(Some(&root_path))
+            .await
+            .map_err(|source| self.unreachable(source))?;
+        let mut listing = TableListing::default();
+        let mut candidates = Vec::new();
+        for file in &entries.objects {
+            if let Some(name) = file.location.filename()
+                && name.ends_with(DATASET_SUFFIX)
+            {
+                listing.unreadable.push(UnreadableEntry {
+                    entry: name.to_string(),
+                    reason: "a file, not a dataset folder".into(),
                 });
             }
-        };
-        let mut names: Vec<String> = entries
-            .into_iter()
-            .filter_map(|entry| {
-                let entry = entry.trim_end_matches('/');
-                let name = entry.rsplit('/').next().unwrap_or(entry);
-                name.strip_suffix(DATASET_SUFFIX)
-                    .filter(|table| !table.is_empty())
-                    .map(str::to_string)
+        }
+        for folder in &entries.common_prefixes {
+            let Some(entry) = folder.filename() else {
+                continue;
+            };
+            let Some(table) = entry.strip_suffix(DATASET_SUFFIX) else {
+                continue;
+            };
+            match validate_table_name(table) {
+                Ok(()) => candidates.push(table.to_string()),
+                Err(error) => listing.unreadable.push(UnreadableEntry {
+                    entry: entry.to_string(),
+                    reason: error.to_string(),
+                }),
+            }
+        }
+        let opened: Vec<(String, Result<Option<Arc<Dataset>>>)> = futures::stream::iter(candidates)
+            .map(|table| async move {
+                let opened = self.open_latest(&table).await;
+                (table, opened)
             })
-            .collect();
-        names.sort();
-        names.dedup();
-        Ok(names)
+            .buffered(LISTING_CONCURRENCY)
+            .collect()
+            .await;
+        for (table, opened) in opened {
+            match opened {
+                Ok(Some(_)) => listing.tables.push(table),
+                Ok(None) => {}
+                Err(error) => listing.unreadable.push(UnreadableEntry {
+                    entry: format!("{table}{DATASET_SUFFIX}"),
+                    reason: error.to_string(),
+                }),
+            }
+        }
+        for bad in &listing.unreadable {
+            tracing::warn!(entry = %bad.entry, reason = %bad.reason, "skipping an unreadable entry under the data root");
+        }
+        listing.tables.sort();
+        listing.unreadable.sort_by(|a, b| a.entry.cmp(&b.entry));
+        Ok(listing)
     }
 
     /// Opens `table` at its latest version, or `None` if no such dataset exists.
     pub async fn open_latest(&self, table: &str) -> Result<Option<Arc<Dataset>>> {
-        let uri = self.table_uri(table);
+        let uri = self.table_uri(table)?;
         match guard_panics(&uri, self.builder(&uri).load()).await? {
             Ok(dataset) => {
                 let dataset = Arc::new(dataset);
@@ -191,73 +270,286 @@ impl DataRoot {
         );
     }
 
-    /// Writes `data` as the new table `table`. Fails with [`Error::TableExists`] if it exists,
-    /// leaving it untouched; a failed write leaves no table behind.
+    /// Writes `data` as the new table `table`, committed as its version 1.
+    ///
+    /// Exactly one of several writers creating the same name at once succeeds; the others get
+    /// [`Error::TableExists`] and their data files are removed. A failed write leaves whatever
+    /// was there before: Lance removes the data files of a failed write itself, and a failed
+    /// commit removes only the files this call wrote. When the input stream fails, its error is
+    /// the one reported.
     pub async fn create_table(
         &self,
         table: &str,
         data: SendableRecordBatchStream,
     ) -> Result<Arc<Dataset>> {
-        validate_table_name(table)?;
+        let uri = self.write_uri(table)?;
+        let exists = || Error::TableExists {
+            table: table.to_string(),
+        };
         if self.open_latest(table).await?.is_some() {
-            return Err(Error::TableExists {
-                table: table.to_string(),
-            });
+            return Err(exists());
         }
-        let uri = self.write_uri(table);
         let params = WriteParams {
             mode: WriteMode::Create,
             store_params: Some(self.store_params()),
             session: Some(self.session.clone()),
             ..Default::default()
         };
+        let (data, input_error) = remember_first_error(data);
         let written = InsertBuilder::new(uri.as_str())
             .with_params(&params)
-            .execute_stream(data)
+            .execute_uncommitted_stream(data)
             .await;
-        match written {
-            Ok(dataset) => Ok(Arc::new(dataset)),
-            Err(lance::Error::DatasetAlreadyExists { .. }) => Err(Error::TableExists {
-                table: table.to_string(),
-            }),
+        let transaction = match written {
+            Ok(transaction) => transaction,
+            Err(lance::Error::DatasetAlreadyExists { .. }) => return Err(exists()),
             Err(source) => {
-                // Lance commits the manifest last, so a failed create leaves only unreferenced
-                // data files; remove them so the name is free again.
-                if let Err(cleanup) = self.remove_dataset_files(&uri).await {
-                    tracing::warn!(%uri, error = %cleanup, "could not clean up a failed create");
+                return Err(match input_error.take() {
+                    Some(cause) => Error::from(cause),
+                    None => Error::lance(format!("writing table '{table}'"), &uri, source),
+                });
+            }
+        };
+        // No retries: a retried create would commit over a table another writer just created.
+        let committed = CommitBuilder::new(uri.as_str())
+            .with_store_params(self.store_params())
+            .with_session(self.session.clone())
+            .with_max_retries(0)
+            .execute(transaction.clone())
+            .await;
+        match committed {
+            Ok(dataset) => Ok(Arc::new(dataset)),
+            Err(source) => {
+                if let Err(cleanup) = self.remove_written_files(&uri, &transaction).await {
+                    tracing::warn!(%uri, error = %cleanup, "could not remove the data files of a failed create");
                 }
-                Err(Error::lance(
-                    format!("writing table '{table}'"),
-                    &uri,
-                    source,
-                ))
+                if self.open_latest(table).await?.is_some() {
+                    Err(exists())
+                } else {
+                    Err(Error::lance(
+                        format!("committing table '{table}'"),
+                        &uri,
+                        source,
+                    ))
+                }
             }
         }
     }
 
-    /// Removes `table` and all its versions. Returns false if it did not exist.
-    pub async fn drop_table(&self, table: &str) -> Result<bool> {
-        if self.open_latest(table).await?.is_none() {
-            return Ok(false);
+    /// The error to report for a read of `table` (at `uri`, `version`) that failed with `error`.
+    /// A file that ended early is corruption (XX001), not an I/O failure: the data files shorter
+    /// than the manifest records are named, which costs one size lookup per data file, on this
+    /// error path only.
+    pub async fn read_failure(
+        &self,
+        table: &str,
+        uri: &str,
+        version: u64,
+        error: lance::Error,
+    ) -> Error {
+        if !ends_early(&error) {
+            return Error::lance(format!("reading table '{table}'"), uri, error);
         }
-        let uri = self.table_uri(table);
-        self.remove_dataset_files(&uri).await?;
-        self.pinned_cache().retain(|(cached, _), _| cached != &uri);
-        Ok(true)
+        let truncated = self.truncated_files(uri, version).await;
+        let (path, detail) = match truncated.first() {
+            Some((path, actual, expected)) => (
+                path.clone(),
+                format!(
+                    "table '{table}': the data file is truncated ({actual} of {expected} bytes)"
+                ),
+            ),
+            None => (
+                Path::from(uri),
+                format!(
+                    "table '{table}': a data file ended early ({})",
+                    crate::error::describe_lance(&error)
+                ),
+            ),
+        };
+        Error::DatasetUnreadable {
+            uri: crate::error::user_facing(uri).to_string(),
+            source: Box::new(lance::Error::corrupt_file(path, detail)),
+        }
     }
 
-    async fn remove_dataset_files(&self, uri: &str) -> Result<()> {
-        let (store, path) = ObjectStore::from_uri_and_params(
-            self.session.store_registry(),
-            uri,
-            &self.store_params(),
-        )
-        .await
-        .map_err(|source| Error::lance("resolving", uri, source))?;
-        match store.remove_dir_all(path).await {
-            Ok(()) | Err(lance::Error::NotFound { .. }) => Ok(()),
-            Err(source) => Err(Error::lance(format!("removing '{uri}'"), uri, source)),
+    /// Data files of `uri` at `version` shorter than their recorded size: (path, size, recorded).
+    async fn truncated_files(&self, uri: &str, version: u64) -> Vec<(Path, u64, u64)> {
+        let Ok(dataset) = self.open_pinned(uri, version).await else {
+            return Vec::new();
+        };
+        let Ok((store, base)) = self.store(uri).await else {
+            return Vec::new();
+        };
+        let data_dir = base.clone().join("data");
+        let mut truncated = Vec::new();
+        for fragment in dataset.fragments().iter() {
+            for file in &fragment.files {
+                let Some(expected) = file.file_size_bytes.get() else {
+                    continue;
+                };
+                let path = data_dir.clone().join(file.path.as_str());
+                if let Ok(actual) = store.size(&path).await
+                    && actual < expected.get()
+                {
+                    truncated.push((path, actual, expected.get()));
+                }
+            }
         }
+        truncated
+    }
+
+    /// Removes the data files an uncommitted `transaction` wrote (and nothing else).
+    async fn remove_written_files(&self, uri: &str, transaction: &Transaction) -> Result<()> {
+        let fragments = match &transaction.operation {
+            Operation::Overwrite { fragments, .. } | Operation::Append { fragments } => fragments,
+            _ => return Ok(()),
+        };
+        let (store, path) = self.store(uri).await?;
+        let data_dir = path.clone().join("data");
+        for fragment in fragments {
+            for file in &fragment.files {
+                match store
+                    .delete(&data_dir.clone().join(file.path.as_str()))
+                    .await
+                {
+                    Ok(()) | Err(lance::Error::NotFound { .. }) => {}
+                    Err(source) => return Err(Error::lance("removing a data file", uri, source)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `table` and all its versions; returns false if there was no such table. Works on
+    /// a dataset too corrupt to open. The version manifests go first (oldest first, the latest
+    /// last), so a reader opening the table meanwhile finds either its latest version, whole, or
+    /// no table.
+    pub async fn drop_table(&self, table: &str) -> Result<bool> {
+        let uri = self.write_uri(table)?;
+        let (store, path) = self.store(&uri).await?;
+        let contents = store
+            .list_with_delimiter(Some(&path))
+            .await
+            .map_err(|source| Error::lance(format!("listing table '{table}'"), &uri, source))?;
+        if contents.objects.is_empty() && contents.common_prefixes.is_empty() {
+            if store.exists(&path).await.unwrap_or(false) {
+                return Err(Error::invalid(format!(
+                    "'{table}{DATASET_SUFFIX}' under the data root is a file, not a dataset; \
+                     lancesql does not remove it"
+                )));
+            }
+            return Ok(false);
+        }
+        let mut manifests: Vec<(u64, Path)> = store
+            .list(Some(path.clone().join("_versions")))
+            .try_filter_map(|meta| async move {
+                Ok(manifest_version(&meta.location).map(|version| (version, meta.location)))
+            })
+            .try_collect()
+            .await
+            .map_err(|source| {
+                Error::lance(format!("listing versions of '{table}'"), &uri, source)
+            })?;
+        manifests.sort();
+        let latest_manifest = path.clone().join("_latest.manifest");
+        for location in manifests
+            .into_iter()
+            .map(|(_, location)| location)
+            .chain(std::iter::once(latest_manifest))
+        {
+            match store.delete(&location).await {
+                Ok(()) | Err(lance::Error::NotFound { .. }) => {}
+                Err(source) => {
+                    return Err(Error::lance(
+                        format!("dropping table '{table}'"),
+                        &uri,
+                        source,
+                    ));
+                }
+            }
+        }
+        store
+            .remove_dir_all(path)
+            .await
+            .or_else(|error| match error {
+                lance::Error::NotFound { .. } => Ok(()),
+                other => Err(other),
+            })
+            .map_err(|source| Error::lance(format!("dropping table '{table}'"), &uri, source))?;
+        let read_uri = self.table_uri(table)?;
+        self.pinned_cache()
+            .retain(|(cached, _), _| cached != &uri && cached != &read_uri);
+        Ok(true)
+    }
+}
+
+/// Whether a read failed because a file ended before the data it should hold.
+fn ends_early(error: &lance::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if current
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
+        {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
+}
+
+/// The version a manifest file holds: `<n>.manifest` (Lance's first naming scheme) or a 20-digit
+/// `<u64::MAX - n>.manifest` (its second, which lists the newest first).
+fn manifest_version(location: &Path) -> Option<u64> {
+    let stem = location.filename()?.strip_suffix(".manifest")?;
+    let number: u64 = stem.parse().ok()?;
+    Some(if stem.len() == 20 {
+        u64::MAX - number
+    } else {
+        number
+    })
+}
+
+/// Passes `data` through, keeping the first error it yields so that a write failing because its
+/// input failed reports the input's error (division by zero, a bad CSV line), not Lance's
+/// wrapping of it.
+fn remember_first_error(
+    data: SendableRecordBatchStream,
+) -> (SendableRecordBatchStream, FirstError) {
+    let slot = FirstError::default();
+    let keeper = slot.clone();
+    let schema = data.schema();
+    let stream = data.map(move |item: datafusion::error::Result<RecordBatch>| {
+        item.map_err(|error| {
+            let text = error.to_string();
+            keeper.keep(error);
+            DataFusionError::Execution(text)
+        })
+    });
+    (
+        Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+        slot,
+    )
+}
+
+/// The first error seen by [`remember_first_error`].
+#[derive(Clone, Default)]
+struct FirstError(Arc<Mutex<Option<DataFusionError>>>);
+
+impl FirstError {
+    fn keep(&self, error: DataFusionError) {
+        let mut slot = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        slot.get_or_insert(error);
+    }
+
+    fn take(&self) -> Option<DataFusionError> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
     }
 }
 
@@ -267,23 +559,71 @@ async fn guard_panics<T>(
     uri: &str,
     call: impl std::future::Future<Output = lance::Result<T>>,
 ) -> Result<lance::Result<T>> {
-    use futures::FutureExt;
     match std::panic::AssertUnwindSafe(call).catch_unwind().await {
         Ok(result) => Ok(result),
-        Err(panic) => {
-            let reason = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("unknown failure");
-            Err(Error::DatasetUnreadable {
-                uri: uri.to_string(),
-                source: Box::new(lance::Error::corrupt_file(
-                    object_store::path::Path::from(uri),
-                    format!("reading its metadata failed: {reason}"),
-                )),
-            })
-        }
+        Err(panic) => Err(Error::DatasetUnreadable {
+            uri: crate::error::user_facing(uri).to_string(),
+            source: Box::new(lance::Error::corrupt_file(
+                Path::from(uri),
+                format!("reading its metadata failed: {}", panic_message(&panic)),
+            )),
+        }),
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown failure")
+}
+
+/// Ends `stream` with an error, instead of unwinding through the caller, when polling it panics
+/// (a bug inside Lance while reading `table`): only the statement reading it fails.
+pub fn guard_stream_panics(
+    table: &str,
+    stream: SendableRecordBatchStream,
+) -> SendableRecordBatchStream {
+    let schema = stream.schema();
+    let table = table.to_string();
+    let guarded = std::panic::AssertUnwindSafe(stream)
+        .catch_unwind()
+        .map(move |item| match item {
+            Ok(item) => item,
+            Err(panic) => Err(DataFusionError::from(Error::Internal {
+                message: format!(
+                    "reading table '{table}' failed inside Lance: {}",
+                    panic_message(&panic)
+                ),
+            })),
+        });
+    Box::pin(RecordBatchStreamAdapter::new(schema, guarded))
+}
+
+/// Creates a local data folder if it is missing, for the commands that write (import, the demo
+/// tables); returns whether it was created. Remote roots are left alone.
+pub fn create_local_root(data: &str) -> Result<bool> {
+    let Some(path) = local_path(data) else {
+        return Ok(false);
+    };
+    if std::path::Path::new(path).exists() {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(path).map_err(|source| Error::File {
+        path: path.to_string(),
+        source,
+    })?;
+    Ok(true)
+}
+
+/// The folder of a local root (`./data`, `file:///x`, `file+uring:///x`), `None` for remote ones.
+fn local_path(data: &str) -> Option<&str> {
+    let trimmed = data.trim();
+    match trimmed.split_once("://") {
+        Some(("file" | "file+uring", path)) => Some(path),
+        Some(_) => None,
+        None => Some(trimmed),
     }
 }
 
@@ -305,7 +645,7 @@ pub fn validate_table_name(table: &str) -> Result<()> {
 }
 
 /// The root as a URI Lance understands: remote URIs as given (without a trailing slash), local
-/// folders (plain paths, `file://`, `file+uring://`) created if missing, made absolute, and given
+/// folders (plain paths, `file://`, `file+uring://`), which must exist, made absolute and given
 /// the scheme of the chosen local reader.
 fn normalize_root(data: &str, local_io: LocalIo) -> Result<String> {
     let trimmed = data.trim().trim_end_matches('/');
@@ -325,7 +665,11 @@ fn normalize_root(data: &str, local_io: LocalIo) -> Result<String> {
         }
         None => (trimmed, local_io),
     };
-    ensure_local_dir(local_path)?;
+    if !std::path::Path::new(local_path).is_dir() {
+        return Err(Error::RootNotFound {
+            root: local_path.to_string(),
+        });
+    }
     let absolute = std::path::Path::new(local_path)
         .canonicalize()
         .map_err(|source| Error::File {
@@ -360,13 +704,6 @@ fn io_uring_available() -> bool {
     }
 }
 
-fn ensure_local_dir(path: &str) -> Result<()> {
-    std::fs::create_dir_all(path).map_err(|source| Error::File {
-        path: path.to_string(),
-        source,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,12 +716,68 @@ mod tests {
         assert!(error.contains("../etc"), "{error}");
         assert!(validate_table_name("").is_err());
         assert!(validate_table_name("-x").is_err());
+        for escape in [
+            "..",
+            "a/b",
+            "a\\b",
+            ".hidden",
+            "x.lance",
+            "a b",
+            "\u{e9}t\u{e9}",
+        ] {
+            assert!(validate_table_name(escape).is_err(), "{escape}");
+        }
+    }
+
+    #[test]
+    fn every_table_path_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = DataRoot::new(&StoreConfig::local(dir.path().to_str().unwrap())).unwrap();
+        assert!(root.table_uri("../victim").is_err());
+        assert!(root.write_uri("../victim").is_err());
+        assert!(root.table_uri("ok").unwrap().ends_with("/ok.lance"));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_stream_ends_with_an_error() {
+        let schema = Arc::new(arrow::datatypes::Schema::empty());
+        let panicking = futures::stream::poll_fn(
+            |_| -> std::task::Poll<Option<datafusion::error::Result<RecordBatch>>> {
+                panic!("decoder bug")
+            },
+        );
+        let stream: SendableRecordBatchStream =
+            Box::pin(RecordBatchStreamAdapter::new(schema, panicking));
+        let items: Vec<_> = guard_stream_panics("items", stream).collect().await;
+        assert_eq!(items.len(), 1);
+        let error = Error::from(items.into_iter().next().unwrap().unwrap_err());
+        assert_eq!(error.sqlstate(), "XX000");
+        let text = error.to_string();
+        assert!(
+            text.contains("items") && text.contains("decoder bug"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn manifest_names_give_versions() {
+        assert_eq!(
+            manifest_version(&Path::from("t/_versions/3.manifest")),
+            Some(3)
+        );
+        let v2 = format!("t/_versions/{:020}.manifest", u64::MAX - 7);
+        assert_eq!(manifest_version(&Path::from(v2.as_str())), Some(7));
+        assert_eq!(manifest_version(&Path::from("t/_versions/x.txn")), None);
     }
 
     #[test]
     fn roots_are_normalized() {
         let dir = tempfile::tempdir().unwrap();
         let nested = dir.path().join("a/b/");
+        let missing = normalize_root(nested.to_str().unwrap(), LocalIo::Threads).unwrap_err();
+        assert_eq!(missing.sqlstate(), "58P01", "{missing}");
+        assert!(create_local_root(nested.to_str().unwrap()).unwrap());
+        assert!(!create_local_root(nested.to_str().unwrap()).unwrap());
         let root = normalize_root(nested.to_str().unwrap(), LocalIo::Threads).unwrap();
         assert!(
             root.starts_with("file:///") && root.ends_with("a/b"),

@@ -29,7 +29,7 @@ use lance_core::datatypes::BlobHandling;
 use lance_datafusion::projection::ProjectionPlan;
 
 use crate::error::Error;
-use crate::storage::DataRoot;
+use crate::storage::{DataRoot, guard_stream_panics};
 
 /// What a take reads, as plain data.
 #[derive(Debug, Clone)]
@@ -190,10 +190,10 @@ impl ExecutionPlan for LanceTakeExec {
             let schema = schema.clone();
             async move { take_columns(&root, &spec, &schema, batch).await }
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            self.schema.clone(),
-            batches,
-        )))
+        Ok(guard_stream_panics(
+            &self.spec.table,
+            Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches)),
+        ))
     }
 }
 

@@ -26,13 +26,6 @@ def test_script_stops_at_first_error(data, tmp_path):
     assert (data / "a.lance").exists() and not (data / "b.lance").exists()
 
 
-def test_interactive_shell_keeps_going_after_errors(data):
-    result = run(["--data", str(data), "sql"], input="SELECT * FROM nope;\nSELEC 1;\nSELECT 41 + 1 AS answer;\n")
-    assert "nope" in result.stderr
-    assert "42" in result.stdout
-    assert result.returncode == 0
-
-
 def test_corrupt_dataset_is_named_and_others_still_work(data):
     lance.write_dataset(pa.table({"x": [1, 2]}), str(data / "good.lance"))
     versions = data / "broken.lance" / "_versions"

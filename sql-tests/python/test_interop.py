@@ -127,7 +127,8 @@ def test_import_parquet_csv_jsonl(data, tmp_path):
 
 
 def test_tables_appear_and_disappear_without_restart(data):
-    """One long-running shell sees datasets another process creates and removes."""
+    """One long-running shell (statements piped in) sees datasets another process creates and
+    removes."""
     shell = subprocess.Popen(
         [BIN, "--data", str(data), "sql"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -138,7 +139,8 @@ def test_tables_appear_and_disappear_without_restart(data):
         shell.stdin.write(query)
         shell.stdin.flush()
         lines = []
-        while not (lines and lines[-1].startswith("(")):
+        # A result table ends with its third rule line (above and below the header, at the end).
+        while sum(line.startswith("+") for line in lines) < 3:
             line = shell.stdout.readline()
             assert line, "shell exited early"
             lines.append(line)

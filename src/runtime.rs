@@ -1,0 +1,41 @@
+//! The tokio runtime statements run on.
+//!
+//! Contract: [`build`] makes a multi-threaded runtime whose threads (workers and the blocking
+//! pool) have [`STATEMENT_STACK_BYTES`] of stack, enough to plan and run the deepest statement
+//! [`crate::parse`] admits. Every front end (the shell, and the servers to come) runs the engine
+//! on such a runtime, and never on a thread it did not make (a `main` thread's 8 MiB is not
+//! enough). The stack is reserved address space; memory is used only as deep as a statement goes.
+
+/// Stack size of every thread that plans or runs statements.
+pub const STATEMENT_STACK_BYTES: usize = 256 * 1024 * 1024;
+
+/// A multi-threaded runtime for the engine, one worker per core.
+pub fn build() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("lancesql-worker")
+        .thread_stack_size(STATEMENT_STACK_BYTES)
+        .build()
+}
+
+/// Runs the future `start` makes to completion on a new thread with [`STATEMENT_STACK_BYTES`] of
+/// stack, inside `runtime`: for the future a front end's `main` drives (`block_on` would poll it
+/// on the calling thread, whose stack is too small).
+pub fn run_on_statement_thread<F, T>(
+    runtime: &tokio::runtime::Runtime,
+    start: impl FnOnce() -> F + Send,
+) -> std::io::Result<T>
+where
+    F: std::future::Future<Output = T>,
+    T: Send,
+{
+    std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new()
+            .name("lancesql-main".into())
+            .stack_size(STATEMENT_STACK_BYTES)
+            .spawn_scoped(scope, || runtime.block_on(start()))?;
+        thread
+            .join()
+            .map_err(|_| std::io::Error::other("the statement thread panicked"))
+    })
+}
