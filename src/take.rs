@@ -227,8 +227,16 @@ async fn take_columns(
         TakeBuilder::try_new_from_addresses(dataset, addresses.values().to_vec(), Arc::new(plan))
             .map_err(lance_error)?
             .execute()
-            .await
-            .map_err(lance_error)?;
+            .await;
+    let taken = match taken {
+        Ok(taken) => taken,
+        Err(error) => {
+            let failure = root
+                .read_failure(&spec.table, &spec.uri, spec.version, error)
+                .await;
+            return Err(DataFusionError::from(failure));
+        }
+    };
     if taken.num_rows() != batch.num_rows() {
         return Err(internal_datafusion_err!(
             "a take on '{}' returned {} rows for {} addresses",

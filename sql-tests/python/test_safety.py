@@ -430,6 +430,9 @@ def test_truncated_data_file_is_reported_as_corrupt(data):
     assert "cut" in result.stderr and data_file.name in result.stderr, result.stderr
     assert_readable(result.stderr)
     assert "uring" not in result.stderr.lower()
+    # A top-k reads through a narrow scan and a take; whichever meets the damage says so.
+    took = run(["--data", str(data), "sql", "-c", "SELECT * FROM cut ORDER BY x DESC LIMIT 5"], check=False)
+    assert took.returncode != 0 and "XX001" in took.stderr and data_file.name in took.stderr, took.stderr
 
 
 def test_missing_cloud_credentials_are_one_line(tmp_path):
