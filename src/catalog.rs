@@ -118,6 +118,15 @@ impl LanceSchema {
             }
         }
     }
+
+    /// Whether `name` is a listed table (asked once per table by `information_schema`, so the
+    /// snapshot is searched in place rather than copied).
+    fn lists(&self, name: &str) -> bool {
+        if let Some(listing) = self.snapshot().as_ref() {
+            return listing.tables.iter().any(|table| table == name);
+        }
+        self.names().iter().any(|table| table == name)
+    }
 }
 
 #[async_trait]
@@ -136,11 +145,7 @@ impl SchemaProvider for LanceSchema {
     async fn table_type(&self, name: &str) -> DFResult<Option<TableType>> {
         // Listed names are tables; answering without opening keeps `information_schema.tables`
         // to one listing.
-        Ok(self
-            .names()
-            .iter()
-            .any(|table| table == name)
-            .then_some(TableType::Base))
+        Ok(self.lists(name).then_some(TableType::Base))
     }
 
     fn register_table(
@@ -155,7 +160,7 @@ impl SchemaProvider for LanceSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.names().iter().any(|table| table == name)
+        self.lists(name)
     }
 }
 
