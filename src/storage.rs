@@ -286,9 +286,7 @@ impl DataRoot {
         let exists = || Error::TableExists {
             table: table.to_string(),
         };
-        if self.open_latest(table).await?.is_some() {
-            return Err(exists());
-        }
+        // No existence check first: a Create write refuses an existing dataset itself.
         let params = WriteParams {
             mode: WriteMode::Create,
             store_params: Some(self.store_params()),
