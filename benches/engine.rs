@@ -22,7 +22,6 @@ use arrow::array::{
     StringArray, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use clap::ValueEnum;
 use criterion::{Criterion, criterion_group, criterion_main};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
@@ -125,6 +124,20 @@ async fn write_data(root: &Path, rows: usize) {
         .expect("lance write");
 }
 
+/// The rows of `sql`, rendered as text, in the order they came.
+async fn pretty_rows(session: &LanceSession, sql: &str) -> String {
+    let batches: Vec<RecordBatch> = session
+        .sql_stream(sql)
+        .await
+        .expect("query")
+        .try_collect()
+        .await
+        .expect("rows");
+    arrow::util::pretty::pretty_format_batches(&batches)
+        .expect("printable rows")
+        .to_string()
+}
+
 async fn count_rows(session: &LanceSession, sql: &str) -> usize {
     session
         .sql_stream(sql)
@@ -175,19 +188,14 @@ fn engine(c: &mut Criterion) {
     let root = folder.path().to_str().expect("utf-8 path");
     let mut store = StoreConfig::local(root);
     if let Ok(reader) = std::env::var("LANCESQL_LOCAL_IO") {
-        store.local_io = LocalIo::from_str(&reader, true).expect("LANCESQL_LOCAL_IO");
+        store.local_io = reader.parse::<LocalIo>().expect("LANCESQL_LOCAL_IO");
     }
     let engine = Engine::new(&store, EngineConfig::default()).expect("engine");
     // The baselines read through the same local reader (io_uring or threads) as lancesql.
     let dataset = runtime.block_on(async {
-        Dataset::open(
-            &engine
-                .root()
-                .table_uri("bench")
-                .expect("a valid table name"),
-        )
-        .await
-        .expect("open the Lance dataset")
+        Dataset::open(&engine.table_location("bench").expect("a valid table name"))
+            .await
+            .expect("open the Lance dataset")
     });
     let session = engine.session().expect("session");
 
@@ -297,6 +305,14 @@ fn engine(c: &mut Criterion) {
             .await
             .expect("SET");
     });
+    // Both contenders must return the same rows, in the same order, before either is timed.
+    let (late, full) = runtime.block_on(async {
+        (
+            pretty_rows(&session, top_k_sql).await,
+            pretty_rows(&eager, top_k_sql).await,
+        )
+    });
+    assert_eq!(late, full, "late materialization changed the top-k result");
     let mut group = c.benchmark_group("top_k");
     group.sample_size(20);
     group.bench_function("late_materialization", |b| {

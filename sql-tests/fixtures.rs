@@ -354,5 +354,7 @@ pub fn register_oracle(session: &LanceSession, oracle: &[Oracle]) {
     catalog
         .register_schema("public", schema_provider)
         .expect("registering oracle schema");
-    session.context().register_catalog("oracle", catalog);
+    session
+        .register_catalog("oracle", catalog)
+        .expect("the oracle catalog registers");
 }

@@ -17,18 +17,25 @@ mod fixtures;
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::DataType;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
 use futures::TryStreamExt;
-use lancesql::session::Outcome;
+use lancesql::engine::session::Outcome;
 use lancesql::{Engine, EngineConfig, LanceSession, StoreConfig};
 use sqllogictest::{DBOutput, DefaultColumnType};
+
+/// The rows of a result as text, with the column types.
+struct Rows {
+    types: Vec<DataType>,
+    rows: Vec<Vec<String>>,
+}
 
 /// Where SQL goes: today the embedded engine; the front ends add their own targets.
 #[async_trait]
 trait SqlTarget: Send {
     /// Runs one statement (or several) and returns the rows of the last result as text.
-    async fn query(&mut self, sql: &str) -> Result<Option<Vec<Vec<String>>>, lancesql::Error>;
+    async fn query(&mut self, sql: &str) -> Result<Option<Rows>, lancesql::Error>;
 }
 
 struct Embedded {
@@ -37,15 +44,23 @@ struct Embedded {
 
 #[async_trait]
 impl SqlTarget for Embedded {
-    async fn query(&mut self, sql: &str) -> Result<Option<Vec<Vec<String>>>, lancesql::Error> {
+    async fn query(&mut self, sql: &str) -> Result<Option<Rows>, lancesql::Error> {
         let mut last = None;
         for statement in self.session.parse(sql)? {
-            last = match self.session.execute(statement).await? {
-                Outcome::Done { .. } => None,
-                Outcome::Rows(frame) => {
-                    let batches: Vec<RecordBatch> =
-                        frame.execute_stream().await?.try_collect().await?;
-                    Some(format_rows(&batches)?)
+            last = match self.session.run(statement).await? {
+                Outcome::Done(_) => None,
+                Outcome::Rows { stream, .. } => {
+                    let types = stream
+                        .schema()
+                        .fields()
+                        .iter()
+                        .map(|field| field.data_type().clone())
+                        .collect();
+                    let batches: Vec<RecordBatch> = stream.try_collect().await?;
+                    Some(Rows {
+                        types,
+                        rows: format_rows(&batches)?,
+                    })
                 }
             };
         }
@@ -114,6 +129,23 @@ fn row_validator(
     actual == expected
 }
 
+/// The sqllogictest letter of a column: `I` integers, `R` floating point and decimals, `T`
+/// everything else (what DataFusion's own suite uses).
+fn column_type(data_type: &DataType) -> DefaultColumnType {
+    if data_type.is_integer() {
+        DefaultColumnType::Integer
+    } else if data_type.is_floating()
+        || matches!(
+            data_type,
+            DataType::Decimal128(..) | DataType::Decimal256(..)
+        )
+    {
+        DefaultColumnType::FloatingPoint
+    } else {
+        DefaultColumnType::Text
+    }
+}
+
 struct SltDb<T: SqlTarget>(T);
 
 /// An engine error as `.slt` files see it: `[SQLSTATE] message`, so `statement error` lines can
@@ -137,13 +169,10 @@ impl<T: SqlTarget> sqllogictest::AsyncDB for SltDb<T> {
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
         match self.0.query(sql).await.map_err(SltError)? {
             None => Ok(DBOutput::StatementComplete(0)),
-            Some(rows) => {
-                let width = rows.first().map_or(0, Vec::len);
-                Ok(DBOutput::Rows {
-                    types: vec![DefaultColumnType::Any; width],
-                    rows,
-                })
-            }
+            Some(Rows { types, rows }) => Ok(DBOutput::Rows {
+                types: types.iter().map(column_type).collect(),
+                rows,
+            }),
         }
     }
 
@@ -183,6 +212,7 @@ async fn run_slt_files(
             async move { Ok(SltDb(Embedded { session })) }
         });
         runner.with_validator(row_validator);
+        runner.with_column_validator(sqllogictest::strict_column_validator);
         let name = file
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
@@ -195,7 +225,7 @@ async fn run_slt_files(
                     " ",
                     row_validator,
                     sqllogictest::default_normalizer,
-                    sqllogictest::default_column_validator,
+                    sqllogictest::strict_column_validator,
                 )
                 .await;
             match updated {
@@ -241,27 +271,43 @@ async fn run_oracle_queries(
     let mut passed = 0;
     let mut failures = Vec::new();
     for template in &templates {
-        let (placeholder, tables): (&str, Vec<&str>) = if template.contains("{t}") {
-            ("{t}", fixtures::BASIC_TABLES.to_vec())
-        } else if template.contains("{labels}") {
-            ("{labels}", vec!["t_labels"])
-        } else {
-            ("{evolved}", vec!["t_evolved"])
+        let (template, must_push) = match template.strip_prefix(PUSHED_MARK) {
+            Some(rest) => (rest.trim(), true),
+            None => (template.as_str(), false),
         };
+        let Some((placeholder, tables)) = placeholder_tables(template) else {
+            println!("oracle template without a table placeholder: {template}");
+            failures.push(format!("oracle template without a placeholder: {template}"));
+            continue;
+        };
+        // With ORDER BY the order is part of the answer; otherwise rows may come in any order.
+        let ordered = template.to_ascii_uppercase().contains("ORDER BY");
         for table in tables {
             let lance_sql = template.replace(placeholder, table);
             let oracle_table = format!("oracle.public.{table}");
             let oracle_sql = template.replace(placeholder, &oracle_table);
-            let lance = target.query(&lance_sql).await.map(sorted);
-            let expected = target.query(&oracle_sql).await.map(sorted);
-            match (lance, expected) {
-                (Ok(actual), Ok(expected)) if actual == expected => passed += 1,
+            let lance = target
+                .query(&lance_sql)
+                .await
+                .map(|rows| comparable(rows, ordered));
+            let expected = target
+                .query(&oracle_sql)
+                .await
+                .map(|rows| comparable(rows, ordered));
+            let results_match = match (lance, expected) {
+                (Ok(actual), Ok(expected)) if actual == expected => true,
                 (actual, expected) => {
                     println!(
                         "oracle mismatch for: {lance_sql}\n  lance:  {actual:?}\n  oracle: {expected:?}"
                     );
-                    failures.push(format!("oracle {lance_sql}"));
+                    false
                 }
+            };
+            let pushed = !must_push || filter_is_pushed(&mut target, &lance_sql).await;
+            if results_match && pushed {
+                passed += 1;
+            } else {
+                failures.push(format!("oracle {lance_sql}"));
             }
         }
     }
@@ -269,9 +315,49 @@ async fn run_oracle_queries(
     (passed, failures)
 }
 
-fn sorted(rows: Option<Vec<Vec<String>>>) -> Vec<Vec<String>> {
-    let mut rows = rows.unwrap_or_default();
-    rows.sort();
+/// Marks an oracle query whose whole `WHERE` clause must be evaluated by the Lance scan.
+const PUSHED_MARK: &str = "@pushed";
+
+/// The placeholder a template uses and the fixtures it stands for; `None` when it has none.
+fn placeholder_tables(template: &str) -> Option<(&'static str, Vec<&'static str>)> {
+    if template.contains("{t}") {
+        Some(("{t}", fixtures::BASIC_TABLES.to_vec()))
+    } else if template.contains("{labels}") {
+        Some(("{labels}", vec!["t_labels"]))
+    } else if template.contains("{evolved}") {
+        Some(("{evolved}", vec!["t_evolved"]))
+    } else {
+        None
+    }
+}
+
+/// Whether the physical plan of `sql` leaves no filter to DataFusion (every condition went into
+/// the scan); prints the plan when it does not.
+async fn filter_is_pushed(target: &mut Embedded, sql: &str) -> bool {
+    let plan = match target.query(&format!("EXPLAIN {sql}")).await {
+        Ok(Some(rows)) => rows
+            .rows
+            .iter()
+            .map(|row| row.join(" "))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Ok(None) => String::new(),
+        Err(error) => format!("EXPLAIN failed: {error}"),
+    };
+    let physical = plan.split("physical_plan").nth(1).unwrap_or_default();
+    let pushed = !physical.is_empty() && !physical.contains("FilterExec");
+    if !pushed {
+        println!("filter not pushed into the scan for: {sql}\n{plan}");
+    }
+    pushed
+}
+
+/// Rows to compare: as they came when the query orders them, sorted otherwise.
+fn comparable(rows: Option<Rows>, ordered: bool) -> Vec<Vec<String>> {
+    let mut rows = rows.map(|rows| rows.rows).unwrap_or_default();
+    if !ordered {
+        rows.sort();
+    }
     rows
 }
 

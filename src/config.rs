@@ -1,14 +1,15 @@
 //! Typed configuration: where the data lives and how the engine runs.
 //!
-//! Every option has a `--flag`, an environment variable and a default (clap derives all three,
-//! so `--help` is the reference). Process-level options live in [`StoreConfig`] and
-//! [`EngineConfig`]; per-session engine knobs live in [`LanceOptions`], a DataFusion config
-//! extension, so `SET lance.use_scalar_index = false` works in the shell and, later, over every
-//! protocol, exactly like `SET datafusion.execution.batch_size = ...`.
-
-use std::collections::HashMap;
+//! These are plain types: the command line (`crate::cli::args`) gives every option a `--flag`,
+//! an environment variable and a default, and converts to them; embedders build them directly.
+//! Process-level options live in [`StoreConfig`] and [`EngineConfig`]; per-session engine knobs
+//! live in [`LanceOptions`], a DataFusion config extension, so `SET lance.use_scalar_index =
+//! false` works in the shell and over every protocol, like `SET datafusion.execution.batch_size`.
 
 use std::any::Any;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use datafusion::config::{ConfigEntry, ConfigExtension, ConfigField, ExtensionOptions};
 use datafusion::error::DataFusionError;
@@ -16,54 +17,25 @@ use datafusion::error::DataFusionError;
 use crate::error::{Error, Result};
 
 /// Where the Lance datasets live and how to reach them.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// Root folder or object-store prefix holding `<table>.lance` datasets: a local path,
     /// `file://...` or `s3://bucket/prefix`.
-    #[arg(
-        long = "data",
-        env = "LANCESQL_DATA",
-        default_value = "./data",
-        global = true
-    )]
     pub data: String,
-
-    /// S3 endpoint for S3-compatible stores (MinIO, Ceph, moto, ...). AWS_ENDPOINT works too.
-    #[arg(long, env = "LANCESQL_S3_ENDPOINT", global = true)]
+    /// S3 endpoint for S3-compatible stores (MinIO, Ceph, moto, ...).
     pub s3_endpoint: Option<String>,
-
-    /// S3 region. AWS_REGION / AWS_DEFAULT_REGION work too.
-    #[arg(long, env = "LANCESQL_S3_REGION", global = true)]
+    /// S3 region.
     pub s3_region: Option<String>,
-
     /// Allow plain-HTTP endpoints (local S3-compatible servers).
-    #[arg(
-        long,
-        env = "LANCESQL_S3_ALLOW_HTTP",
-        default_value_t = false,
-        global = true
-    )]
     pub s3_allow_http: bool,
-
-    /// Extra object-store option passed to Lance as-is, `key=value` (repeatable; the environment
-    /// variable takes a comma-separated list). Credentials come from the usual AWS_* variables.
-    #[arg(long = "storage-option", env = "LANCESQL_STORAGE_OPTIONS", global = true, value_delimiter = ',', value_parser = parse_key_value)]
+    /// Extra object-store options passed to Lance as-is.
     pub storage_options: Vec<(String, String)>,
-
-    /// How a local data root is read: `uring` (Lance's io_uring reader), `threads` (blocking
-    /// reads on a thread pool), or `auto` (io_uring when the kernel and container allow it).
-    #[arg(
-        long = "local-io",
-        env = "LANCESQL_LOCAL_IO",
-        value_enum,
-        default_value_t = LocalIo::Auto,
-        global = true
-    )]
+    /// How a local data root is read.
     pub local_io: LocalIo,
 }
 
 /// The reader Lance uses for datasets in a local folder.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LocalIo {
     /// io_uring when available, else threads.
     Auto,
@@ -71,6 +43,21 @@ pub enum LocalIo {
     Uring,
     /// Blocking reads on a thread pool (works everywhere).
     Threads,
+}
+
+impl std::str::FromStr for LocalIo {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "auto" => Ok(LocalIo::Auto),
+            "uring" => Ok(LocalIo::Uring),
+            "threads" => Ok(LocalIo::Threads),
+            _ => Err(Error::invalid(format!(
+                "unknown local reader '{text}': expected auto, uring or threads"
+            ))),
+        }
+    }
 }
 
 impl StoreConfig {
@@ -102,7 +89,8 @@ impl StoreConfig {
     }
 }
 
-fn parse_key_value(text: &str) -> Result<(String, String), String> {
+/// Parses `key=value` (object-store options).
+pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.trim().is_empty() => {
             Ok((key.trim().to_string(), value.trim().to_string()))
@@ -111,21 +99,80 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
     }
 }
 
-/// How queries run in this process.
-#[derive(clap::Args, Debug, Clone)]
-pub struct EngineConfig {
-    /// Partitions per query (parallel scan streams). Defaults to the number of cores.
-    #[arg(long, env = "LANCESQL_TARGET_PARTITIONS", global = true)]
-    pub target_partitions: Option<usize>,
+/// Parses a byte size: a number with an optional unit (`B`, `K`/`KiB`, `M`/`MiB`, `G`/`GiB`,
+/// `T`/`TiB`; binary multiples either way), e.g. `512MiB`, `4G`, `1073741824`.
+pub fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("expected a size such as 512MiB or 4G, got '{text}'"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => return Err(format!("unknown size unit '{other}' in '{text}'")),
+    };
+    let bytes = number * multiplier as f64;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+        return Err(format!("size '{text}' is out of range"));
+    }
+    Ok(bytes as u64)
+}
 
+/// The share of the machine's memory (or of the container's limit, when lower) that queries
+/// may use when `--memory-limit` is not given.
+pub const DEFAULT_MEMORY_SHARE: f64 = 0.5;
+
+/// [`DEFAULT_MEMORY_SHARE`] of the memory this process may use: the machine's, or the cgroup's
+/// limit when one is set and lower. Falls back to 4 GiB where neither can be read.
+pub fn default_memory_limit() -> u64 {
+    let machine = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+                .map(|kib| kib * 1024)
+        });
+    let container = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok());
+    let available = match (machine, container) {
+        (Some(machine), Some(container)) => machine.min(container),
+        (Some(bytes), None) | (None, Some(bytes)) => bytes,
+        (None, None) => 8 << 30,
+    };
+    (available as f64 * DEFAULT_MEMORY_SHARE) as u64
+}
+
+/// How queries run in this process.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Partitions per query (parallel scan streams); `None`: the number of cores.
+    pub target_partitions: Option<usize>,
     /// Rows per record batch produced by scans and operators.
-    #[arg(
-        long,
-        env = "LANCESQL_BATCH_SIZE",
-        default_value_t = 8192,
-        global = true
-    )]
     pub batch_size: usize,
+    /// Bytes of memory all queries of the process may hold at once (sorts, joins, aggregates);
+    /// `None`: [`default_memory_limit`]. A query needing more spills or fails with SQLSTATE 53200.
+    pub memory_limit: Option<u64>,
+    /// Folder for spill files; `None`: a temporary folder removed at exit.
+    pub spill_dir: Option<PathBuf>,
+    /// Opened datasets (table, version) kept for reuse across statements and sessions.
+    pub dataset_cache_entries: u64,
+    /// How long a listing of the data root answers catalog queries before it is taken again.
+    pub listing_ttl: Duration,
 }
 
 impl Default for EngineConfig {
@@ -133,6 +180,10 @@ impl Default for EngineConfig {
         EngineConfig {
             target_partitions: None,
             batch_size: 8192,
+            memory_limit: None,
+            spill_dir: None,
+            dataset_cache_entries: 256,
+            listing_ttl: Duration::from_secs(2),
         }
     }
 }
@@ -145,6 +196,12 @@ impl EngineConfig {
         }
         if self.batch_size == 0 {
             return Err(Error::invalid("--batch-size must be at least 1"));
+        }
+        if self.memory_limit == Some(0) {
+            return Err(Error::invalid("--memory-limit must be more than 0 bytes"));
+        }
+        if self.dataset_cache_entries == 0 {
+            return Err(Error::invalid("--dataset-cache-entries must be at least 1"));
         }
         Ok(())
     }
@@ -293,6 +350,22 @@ mod tests {
                 "lance.late_materialization_max_rows"
             ]
         );
+    }
+
+    #[test]
+    fn byte_sizes_parse_with_units() {
+        assert_eq!(parse_byte_size("1024").unwrap(), 1024);
+        assert_eq!(parse_byte_size("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_byte_size("4G").unwrap(), 4 << 30);
+        assert_eq!(parse_byte_size("1.5k").unwrap(), 1536);
+        assert!(parse_byte_size("0").is_err());
+        assert!(
+            parse_byte_size("12 parsecs")
+                .unwrap_err()
+                .contains("parsecs")
+        );
+        assert!(parse_byte_size("lots").unwrap_err().contains("lots"));
+        assert!(default_memory_limit() > 0);
     }
 
     #[test]

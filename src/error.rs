@@ -1,11 +1,18 @@
-//! The engine's one error type, and its one mapping to SQLSTATE codes.
+//! The engine's one error type, its one [`ErrorKind`], and the kind's two mappings: to Postgres
+//! SQLSTATE codes and to gRPC status codes.
 //!
 //! Every failure the engine reports carries the thing it is about (a table, a store URI, a file),
 //! so a user can act on the message alone. Errors that cross DataFusion travel as
 //! `DataFusionError::External(Box<Error>)` and are recovered by [`Error::from_datafusion`], so
-//! front ends see the same variant whichever layer failed. [`Error::sqlstate`] is the only place
-//! that assigns Postgres SQLSTATE codes; it is exhaustive over our variants, over DataFusion's and
-//! over Lance's, so a new upstream variant is a compile error here rather than a silent `XX000`.
+//! front ends see the same variant whichever layer failed.
+//!
+//! [`Error::kind`] classifies an error by its type alone (our variants, DataFusion's, Arrow's and
+//! Lance's, each match exhaustive, so a new upstream variant is a compile error here rather than
+//! a silent internal error); no classification reads message text. Where DataFusion reports
+//! distinct SQL conditions with one variant (an unknown table and an unknown function are both
+//! `Plan` errors), the front door detects the condition before planning and raises our own
+//! variant. [`ErrorKind::sqlstate`] and [`ErrorKind::grpc_code`] are the only places that assign
+//! protocol codes; front ends must not invent others.
 //!
 //! Messages are for people: they never carry Rust source locations, Debug wrappers such as
 //! `ParserError("...")`, or `LanceError(IO)` prefixes ([`describe_lance`], [`describe_datafusion`]).
@@ -24,6 +31,19 @@ pub enum Error {
     /// A table name that names no dataset under the data root.
     #[error("table '{table}' does not exist")]
     TableNotFound { table: String },
+
+    /// A schema name that is not one of the catalog's.
+    #[error("schema '{schema}' does not exist")]
+    SchemaNotFound { schema: String },
+
+    /// A function name that no registry knows.
+    #[error("function '{name}' does not exist")]
+    UndefinedFunction { name: String },
+
+    /// A prepared statement whose result columns changed since it was prepared (a table it reads
+    /// was altered by another writer); prepare it again.
+    #[error("cached plan must not change result type: {detail}")]
+    ResultTypeChanged { detail: String },
 
     /// CREATE TABLE / import of a name that is already a dataset.
     #[error("table '{table}' already exists")]
@@ -98,6 +118,10 @@ pub enum Error {
     /// Parsing, planning or execution failed inside DataFusion.
     #[error("{}", describe_datafusion(.0))]
     DataFusion(Box<DataFusionError>),
+
+    /// One failure reported to several waiters (a shared dataset open or listing).
+    #[error("{0}")]
+    Shared(std::sync::Arc<Error>),
 }
 
 impl Error {
@@ -111,22 +135,25 @@ impl Error {
     /// Wraps a Lance error with what we were doing, classifying the well-known cases.
     pub fn lance(context: impl Into<String>, uri: &str, source: lance::Error) -> Self {
         let uri = user_facing(uri);
-        match source {
-            lance::Error::CorruptFile { .. } | lance::Error::NotSupported { .. } => {
-                Error::DatasetUnreadable {
-                    uri: uri.to_string(),
-                    source: Box::new(source),
-                }
-            }
-            lance::Error::IO { .. } if is_unreachable(&source) => Error::StoreUnreachable {
+        match source.find_root() {
+            lance::Error::CorruptFile { .. } => Error::DatasetUnreadable {
                 uri: uri.to_string(),
                 source: Box::new(source),
             },
-            other => Error::Lance {
+            lance::Error::IO { .. } => Error::StoreUnreachable {
+                uri: uri.to_string(),
+                source: Box::new(source),
+            },
+            _ => Error::Lance {
                 context: context.into(),
-                source: Box::new(other),
+                source: Box::new(source),
             },
         }
+    }
+
+    /// Recovers our own error from a shared one: the error itself when this was its only holder.
+    pub fn from_shared(shared: std::sync::Arc<Error>) -> Self {
+        std::sync::Arc::try_unwrap(shared).unwrap_or_else(Error::Shared)
     }
 
     /// Recovers our own error from one that travelled through DataFusion.
@@ -156,23 +183,191 @@ impl Error {
         }
     }
 
-    /// The Postgres SQLSTATE for this error (the one mapping; front ends must not invent others).
-    pub fn sqlstate(&self) -> &'static str {
+    /// What kind of failure this is; the protocol codes follow from it.
+    pub fn kind(&self) -> ErrorKind {
+        use ErrorKind as K;
         match self {
-            Error::TableNotFound { .. } => "42P01",
-            Error::TableExists { .. } => "42P07",
-            Error::RootNotFound { .. } => "58P01",
-            Error::Syntax { .. } => "42601",
-            Error::TooComplex { .. } => "54001",
-            Error::Cancelled => "57014",
-            Error::Internal { .. } => "XX000",
-            Error::InvalidInput { .. } => "22023",
-            Error::StoreUnreachable { .. } => "58030",
-            Error::DatasetUnreadable { .. } => "XX001",
-            Error::Lance { source, .. } => lance_sqlstate(source),
-            Error::File { .. } => "58P01",
-            Error::Source { source, .. } => source.sqlstate(),
-            Error::DataFusion(inner) => datafusion_sqlstate(inner),
+            Error::TableNotFound { .. } => K::UndefinedTable,
+            Error::SchemaNotFound { .. } => K::UndefinedSchema,
+            Error::UndefinedFunction { .. } => K::UndefinedFunction,
+            Error::ResultTypeChanged { .. } => K::FeatureNotSupported,
+            Error::TableExists { .. } => K::DuplicateTable,
+            Error::RootNotFound { .. } => K::FileNotFound,
+            Error::Syntax { .. } => K::SyntaxError,
+            Error::TooComplex { .. } => K::StatementTooComplex,
+            Error::Cancelled => K::QueryCanceled,
+            Error::Internal { .. } => K::Internal,
+            Error::InvalidInput { .. } => K::InvalidParameterValue,
+            Error::StoreUnreachable { .. } => K::StoreUnavailable,
+            Error::DatasetUnreadable { .. } => K::DataCorrupted,
+            Error::Lance { source, .. } => lance_kind(source),
+            Error::File { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => K::FileNotFound,
+                _ => K::StoreUnavailable,
+            },
+            Error::Source { source, .. } => source.kind(),
+            Error::DataFusion(inner) => datafusion_kind(inner),
+            Error::Shared(inner) => inner.kind(),
+        }
+    }
+
+    /// The Postgres SQLSTATE for this error.
+    pub fn sqlstate(&self) -> &'static str {
+        self.kind().sqlstate()
+    }
+
+    /// The gRPC status code for this error.
+    pub fn grpc_code(&self) -> GrpcCode {
+        self.kind().grpc_code()
+    }
+}
+
+/// What went wrong, independent of protocol: the one classification both code mappings use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// A table that does not exist.
+    UndefinedTable,
+    /// A schema that does not exist.
+    UndefinedSchema,
+    /// A column that does not exist.
+    UndefinedColumn,
+    /// A function that does not exist (or not for these argument types).
+    UndefinedFunction,
+    /// A setting, index, version or tag that does not exist.
+    UndefinedObject,
+    /// A table that already exists.
+    DuplicateTable,
+    /// A column named twice.
+    DuplicateColumn,
+    /// A column name that matches more than one column.
+    AmbiguousColumn,
+    /// Values of a type that does not fit where they are used.
+    DatatypeMismatch,
+    /// SQL that does not parse.
+    SyntaxError,
+    /// SQL that parses but cannot be planned for another reason.
+    InvalidStatement,
+    /// Something the engine does not do (yet).
+    FeatureNotSupported,
+    /// A value given by the user (a setting, an argument, a name) that is not acceptable.
+    InvalidParameterValue,
+    /// Text that does not convert to the requested type.
+    InvalidTextRepresentation,
+    /// Division by zero.
+    DivisionByZero,
+    /// A number outside its type's range.
+    NumericOutOfRange,
+    /// Any other problem with the data a statement processes.
+    DataException,
+    /// A statement nested or chained too deep to plan safely.
+    StatementTooComplex,
+    /// The query needed more memory than the process allows it.
+    OutOfMemory,
+    /// Another resource (spill space, write capacity) is exhausted.
+    InsufficientResources,
+    /// The spill folder is full.
+    DiskFull,
+    /// Cancelled by the user, or timed out.
+    QueryCanceled,
+    /// A concurrent writer won; retrying the statement may succeed.
+    SerializationFailure,
+    /// The object is not in a state that allows this.
+    ObjectNotInPrerequisiteState,
+    /// The data store cannot be reached or refuses access.
+    StoreUnavailable,
+    /// A file or folder the user named does not exist.
+    FileNotFound,
+    /// Stored data is corrupt or in an unsupported format.
+    DataCorrupted,
+    /// A bug.
+    Internal,
+}
+
+/// gRPC status codes (the canonical list; their numbers are the wire values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(i32)]
+pub enum GrpcCode {
+    Cancelled = 1,
+    InvalidArgument = 3,
+    DeadlineExceeded = 4,
+    NotFound = 5,
+    AlreadyExists = 6,
+    PermissionDenied = 7,
+    ResourceExhausted = 8,
+    FailedPrecondition = 9,
+    Aborted = 10,
+    OutOfRange = 11,
+    Unimplemented = 12,
+    Internal = 13,
+    Unavailable = 14,
+    DataLoss = 15,
+}
+
+impl ErrorKind {
+    /// The Postgres SQLSTATE: the one mapping to Postgres codes.
+    pub fn sqlstate(self) -> &'static str {
+        use ErrorKind as K;
+        match self {
+            K::UndefinedTable => "42P01",
+            K::UndefinedSchema => "3F000",
+            K::UndefinedColumn => "42703",
+            K::UndefinedFunction => "42883",
+            K::UndefinedObject => "42704",
+            K::DuplicateTable => "42P07",
+            K::DuplicateColumn => "42701",
+            K::AmbiguousColumn => "42702",
+            K::DatatypeMismatch => "42804",
+            K::SyntaxError => "42601",
+            K::InvalidStatement => "42000",
+            K::FeatureNotSupported => "0A000",
+            K::InvalidParameterValue => "22023",
+            K::InvalidTextRepresentation => "22P02",
+            K::DivisionByZero => "22012",
+            K::NumericOutOfRange => "22003",
+            K::DataException => "22000",
+            K::StatementTooComplex => "54001",
+            K::OutOfMemory => "53200",
+            K::InsufficientResources => "53000",
+            K::DiskFull => "53100",
+            K::QueryCanceled => "57014",
+            K::SerializationFailure => "40001",
+            K::ObjectNotInPrerequisiteState => "55000",
+            K::StoreUnavailable => "58030",
+            K::FileNotFound => "58P01",
+            K::DataCorrupted => "XX001",
+            K::Internal => "XX000",
+        }
+    }
+
+    /// The gRPC status code: the one mapping to gRPC codes.
+    pub fn grpc_code(self) -> GrpcCode {
+        use ErrorKind as K;
+        match self {
+            K::UndefinedTable | K::UndefinedSchema | K::UndefinedObject | K::FileNotFound => {
+                GrpcCode::NotFound
+            }
+            K::UndefinedColumn
+            | K::UndefinedFunction
+            | K::DuplicateColumn
+            | K::AmbiguousColumn
+            | K::DatatypeMismatch
+            | K::SyntaxError
+            | K::InvalidStatement
+            | K::InvalidParameterValue
+            | K::InvalidTextRepresentation
+            | K::DivisionByZero
+            | K::DataException
+            | K::StatementTooComplex => GrpcCode::InvalidArgument,
+            K::NumericOutOfRange => GrpcCode::OutOfRange,
+            K::DuplicateTable => GrpcCode::AlreadyExists,
+            K::FeatureNotSupported => GrpcCode::Unimplemented,
+            K::OutOfMemory | K::InsufficientResources | K::DiskFull => GrpcCode::ResourceExhausted,
+            K::QueryCanceled => GrpcCode::Cancelled,
+            K::SerializationFailure => GrpcCode::Aborted,
+            K::ObjectNotInPrerequisiteState => GrpcCode::FailedPrecondition,
+            K::StoreUnavailable => GrpcCode::Unavailable,
+            K::DataCorrupted => GrpcCode::DataLoss,
+            K::Internal => GrpcCode::Internal,
         }
     }
 }
@@ -198,7 +393,7 @@ pub fn describe_datafusion(error: &DataFusionError) -> String {
             }
             ParserError::RecursionLimitExceeded => format!(
                 "statement too complex: nested more than {} levels deep",
-                crate::parse::MAX_NESTING
+                crate::engine::parse::MAX_NESTING
             ),
         },
         DataFusionError::ArrowError(arrow_error, _) => describe_arrow(arrow_error),
@@ -365,20 +560,6 @@ fn line_and_column_end(text: &str) -> Option<usize> {
     (column > 0).then_some(line + 1 + column)
 }
 
-fn is_unreachable(error: &lance::Error) -> bool {
-    let text = error.to_string().to_ascii_lowercase();
-    [
-        "connect",
-        "dns",
-        "timed out",
-        "permission denied",
-        "access denied",
-        "no such bucket",
-    ]
-    .iter()
-    .any(|needle| text.contains(needle))
-}
-
 impl From<DataFusionError> for Error {
     fn from(error: DataFusionError) -> Self {
         Error::from_datafusion(error)
@@ -403,83 +584,69 @@ impl From<Error> for DataFusionError {
     }
 }
 
-fn datafusion_sqlstate(error: &DataFusionError) -> &'static str {
+fn datafusion_kind(error: &DataFusionError) -> ErrorKind {
+    use ErrorKind as K;
     use datafusion::common::SchemaError;
     use datafusion::sql::sqlparser::parser::ParserError;
     match error {
-        DataFusionError::ArrowError(arrow_error, _) => arrow_sqlstate(arrow_error),
-        DataFusionError::ParquetError(_) => "XX001",
-        DataFusionError::ObjectStore(_) => "58030",
-        DataFusionError::IoError(_) => "58030",
+        DataFusionError::ArrowError(arrow_error, _) => arrow_kind(arrow_error),
+        DataFusionError::ParquetError(_) => K::DataCorrupted,
+        DataFusionError::ObjectStore(_) | DataFusionError::IoError(_) => K::StoreUnavailable,
         DataFusionError::SQL(parser_error, _) => match parser_error.as_ref() {
-            ParserError::RecursionLimitExceeded => "54001",
-            ParserError::TokenizerError(_) | ParserError::ParserError(_) => "42601",
+            ParserError::RecursionLimitExceeded => K::StatementTooComplex,
+            ParserError::TokenizerError(_) | ParserError::ParserError(_) => K::SyntaxError,
         },
-        DataFusionError::NotImplemented(_) => "0A000",
-        DataFusionError::Internal(_) => "XX000",
-        DataFusionError::Plan(message) => plan_sqlstate(message),
-        DataFusionError::Configuration(_) => "42704",
+        DataFusionError::NotImplemented(_) => K::FeatureNotSupported,
+        DataFusionError::Internal(_) => K::Internal,
+        DataFusionError::Plan(_) => K::InvalidStatement,
+        DataFusionError::Configuration(_) => K::UndefinedObject,
         DataFusionError::SchemaError(schema_error, _) => match schema_error.as_ref() {
-            SchemaError::AmbiguousReference { .. } => "42702",
+            SchemaError::AmbiguousReference { .. } => K::AmbiguousColumn,
             SchemaError::DuplicateQualifiedField { .. }
-            | SchemaError::DuplicateUnqualifiedField { .. } => "42701",
-            SchemaError::FieldNotFound { .. } => "42703",
+            | SchemaError::DuplicateUnqualifiedField { .. } => K::DuplicateColumn,
+            SchemaError::FieldNotFound { .. } => K::UndefinedColumn,
         },
-        DataFusionError::Execution(message) => execution_sqlstate(message),
-        DataFusionError::ExecutionJoin(_) => "XX000",
-        DataFusionError::ResourcesExhausted(_) => "53000",
-        DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
-            Some(ours) => ours.sqlstate(),
-            None => match inner.downcast_ref::<lance::Error>() {
-                Some(lance_error) => lance_sqlstate(lance_error),
-                None => "XX000",
-            },
-        },
-        DataFusionError::Context(_, inner) => datafusion_sqlstate(inner),
-        DataFusionError::Substrait(_) => "XX000",
-        DataFusionError::Diagnostic(_, inner) => datafusion_sqlstate(inner),
-        DataFusionError::Collection(errors) => {
-            errors.first().map(datafusion_sqlstate).unwrap_or("XX000")
+        DataFusionError::Execution(_) | DataFusionError::ExecutionJoin(_) => K::Internal,
+        DataFusionError::ResourcesExhausted(_) => K::OutOfMemory,
+        DataFusionError::External(inner) => boxed_kind(inner.as_ref()),
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            datafusion_kind(inner)
         }
-        DataFusionError::Shared(inner) => datafusion_sqlstate(inner),
-        DataFusionError::Ffi(_) => "XX000",
+        DataFusionError::Shared(inner) => datafusion_kind(inner),
+        DataFusionError::Collection(errors) => errors.first().map_or(K::Internal, datafusion_kind),
+        DataFusionError::Substrait(_) | DataFusionError::Ffi(_) => K::Internal,
     }
 }
 
-/// DataFusion reports several distinct SQL conditions as `Plan` errors with fixed wording.
-fn plan_sqlstate(message: &str) -> &'static str {
-    if message.starts_with("table '") && message.contains("not found") {
-        "42P01"
-    } else if message.contains("Invalid function") || message.contains("not found in registry") {
-        "42883"
-    } else if message.contains("already exists") {
-        "42P07"
+/// The kind of a boxed error from below, by its type.
+fn boxed_kind(error: &(dyn std::error::Error + Send + Sync + 'static)) -> ErrorKind {
+    if let Some(ours) = error.downcast_ref::<Error>() {
+        ours.kind()
+    } else if let Some(lance_error) = error.downcast_ref::<lance::Error>() {
+        lance_kind(lance_error)
+    } else if let Some(datafusion_error) = error.downcast_ref::<DataFusionError>() {
+        datafusion_kind(datafusion_error)
+    } else if let Some(arrow_error) = error.downcast_ref::<arrow::error::ArrowError>() {
+        arrow_kind(arrow_error)
     } else {
-        "42000"
+        ErrorKind::Internal
     }
 }
 
-fn execution_sqlstate(message: &str) -> &'static str {
-    if message.contains("Divide by zero") {
-        "22012"
-    } else {
-        "XX000"
-    }
-}
-
-fn arrow_sqlstate(error: &arrow::error::ArrowError) -> &'static str {
+fn arrow_kind(error: &arrow::error::ArrowError) -> ErrorKind {
+    use ErrorKind as K;
     use arrow::error::ArrowError;
     match error {
-        ArrowError::DivideByZero => "22012",
-        ArrowError::ArithmeticOverflow(_) => "22003",
-        ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
-        ArrowError::InvalidArgumentError(_) => "22023",
-        ArrowError::MemoryError(_) => "53200",
-        ArrowError::IoError(_, _) => "58030",
-        ArrowError::NotYetImplemented(_) => "0A000",
-        ArrowError::ParquetError(_) => "XX001",
-        ArrowError::ExternalError(_)
-        | ArrowError::SchemaError(_)
+        ArrowError::DivideByZero => K::DivisionByZero,
+        ArrowError::ArithmeticOverflow(_) => K::NumericOutOfRange,
+        ArrowError::CastError(_) | ArrowError::ParseError(_) => K::InvalidTextRepresentation,
+        ArrowError::InvalidArgumentError(_) => K::InvalidParameterValue,
+        ArrowError::MemoryError(_) => K::OutOfMemory,
+        ArrowError::IoError(_, _) => K::StoreUnavailable,
+        ArrowError::NotYetImplemented(_) => K::FeatureNotSupported,
+        ArrowError::ParquetError(_) => K::DataCorrupted,
+        ArrowError::ExternalError(inner) => boxed_kind(inner.as_ref()),
+        ArrowError::SchemaError(_)
         | ArrowError::ComputeError(_)
         | ArrowError::CsvError(_)
         | ArrowError::JsonError(_)
@@ -488,51 +655,50 @@ fn arrow_sqlstate(error: &arrow::error::ArrowError) -> &'static str {
         | ArrowError::CDataInterface(_)
         | ArrowError::DictionaryKeyOverflowError
         | ArrowError::RunEndIndexOverflowError
-        | ArrowError::OffsetOverflowError(_) => "XX000",
+        | ArrowError::OffsetOverflowError(_) => K::Internal,
     }
 }
 
-fn lance_sqlstate(error: &lance::Error) -> &'static str {
+fn lance_kind(error: &lance::Error) -> ErrorKind {
+    use ErrorKind as K;
     use lance::Error as L;
     match error {
-        L::InvalidInput { .. } => "22023",
-        L::DatasetAlreadyExists { .. } => "42P07",
-        L::SchemaMismatch { .. } => "42804",
-        L::DatasetNotFound { .. } => "42P01",
-        L::CorruptFile { .. } => "XX001",
-        L::NotSupported { .. } => "0A000",
+        L::InvalidInput { .. } | L::InvalidTableLocation { .. } | L::InvalidRef { .. } => {
+            K::InvalidParameterValue
+        }
+        L::DatasetAlreadyExists { .. } => K::DuplicateTable,
+        L::SchemaMismatch { .. } | L::Schema { .. } => K::DatatypeMismatch,
+        L::DatasetNotFound { .. } => K::UndefinedTable,
+        L::CorruptFile { .. } => K::DataCorrupted,
+        L::NotSupported { .. } => K::FeatureNotSupported,
         L::CommitConflict { .. }
         | L::IncompatibleTransaction { .. }
         | L::RetryableCommitConflict { .. }
         | L::TooMuchWriteContention { .. }
         | L::VersionConflict { .. }
-        | L::RefConflict { .. } => "40001",
-        L::Timeout { .. } => "57014",
-        L::Internal { .. } => "XX000",
-        L::PrerequisiteFailed { .. } => "55000",
-        L::Unprocessable { .. } => "22000",
-        L::Arrow { .. } => "XX000",
-        L::Schema { .. } => "42804",
-        L::NotFound { .. } => "58P01",
-        L::IO { .. } => "58030",
-        L::Index { .. } => "XX000",
-        L::IndexNotFound { .. } => "42704",
-        L::InvalidTableLocation { .. } => "22023",
-        L::Stop => "57014",
-        L::Wrapped { .. } => "XX000",
-        L::Cloned { .. } => "XX000",
-        L::Execution { .. } => "XX000",
-        L::InvalidRef { .. } => "22023",
-        L::RefNotFound { .. } => "42704",
-        L::Cleanup { .. } => "XX000",
-        L::VersionNotFound { .. } => "42704",
-        L::Namespace { .. } => "XX000",
-        L::External { .. } => "XX000",
-        L::FieldNotFound { .. } => "42703",
-        L::DiskCapExceeded { .. } => "53100",
-        L::Fenced { .. } => "40001",
-        L::Backpressure { .. } => "53000",
-        L::Shared { source } => lance_sqlstate(source),
+        | L::RefConflict { .. }
+        | L::Fenced { .. } => K::SerializationFailure,
+        L::Timeout { .. } | L::Stop => K::QueryCanceled,
+        L::PrerequisiteFailed { .. } => K::ObjectNotInPrerequisiteState,
+        L::Unprocessable { .. } => K::DataException,
+        L::NotFound { .. } => K::FileNotFound,
+        L::IO { .. } => K::StoreUnavailable,
+        L::IndexNotFound { .. } | L::RefNotFound { .. } | L::VersionNotFound { .. } => {
+            K::UndefinedObject
+        }
+        L::FieldNotFound { .. } => K::UndefinedColumn,
+        L::DiskCapExceeded { .. } => K::DiskFull,
+        L::Backpressure { .. } => K::InsufficientResources,
+        L::Wrapped { error, .. } => boxed_kind(error.as_ref()),
+        L::External { source } => boxed_kind(source.as_ref()),
+        L::Arrow { .. }
+        | L::Index { .. }
+        | L::Cloned { .. }
+        | L::Execution { .. }
+        | L::Cleanup { .. }
+        | L::Namespace { .. }
+        | L::Internal { .. } => K::Internal,
+        L::Shared { source } => lance_kind(source),
     }
 }
 
@@ -567,10 +733,10 @@ mod tests {
             None,
         );
         assert_eq!(Error::from(parse).sqlstate(), "42601");
-        let missing = DataFusionError::Plan("table 'lancesql.public.nope' not found".into());
-        assert_eq!(Error::from(missing).sqlstate(), "42P01");
-        let unknown_function = DataFusionError::Plan("Invalid function 'nope'".into());
-        assert_eq!(Error::from(unknown_function).sqlstate(), "42883");
+        // A Plan error is a generic planning failure: unknown tables and functions are found
+        // by the front door before planning, never by reading DataFusion's message.
+        let plan = DataFusionError::Plan("table 'lancesql.public.nope' not found".into());
+        assert_eq!(Error::from(plan).sqlstate(), "42000");
         let divide =
             DataFusionError::ArrowError(Box::new(arrow::error::ArrowError::DivideByZero), None);
         assert_eq!(Error::from(divide).sqlstate(), "22012");
@@ -583,7 +749,7 @@ mod tests {
         );
         assert_eq!(
             Error::from(DataFusionError::ResourcesExhausted("x".into())).sqlstate(),
-            "53000"
+            "53200"
         );
     }
 
@@ -667,5 +833,111 @@ mod tests {
         assert_eq!(error.sqlstate(), "XX001");
         let invalid = Error::lance("writing", "file:///x", lance::Error::invalid_input("nope"));
         assert_eq!(invalid.sqlstate(), "22023");
+        let unsupported = Error::lance(
+            "opening",
+            "file:///x",
+            lance::Error::not_supported("a newer storage format"),
+        );
+        assert!(!matches!(unsupported, Error::DatasetUnreadable { .. }));
+        assert_eq!(unsupported.kind(), ErrorKind::FeatureNotSupported);
+        assert_eq!(unsupported.grpc_code(), GrpcCode::Unimplemented);
+        let io = Error::lance(
+            "reading",
+            "s3://b/t.lance",
+            lance::Error::io("connection refused"),
+        );
+        assert_eq!(io.kind(), ErrorKind::StoreUnavailable);
+    }
+
+    const ALL_KINDS: [ErrorKind; 28] = [
+        ErrorKind::UndefinedTable,
+        ErrorKind::UndefinedSchema,
+        ErrorKind::UndefinedColumn,
+        ErrorKind::UndefinedFunction,
+        ErrorKind::UndefinedObject,
+        ErrorKind::DuplicateTable,
+        ErrorKind::DuplicateColumn,
+        ErrorKind::AmbiguousColumn,
+        ErrorKind::DatatypeMismatch,
+        ErrorKind::SyntaxError,
+        ErrorKind::InvalidStatement,
+        ErrorKind::FeatureNotSupported,
+        ErrorKind::InvalidParameterValue,
+        ErrorKind::InvalidTextRepresentation,
+        ErrorKind::DivisionByZero,
+        ErrorKind::NumericOutOfRange,
+        ErrorKind::DataException,
+        ErrorKind::StatementTooComplex,
+        ErrorKind::OutOfMemory,
+        ErrorKind::InsufficientResources,
+        ErrorKind::DiskFull,
+        ErrorKind::QueryCanceled,
+        ErrorKind::SerializationFailure,
+        ErrorKind::ObjectNotInPrerequisiteState,
+        ErrorKind::StoreUnavailable,
+        ErrorKind::FileNotFound,
+        ErrorKind::DataCorrupted,
+        ErrorKind::Internal,
+    ];
+
+    #[test]
+    fn every_kind_has_its_own_sqlstate_and_a_grpc_code() {
+        let mut seen = std::collections::HashSet::new();
+        for kind in ALL_KINDS {
+            let code = kind.sqlstate();
+            assert_eq!(code.len(), 5, "{kind:?}");
+            assert!(code.chars().all(|c| c.is_ascii_alphanumeric()), "{kind:?}");
+            assert!(seen.insert(code), "{kind:?} shares {code}");
+        }
+        // The Postgres class and the gRPC code agree on who is at fault.
+        for kind in ALL_KINDS {
+            let class = &kind.sqlstate()[..2];
+            let grpc = kind.grpc_code();
+            match class {
+                "42" | "22" | "54" => assert!(
+                    matches!(
+                        grpc,
+                        GrpcCode::InvalidArgument
+                            | GrpcCode::NotFound
+                            | GrpcCode::AlreadyExists
+                            | GrpcCode::OutOfRange
+                    ),
+                    "{kind:?}"
+                ),
+                "XX" => assert!(matches!(grpc, GrpcCode::Internal | GrpcCode::DataLoss)),
+                "53" => assert_eq!(grpc, GrpcCode::ResourceExhausted),
+                _ => {}
+            }
+        }
+        assert_eq!(ErrorKind::UndefinedTable.grpc_code(), GrpcCode::NotFound);
+        assert_eq!(
+            ErrorKind::DuplicateTable.grpc_code(),
+            GrpcCode::AlreadyExists
+        );
+        assert_eq!(ErrorKind::QueryCanceled.grpc_code(), GrpcCode::Cancelled);
+        assert_eq!(
+            ErrorKind::SerializationFailure.grpc_code(),
+            GrpcCode::Aborted
+        );
+        assert_eq!(
+            ErrorKind::StoreUnavailable.grpc_code(),
+            GrpcCode::Unavailable
+        );
+        assert_eq!(GrpcCode::Unavailable as i32, 14);
+    }
+
+    #[test]
+    fn shared_errors_keep_their_kind() {
+        let shared = std::sync::Arc::new(Error::TableNotFound { table: "t".into() });
+        let second_holder = shared.clone();
+        let error = Error::from_shared(shared);
+        assert!(matches!(error, Error::Shared(_)));
+        assert_eq!(error.sqlstate(), "42P01");
+        assert_eq!(error.to_string(), "table 't' does not exist");
+        drop(error);
+        assert!(matches!(
+            Error::from_shared(second_holder),
+            Error::TableNotFound { .. }
+        ));
     }
 }

@@ -1,43 +1,27 @@
 //! lancesql: SQL over Lance datasets.
 //!
-//! Module map (each module's own docs state its contract):
-//! - [`config`]: typed process configuration and the `lance.*` session options.
-//! - [`error`]: the one error type and its SQLSTATE mapping.
-//! - [`parse`]: SQL text to statements, in bounded time and depth (the lancesql dialect).
-//! - [`overflow`]: integer arithmetic and `sum` that fail on overflow.
-//! - [`runtime`]: the runtime statements run on (threads with enough stack).
-//! - [`storage`]: the data root; the only module that opens, writes or removes datasets.
-//! - [`catalog`]: datasets under the root as tables of `lancesql.public`.
-//! - [`table`]: one dataset at a pinned version as a DataFusion table.
-//! - [`pushdown`]: the one place deciding filter pushdown exactness.
-//! - [`scan`]: the scan execution node, a plain description run against the data root.
-//! - [`take`]: the take execution node, fetching columns of known rows by row address.
-//! - [`late_materialization`]: the optimizer rule that splits `ORDER BY ... LIMIT k` into a
-//!   narrow scan, the top-k, and a take.
-//! - [`hidden`]: keeps `_rowid` / `_rowaddr` out of `SELECT *`.
-//! - [`session`]: the engine and its sessions, the SQL front door for every front end.
-//! - [`shell`], [`output`], [`import`], [`demo`]: the command-line front end.
+//! The layers, from the front ends down (`docs/architecture.md` has the dependency rules):
+//! - [`cli`]: the command-line front end (shell, script runner, import, demo data).
+//! - [`engine`]: the front door: sessions, parsing, prepared statements, statement dispatch.
+//! - [`catalog`]: datasets under the root as tables of `lancesql.public`, resolved per statement.
+//! - [`functions`]: the SQL functions the engine adds, in one list.
+//! - [`provider`]: a dataset as a DataFusion table, and the one place deciding pushdown.
+//! - [`physical`]: execution nodes (scan, take, late materialization).
+//! - [`storage`]: the data root; the only layer that opens, writes or removes datasets.
+//! - [`config`], [`error`], [`runtime`]: typed configuration, the one error type and its
+//!   mappings, the runtime statements run on.
 
-pub mod blocking;
 pub mod catalog;
+pub mod cli;
 pub mod config;
-pub mod demo;
+pub mod engine;
 pub mod error;
-pub mod hidden;
-pub mod import;
-pub mod late_materialization;
-pub mod output;
-pub mod overflow;
-pub mod parse;
-pub mod pushdown;
+pub mod functions;
+pub mod physical;
+pub mod provider;
 pub mod runtime;
-pub mod scan;
-pub mod session;
-pub mod shell;
 pub mod storage;
-pub mod table;
-pub mod take;
 
 pub use config::{EngineConfig, LanceOptions, StoreConfig};
+pub use engine::{Engine, LanceSession, Outcome};
 pub use error::{Error, Result};
-pub use session::{Engine, LanceSession, Outcome};

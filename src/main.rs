@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use lancesql::import::{ImportFormat, import_file};
-use lancesql::output::{OutputFormat, is_closed_output};
-use lancesql::shell::{Shell, report};
-use lancesql::storage::create_local_root;
+use lancesql::cli::args::{EngineArgs, StoreArgs};
+use lancesql::cli::import::{ImportFormat, import_file};
+use lancesql::cli::output::{OutputFormat, is_closed_output};
+use lancesql::cli::shell::{Shell, report};
 use lancesql::{Engine, EngineConfig, Error, StoreConfig};
 
 /// SQL over Lance datasets.
@@ -16,10 +16,10 @@ use lancesql::{Engine, EngineConfig, Error, StoreConfig};
 #[command(name = "lancesql", version, about)]
 struct Cli {
     #[command(flatten)]
-    store: StoreConfig,
+    store: StoreArgs,
 
     #[command(flatten)]
-    engine: EngineConfig,
+    engine: EngineArgs,
 
     /// Log filter (tracing's env-filter syntax), written to stderr.
     #[arg(long, env = "LANCESQL_LOG", default_value = "warn", global = true)]
@@ -117,10 +117,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Sql { demo_if_empty, .. } => *demo_if_empty,
         Command::Import { .. } => true,
     };
-    if writes && create_local_root(&cli.store.data)? {
-        eprintln!("created the data folder {}", cli.store.data);
+    let store = StoreConfig::from(cli.store);
+    if writes && Engine::create_local_root(&store)? {
+        eprintln!("created the data folder {}", store.data);
     }
-    let engine = Engine::new(&cli.store, cli.engine)?;
+    let engine = Engine::new(&store, EngineConfig::from(cli.engine))?;
     let session = engine.session()?;
     match cli.command {
         Command::Sql {
@@ -130,10 +131,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
             max_rows,
             demo_if_empty,
         } => {
-            if demo_if_empty && lancesql::demo::ensure_demo_data(&session).await? {
+            if demo_if_empty && lancesql::cli::demo::ensure_demo_data(&session).await? {
                 eprintln!(
                     "wrote demo tables 'products' and 'reviews' to {}",
-                    engine.root().location()
+                    engine.location()
                 );
             }
             let shell = Shell::new(session, format, max_rows);
@@ -155,7 +156,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 })?;
                 shell.run_script(&sql, &mut stdout).await?;
             }
-            stdout.flush().map_err(lancesql::output::output_error)
+            stdout.flush().map_err(lancesql::cli::output::output_error)
         }
         Command::Import {
             file,

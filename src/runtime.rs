@@ -2,7 +2,7 @@
 //!
 //! Contract: [`build`] makes a multi-threaded runtime whose threads (workers and the blocking
 //! pool) have [`STATEMENT_STACK_BYTES`] of stack, enough to plan and run the deepest statement
-//! [`crate::parse`] admits. Every front end (the shell, and the servers to come) runs the engine
+//! [`crate::engine::parse`] admits. Every front end (the shell, and the servers to come) runs the engine
 //! on such a runtime, and never on a thread it did not make (a `main` thread's 8 MiB is not
 //! enough). The stack is reserved address space; memory is used only as deep as a statement goes.
 

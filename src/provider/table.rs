@@ -1,10 +1,10 @@
 //! `LanceTable`: a Lance dataset, pinned at one version, as a DataFusion table.
 //!
-//! One `LanceTable` is created per statement that names the table (the catalog opens the latest
-//! version when the statement is planned), so every read within that statement sees the same
-//! version. The table exposes the dataset's columns plus `_rowid` and `_rowaddr`; the engine's SQL
+//! One `LanceTable` exists per opened (table, version) and is shared by every statement that
+//! resolves the table at that version (see [`crate::catalog`]), so every read within a statement
+//! sees the same version. The table exposes the dataset's columns plus `_rowid` and `_rowaddr`; the engine's SQL
 //! front door keeps those two out of `SELECT *`. Pushdown decisions are delegated to
-//! [`crate::pushdown`]; the physical read is a [`LanceScanExec`].
+//! [`crate::provider::pushdown`]; the physical read is a [`LanceScanExec`].
 
 use std::sync::Arc;
 
@@ -29,8 +29,8 @@ use lance_index::scalar::expression::PlannerIndexExt;
 
 use crate::config::LanceOptions;
 use crate::error::{Error, Result};
-use crate::pushdown::{FilterContext, classify, selects_rows_by_identity, unqualify};
-use crate::scan::{LanceScanExec, PushedFilter, ScanSpec, partition_fragments};
+use crate::physical::scan::{LanceScanExec, PushedFilter, ScanSpec, partition_fragments};
+use crate::provider::pushdown::{FilterContext, classify, selects_rows_by_identity, unqualify};
 
 /// A Lance dataset at a fixed version, queryable with SQL.
 #[derive(Debug)]
@@ -90,6 +90,11 @@ impl LanceTable {
             fragment_rows,
             blob_columns,
         })
+    }
+
+    /// Whether this table reads exactly `dataset` (the same open, not only the same version).
+    pub fn is_of(&self, dataset: &Arc<Dataset>) -> bool {
+        Arc::ptr_eq(&self.dataset, dataset)
     }
 
     /// The dataset version this table reads.

@@ -22,7 +22,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use crate::catalog::{CATALOG_NAME, SCHEMA_NAME};
-use crate::scan::ROW_IDENTITY_COLUMNS;
+use crate::physical::scan::ROW_IDENTITY_COLUMNS;
 
 /// Rewrites every wildcard over a Lance table in `statement` to exclude the identity columns.
 pub fn hide_row_identity_columns(statement: &mut Statement) {

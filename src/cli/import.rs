@@ -14,8 +14,8 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions};
 use futures::TryStreamExt;
 
+use crate::engine::session::LanceSession;
 use crate::error::{Error, Result};
-use crate::session::LanceSession;
 
 /// The format of an import source.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +54,7 @@ pub async fn import_file(
     path: &str,
     table: &str,
     format: ImportFormat,
-) -> Result<usize> {
+) -> Result<u64> {
     import_rows(session, path, table, format)
         .await
         .map_err(|source| match source {
@@ -71,7 +71,7 @@ async fn import_rows(
     path: &str,
     table: &str,
     format: ImportFormat,
-) -> Result<usize> {
+) -> Result<u64> {
     let metadata = std::fs::metadata(path).map_err(|source| Error::File {
         path: path.to_string(),
         source,
@@ -79,7 +79,8 @@ async fn import_rows(
     if !metadata.is_file() {
         return Err(Error::invalid(format!("'{path}' is not a file")));
     }
-    let context = session.context();
+    // The file is read by a DataFusion context of its own: the engine only writes the table.
+    let context = datafusion::prelude::SessionContext::new();
     let extension = Path::new(path)
         .extension()
         .and_then(|e| e.to_str())
@@ -120,14 +121,9 @@ async fn import_rows(
     let progress = indicatif::ProgressBar::new_spinner();
     progress.set_message(format!("importing {path} into {table}"));
     let counted = with_progress(stream, progress.clone());
-    let dataset = session.root().create_table(table, counted).await;
+    let created = session.create_table(table, counted).await;
     progress.finish_and_clear();
-    let dataset = dataset.map_err(|error| locate_csv_error(error, &columns))?;
-    let rows = dataset
-        .count_rows(None)
-        .await
-        .map_err(|source| Error::lance("counting imported rows", dataset.uri(), source))?;
-    Ok(rows)
+    created.map_err(|error| locate_csv_error(error, &columns))
 }
 
 /// Arrow's CSV reader names a bad value's column by position and its line by data row ("for

@@ -47,8 +47,8 @@ use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 use lance_core::ROW_ADDR;
 
 use crate::config::LanceOptions;
-use crate::scan::{LanceScanExec, ROW_IDENTITY_COLUMNS};
-use crate::take::{LanceTakeExec, TakeSpec};
+use crate::physical::scan::{LanceScanExec, ROW_IDENTITY_COLUMNS};
+use crate::physical::take::{LanceTakeExec, TakeSpec};
 
 /// The physical optimizer rule described in the module docs.
 #[derive(Debug, Default)]

@@ -3,7 +3,7 @@
 //! The node's input yields rows that carry `_rowaddr` (row addresses of one pinned dataset
 //! version) and some of the output columns. For every input batch the node reads the missing
 //! columns of exactly those rows with one Lance take and emits the output columns in the input's
-//! row order. Like [`crate::scan::LanceScanExec`] it holds only a plain description
+//! row order. Like [`crate::physical::scan::LanceScanExec`] it holds only a plain description
 //! ([`TakeSpec`]) and opens the dataset in `execute` through the session's [`DataRoot`].
 //!
 //! Addresses, not row ids, are followed: they come from a scan of the same pinned version, so

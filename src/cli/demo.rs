@@ -13,8 +13,8 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::physical_plan::memory::MemoryStream;
 
+use crate::engine::session::LanceSession;
 use crate::error::Result;
-use crate::session::LanceSession;
 
 const PRODUCTS: usize = 2_000;
 const REVIEWS: usize = 6_000;
@@ -54,16 +54,14 @@ const OPINIONS: [&str; 6] = [
 
 /// Writes the demo tables if the root has no tables yet; returns whether it did.
 pub async fn ensure_demo_data(session: &LanceSession) -> Result<bool> {
-    if !session.root().list_tables().await?.tables.is_empty() {
+    if !session.table_names().await?.is_empty() {
         return Ok(false);
     }
     let products = products()?;
     session
-        .root()
         .create_table("products", single_batch_stream(products)?)
         .await?;
     session
-        .root()
         .create_table("reviews", single_batch_stream(reviews()?)?)
         .await?;
     tracing::info!("wrote demo tables 'products' and 'reviews'");

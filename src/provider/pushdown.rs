@@ -23,7 +23,7 @@ use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPu
 use datafusion::scalar::ScalarValue;
 use lance_datafusion::planner::Planner;
 
-use crate::scan::ROW_IDENTITY_COLUMNS;
+use crate::physical::scan::ROW_IDENTITY_COLUMNS;
 use lance_index::scalar::expression::{IndexInformationProvider, PlannerIndexExt};
 
 /// What the scan knows when it classifies a filter.

@@ -3,7 +3,7 @@
 //! This module owns every interaction with Lance's storage layer: resolving URIs, listing
 //! datasets, opening a dataset at its latest or at a pinned version, writing new datasets and
 //! removing them. It keeps one Lance [`Session`] (metadata and index caches) for the process and a
-//! small cache of datasets opened at pinned versions, which are immutable and so safe to share.
+//! bounded cache of opened datasets ([`cache`]) that every session shares.
 //! Nothing above this module builds a Lance URI or calls a Lance open/write function directly.
 //!
 //! Safety rules every function here keeps, because other processes (pylance, another lancesql)
@@ -39,14 +39,13 @@ use lance::session::Session;
 use object_store::path::Path;
 
 use crate::config::{LocalIo, StoreConfig};
+
+mod cache;
 use crate::error::{Error, Result};
+use cache::DatasetCache;
 
 /// The suffix that marks a directory under the root as a table.
 pub const DATASET_SUFFIX: &str = ".lance";
-
-/// How many pinned-version datasets stay open; pinned versions never change, so this bounds only
-/// memory, never correctness.
-const PINNED_CACHE_CAPACITY: usize = 64;
 
 /// The root of all tables, shared by every session of the process.
 #[derive(Debug)]
@@ -54,7 +53,7 @@ pub struct DataRoot {
     uri: String,
     storage_options: HashMap<String, String>,
     session: Arc<Session>,
-    pinned: Mutex<HashMap<(String, u64), Arc<Dataset>>>,
+    datasets: DatasetCache,
 }
 
 /// What a listing of the root found.
@@ -81,18 +80,19 @@ const LISTING_CONCURRENCY: usize = 8;
 impl DataRoot {
     /// Resolves the configured root. A local folder must exist (see [`create_local_root`] for
     /// the commands that write); remote roots are used as given.
-    pub fn new(config: &StoreConfig) -> Result<Self> {
+    /// `cached_datasets` bounds how many opened (table, version)s are kept.
+    pub fn new(config: &StoreConfig, cached_datasets: u64) -> Result<Self> {
         let uri = normalize_root(&config.data, config.local_io)?;
         Ok(DataRoot {
             uri,
             storage_options: config.lance_storage_options(),
             session: Arc::new(Session::default()),
-            pinned: Mutex::new(HashMap::new()),
+            datasets: DatasetCache::new(cached_datasets),
         })
     }
 
     /// The data root a running plan reads from: execution nodes carry only plain descriptions
-    /// and find the root in their task's session config (see [`crate::session::Engine::session`]).
+    /// and find the root in their task's session config (see [`crate::engine::session::Engine::session`]).
     pub fn of_task(context: &TaskContext) -> datafusion::error::Result<Arc<DataRoot>> {
         context
             .session_config()
@@ -210,64 +210,36 @@ impl DataRoot {
         Ok(listing)
     }
 
-    /// Opens `table` at its latest version, or `None` if no such dataset exists.
+    /// Opens `table` at its latest version, or `None` if no such dataset exists. Shared with
+    /// every caller asking at the same time (see [`DatasetCache`]).
     pub async fn open_latest(&self, table: &str) -> Result<Option<Arc<Dataset>>> {
         let uri = self.table_uri(table)?;
-        match guard_panics(&uri, self.builder(&uri).load()).await? {
-            Ok(dataset) => {
-                let dataset = Arc::new(dataset);
-                self.remember_pinned(&uri, &dataset);
-                Ok(Some(dataset))
-            }
-            Err(lance::Error::DatasetNotFound { .. } | lance::Error::NotFound { .. }) => Ok(None),
-            Err(source) => Err(Error::lance(
-                format!("opening table '{table}'"),
-                &uri,
-                source,
-            )),
-        }
+        let opening = self.datasets.latest(&uri, || self.builder(&uri).load());
+        guard_panics(&uri, opening)
+            .await?
+            .map_err(|source| Error::lance(format!("opening table '{table}'"), &uri, source))
     }
 
     /// Opens the dataset at `uri` as it was at `version`; shared with every caller asking for the
     /// same version.
     pub async fn open_pinned(&self, uri: &str, version: u64) -> Result<Arc<Dataset>> {
-        let key = (uri.to_string(), version);
-        if let Some(dataset) = self.pinned_cache().get(&key) {
-            return Ok(dataset.clone());
-        }
-        let dataset = guard_panics(uri, self.builder(uri).with_version(version).load())
-            .await?
-            .map_err(|source| {
-                Error::lance(format!("opening '{uri}' at version {version}"), uri, source)
-            })?;
-        let dataset = Arc::new(dataset);
-        self.remember_pinned(uri, &dataset);
-        Ok(dataset)
+        let opening = self.datasets.pinned(uri, version, || {
+            self.builder(uri).with_version(version).load()
+        });
+        guard_panics(uri, opening).await?.map_err(|source| {
+            Error::lance(format!("opening '{uri}' at version {version}"), uri, source)
+        })
+    }
+
+    /// How many times a dataset was opened from the store (cache misses), for tests and stats.
+    pub fn dataset_opens(&self) -> u64 {
+        self.datasets.opens()
     }
 
     fn builder(&self, uri: &str) -> DatasetBuilder {
         DatasetBuilder::from_uri(uri)
             .with_session(self.session.clone())
             .with_storage_options(self.storage_options.clone())
-    }
-
-    fn pinned_cache(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u64), Arc<Dataset>>> {
-        // A panic while holding this lock cannot leave the map inconsistent (single inserts and
-        // clears), so a poisoned lock is still safe to use.
-        self.pinned
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn remember_pinned(&self, uri: &str, dataset: &Arc<Dataset>) {
-        let mut cache = self.pinned_cache();
-        if cache.len() >= PINNED_CACHE_CAPACITY {
-            cache.clear();
-        }
-        cache.insert(
-            (uri.to_string(), dataset.version().version),
-            dataset.clone(),
-        );
     }
 
     /// Writes `data` as the new table `table`, committed as its version 1.
@@ -474,9 +446,8 @@ impl DataRoot {
                 other => Err(other),
             })
             .map_err(|source| Error::lance(format!("dropping table '{table}'"), &uri, source))?;
-        let read_uri = self.table_uri(table)?;
-        self.pinned_cache()
-            .retain(|(cached, _), _| cached != &uri && cached != &read_uri);
+        self.datasets.forget(&uri).await;
+        self.datasets.forget(&self.table_uri(table)?).await;
         Ok(true)
     }
 }
@@ -730,7 +701,7 @@ mod tests {
     #[test]
     fn every_table_path_is_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let root = DataRoot::new(&StoreConfig::local(dir.path().to_str().unwrap())).unwrap();
+        let root = DataRoot::new(&StoreConfig::local(dir.path().to_str().unwrap()), 8).unwrap();
         assert!(root.table_uri("../victim").is_err());
         assert!(root.write_uri("../victim").is_err());
         assert!(root.table_uri("ok").unwrap().ends_with("/ok.lance"));

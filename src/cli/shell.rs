@@ -9,7 +9,7 @@
 //! - Scripted mode (`-c`, `-f`, or statements piped on standard input) runs statements in order,
 //!   writes only results to standard output, and stops at the first error, which the caller turns
 //!   into a non-zero exit status.
-//! - Results stream batch by batch in every format (see [`crate::output`]); errors always go to
+//! - Results stream batch by batch in every format (see [`crate::cli::output`]); errors always go to
 //!   standard error with their SQLSTATE.
 
 use std::io::{BufRead, Write};
@@ -18,9 +18,9 @@ use std::time::Instant;
 
 use futures::TryStreamExt;
 
+use crate::cli::output::{OutputFormat, Written, output_error, write_results};
+use crate::engine::session::{LanceSession, Outcome};
 use crate::error::{Error, Result};
-use crate::output::{OutputFormat, Written, output_error, write_results};
-use crate::session::{LanceSession, Outcome};
 
 /// A shell over one session.
 pub struct Shell {
@@ -173,17 +173,16 @@ impl Shell {
         summary: Summary,
     ) -> Result<()> {
         let started = Instant::now();
-        match self.session.execute(statement).await? {
-            Outcome::Done { tag } => {
+        match self.session.run(statement).await? {
+            Outcome::Done(tag) => {
                 if self.format == OutputFormat::Table {
-                    write_line(out, &tag)?;
+                    write_line(out, &tag.to_string())?;
                 }
                 if summary == Summary::Show {
                     self.write_summary(out, &format!("({:.3}s)", started.elapsed().as_secs_f64()))?;
                 }
             }
-            Outcome::Rows(frame) => {
-                let stream = frame.execute_stream().await?;
+            Outcome::Rows { stream, .. } => {
                 let written = write_results(self.format, stream, self.max_rows, out).await?;
                 if self.format == OutputFormat::Table && written.shown < written.rows {
                     write_line(

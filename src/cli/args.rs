@@ -1,0 +1,142 @@
+//! Command-line options for the engine's typed configuration: every option has a `--flag`, an
+//! environment variable and a default (`lancesql --help` is the reference), and converts into
+//! [`StoreConfig`] / [`EngineConfig`], which know nothing of the command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::{EngineConfig, LocalIo, StoreConfig, parse_byte_size, parse_key_value};
+
+/// Where the Lance datasets live and how to reach them.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// Root folder or object-store prefix holding `<table>.lance` datasets: a local path,
+    /// `file://...` or `s3://bucket/prefix`.
+    #[arg(
+        long = "data",
+        env = "LANCESQL_DATA",
+        default_value = "./data",
+        global = true
+    )]
+    pub data: String,
+
+    /// S3 endpoint for S3-compatible stores (MinIO, Ceph, moto, ...). AWS_ENDPOINT works too.
+    #[arg(long, env = "LANCESQL_S3_ENDPOINT", global = true)]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 region. AWS_REGION / AWS_DEFAULT_REGION work too.
+    #[arg(long, env = "LANCESQL_S3_REGION", global = true)]
+    pub s3_region: Option<String>,
+
+    /// Allow plain-HTTP endpoints (local S3-compatible servers).
+    #[arg(
+        long,
+        env = "LANCESQL_S3_ALLOW_HTTP",
+        default_value_t = false,
+        global = true
+    )]
+    pub s3_allow_http: bool,
+
+    /// Extra object-store option passed to Lance as-is, `key=value` (repeatable; the environment
+    /// variable takes a comma-separated list). Credentials come from the usual AWS_* variables.
+    #[arg(long = "storage-option", env = "LANCESQL_STORAGE_OPTIONS", global = true, value_delimiter = ',', value_parser = parse_key_value)]
+    pub storage_options: Vec<(String, String)>,
+
+    /// How a local data root is read: `uring` (Lance's io_uring reader), `threads` (blocking
+    /// reads on a thread pool), or `auto` (io_uring when the kernel and container allow it).
+    #[arg(
+        long = "local-io",
+        env = "LANCESQL_LOCAL_IO",
+        value_enum,
+        default_value_t = LocalIoArg::Auto,
+        global = true
+    )]
+    pub local_io: LocalIoArg,
+}
+
+/// [`LocalIo`] as a command-line choice.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalIoArg {
+    /// io_uring when available, else threads.
+    Auto,
+    /// io_uring (Linux); an error where the kernel or a seccomp policy forbids it.
+    Uring,
+    /// Blocking reads on a thread pool (works everywhere).
+    Threads,
+}
+
+impl From<StoreArgs> for StoreConfig {
+    fn from(args: StoreArgs) -> Self {
+        StoreConfig {
+            data: args.data,
+            s3_endpoint: args.s3_endpoint,
+            s3_region: args.s3_region,
+            s3_allow_http: args.s3_allow_http,
+            storage_options: args.storage_options,
+            local_io: match args.local_io {
+                LocalIoArg::Auto => LocalIo::Auto,
+                LocalIoArg::Uring => LocalIo::Uring,
+                LocalIoArg::Threads => LocalIo::Threads,
+            },
+        }
+    }
+}
+
+/// How queries run in this process.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EngineArgs {
+    /// Partitions per query (parallel scan streams). Defaults to the number of cores.
+    #[arg(long, env = "LANCESQL_TARGET_PARTITIONS", global = true)]
+    pub target_partitions: Option<usize>,
+
+    /// Rows per record batch produced by scans and operators.
+    #[arg(
+        long,
+        env = "LANCESQL_BATCH_SIZE",
+        default_value_t = 8192,
+        global = true
+    )]
+    pub batch_size: usize,
+
+    /// Memory all queries together may use for sorts, joins and aggregates (e.g. 2GiB); a query
+    /// needing more spills to disk or fails with SQLSTATE 53200. Default: half the machine's
+    /// memory (or of the container's limit, when lower).
+    #[arg(long, env = "LANCESQL_MEMORY_LIMIT", value_parser = parse_byte_size, global = true)]
+    pub memory_limit: Option<u64>,
+
+    /// Folder for spill files. Default: a temporary folder, removed at exit.
+    #[arg(long, env = "LANCESQL_SPILL_DIR", global = true)]
+    pub spill_dir: Option<PathBuf>,
+
+    /// Opened datasets (table, version) kept for reuse by all sessions.
+    #[arg(
+        long,
+        env = "LANCESQL_DATASET_CACHE_ENTRIES",
+        default_value_t = 256,
+        global = true
+    )]
+    pub dataset_cache_entries: u64,
+
+    /// Milliseconds a listing of the data root answers catalog queries (psql's \dt, BI tools)
+    /// before the root is listed again.
+    #[arg(
+        long,
+        env = "LANCESQL_LISTING_TTL_MS",
+        default_value_t = 2000,
+        global = true
+    )]
+    pub listing_ttl_ms: u64,
+}
+
+impl From<EngineArgs> for EngineConfig {
+    fn from(args: EngineArgs) -> Self {
+        EngineConfig {
+            target_partitions: args.target_partitions,
+            batch_size: args.batch_size,
+            memory_limit: args.memory_limit,
+            spill_dir: args.spill_dir,
+            dataset_cache_entries: args.dataset_cache_entries,
+            listing_ttl: Duration::from_millis(args.listing_ttl_ms),
+        }
+    }
+}

@@ -1,0 +1,830 @@
+//! The engine and its sessions: the one way every front end runs SQL.
+//!
+//! [`Engine`] is built once per process from typed configuration. It owns what all sessions
+//! share: the data root with its dataset cache, the catalog with its listing cache, and one
+//! DataFusion runtime whose memory pool (`--memory-limit`) and spill folder (`--spill-dir`)
+//! bound every query of the process together. [`Engine::session`] makes a [`LanceSession`] for
+//! one user or connection: its own settings (`SET lance.nprobes = 20`, `SET datafusion...`).
+//!
+//! A statement goes through two steps, so that protocols with separate Parse/Describe and
+//! Execute (Postgres' extended protocol, Flight SQL's prepared statements) plan it once:
+//! - [`LanceSession::prepare`] hides `_rowid`/`_rowaddr` from wildcards, resolves the tables the
+//!   statement names (asynchronously, once, into a snapshot; see [`crate::catalog`]), refuses
+//!   unknown tables, schemas and functions with their own errors, and plans. The result, a
+//!   [`PreparedStatement`], knows its parameter types and result schema.
+//! - [`LanceSession::execute`] binds parameter values and runs it, as often as asked: a query
+//!   yields a stream of record batches, a command a typed [`CommandTag`]. When a table the plan
+//!   reads has a newer version, the statement is planned again, so each execution sees the
+//!   latest data (and fails, as Postgres does, if its result columns changed).
+//!
+//! Commands that change the catalog (`CREATE TABLE ... AS`, `DROP TABLE`) are carried out here
+//! by writing through the data root; everything else runs as a DataFusion plan. Integer
+//! arithmetic and `sum` fail on overflow (see [`crate::functions::overflow`]).
+//!
+//! Statements must run on threads with [`crate::runtime::STATEMENT_STACK_BYTES`] of stack (the
+//! runtime [`crate::runtime::build`] makes): planning recurses once per expression level, up to
+//! the depth [`crate::engine::parse`] admits.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProviderList};
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::context::SessionContext;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
+use datafusion::physical_plan::EmptyRecordBatchStream;
+use datafusion::prelude::SessionConfig;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{self, Visit, Visitor};
+use datafusion::sql::{ResolvedTableReference, TableReference};
+use futures::TryStreamExt;
+
+use crate::catalog::{CATALOG_NAME, Catalog, SCHEMA_NAME, SYSTEM_SCHEMA_NAME, StatementCatalog};
+use crate::config::{EngineConfig, LanceOptions, StoreConfig, default_memory_limit};
+use crate::error::{Error, Result};
+use crate::functions::overflow::CheckedArithmeticPlanner;
+use crate::physical::late_materialization::TopKLateMaterialization;
+use crate::provider::hidden::hide_row_identity_columns;
+use crate::storage::DataRoot;
+
+/// The dialect DataFusion's own SQL entry points use; the front door parses with
+/// [`crate::engine::parse::LanceSqlDialect`], which is this dialect with two capabilities changed.
+pub const SQL_DIALECT: &str = "PostgreSQL";
+
+/// How many memory consumers a "query over the memory limit" error names.
+const REPORTED_MEMORY_CONSUMERS: usize = 3;
+
+/// One lancesql process: configuration and everything sessions share.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    root: Arc<DataRoot>,
+    catalog: Arc<Catalog>,
+    runtime: Arc<RuntimeEnv>,
+    config: EngineConfig,
+}
+
+impl Engine {
+    /// Resolves the data root and prepares shared state. Does no I/O on remote stores.
+    pub fn new(store: &StoreConfig, config: EngineConfig) -> Result<Self> {
+        config.validate()?;
+        let root = Arc::new(DataRoot::new(store, config.dataset_cache_entries)?);
+        let catalog = Arc::new(Catalog::new(root.clone(), &config));
+        let memory_limit = config.memory_limit.unwrap_or_else(default_memory_limit);
+        let pool = TrackConsumersPool::new(
+            FairSpillPool::new(usize::try_from(memory_limit).unwrap_or(usize::MAX)),
+            std::num::NonZeroUsize::new(REPORTED_MEMORY_CONSUMERS)
+                .unwrap_or(std::num::NonZeroUsize::MIN),
+        );
+        let mut runtime = RuntimeEnvBuilder::new().with_memory_pool(Arc::new(pool));
+        if let Some(folder) = &config.spill_dir {
+            std::fs::create_dir_all(folder).map_err(|source| Error::File {
+                path: folder.display().to_string(),
+                source,
+            })?;
+            runtime = runtime.with_temp_file_path(folder);
+        }
+        Ok(Engine {
+            shared: Arc::new(Shared {
+                root,
+                catalog,
+                runtime: Arc::new(runtime.build()?),
+                config,
+            }),
+        })
+    }
+
+    /// Creates the local data folder `store` names if it is missing (for commands that write);
+    /// returns whether it did. Remote roots are left alone.
+    pub fn create_local_root(store: &StoreConfig) -> Result<bool> {
+        crate::storage::create_local_root(&store.data)
+    }
+
+    /// Where the tables live, as a user names it.
+    pub fn location(&self) -> &str {
+        self.shared.root.location()
+    }
+
+    /// The URI lancesql reads `table` from (for tools that compare against Lance directly).
+    pub fn table_location(&self, table: &str) -> Result<String> {
+        self.shared.root.table_uri(table)
+    }
+
+    /// How many times a dataset was opened from the store since the engine started (every
+    /// other use was served from the shared cache).
+    pub fn dataset_opens(&self) -> u64 {
+        self.shared.root.dataset_opens()
+    }
+
+    /// A new session (one per connection or shell).
+    pub fn session(&self) -> Result<LanceSession> {
+        let config = &self.shared.config;
+        let mut session_config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema(CATALOG_NAME, SCHEMA_NAME)
+            .with_batch_size(config.batch_size)
+            .with_option_extension(LanceOptions::default())
+            .with_extension(self.shared.root.clone());
+        if let Some(partitions) = config.target_partitions {
+            session_config = session_config.with_target_partitions(partitions);
+        }
+        session_config
+            .options_mut()
+            .set("datafusion.sql_parser.dialect", SQL_DIALECT)?;
+        let mut builder = SessionStateBuilder::new()
+            .with_config(session_config)
+            .with_runtime_env(self.shared.runtime.clone())
+            .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
+            .with_default_features()
+            .with_physical_optimizer_rules(physical_optimizer_rules());
+        // Ours first: it must see integer arithmetic before DataFusion's planners do.
+        builder
+            .expr_planners()
+            .get_or_insert_with(Vec::new)
+            .insert(0, Arc::new(CheckedArithmeticPlanner));
+        let context = SessionContext::new_with_state(builder.build());
+        crate::functions::register_all(&context);
+        Ok(LanceSession {
+            context,
+            catalog: self.shared.catalog.clone(),
+        })
+    }
+}
+
+/// DataFusion's physical optimizer rules with ours added: top-k late materialization runs after
+/// the scan nodes are final (after `EnsureCooperative`) and before the dynamic-filter pushdown
+/// and the sanity check, so both see the rewritten plan.
+fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+    let mut rules = PhysicalOptimizer::new().rules;
+    let position = rules
+        .iter()
+        .position(|rule| rule.name() == "EnsureCooperative")
+        .map_or(rules.len(), |index| index + 1);
+    rules.insert(position, Arc::new(TopKLateMaterialization));
+    rules
+}
+
+/// What a command reports when it completes: Postgres' command tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandTag {
+    /// A query, or `CREATE TABLE ... AS` (which Postgres also reports as `SELECT n`).
+    Select { rows: u64 },
+    /// `CREATE TABLE` that found the table already there (`IF NOT EXISTS`).
+    CreateTable,
+    /// `DROP TABLE`.
+    DropTable,
+    /// `SET`.
+    Set,
+    /// `RESET`.
+    Reset,
+    /// `SHOW`.
+    Show,
+    /// `EXPLAIN` (with or without `ANALYZE`).
+    Explain,
+    /// `PREPARE`.
+    Prepare,
+    /// `DEALLOCATE`.
+    Deallocate,
+    /// `BEGIN`/`START TRANSACTION`, `COMMIT`, `ROLLBACK`: accepted, each statement being its
+    /// own transaction.
+    Transaction(&'static str),
+}
+
+impl fmt::Display for CommandTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandTag::Select { rows } => write!(f, "SELECT {rows}"),
+            CommandTag::CreateTable => f.write_str("CREATE TABLE"),
+            CommandTag::DropTable => f.write_str("DROP TABLE"),
+            CommandTag::Set => f.write_str("SET"),
+            CommandTag::Reset => f.write_str("RESET"),
+            CommandTag::Show => f.write_str("SHOW"),
+            CommandTag::Explain => f.write_str("EXPLAIN"),
+            CommandTag::Prepare => f.write_str("PREPARE"),
+            CommandTag::Deallocate => f.write_str("DEALLOCATE"),
+            CommandTag::Transaction(word) => f.write_str(word),
+        }
+    }
+}
+
+/// What kind of statement was prepared: whether it yields rows and how its completion reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatementKind {
+    /// A query (`SELECT`, `VALUES`, `WITH`, `DESCRIBE`): rows, then `SELECT n`.
+    Query,
+    /// `SHOW ...`: rows, then `SHOW`.
+    Show,
+    /// `EXPLAIN ...`: rows, then `EXPLAIN`.
+    Explain,
+    /// `CREATE TABLE`: a new Lance dataset, then `SELECT n` when it had `AS SELECT` (as
+    /// Postgres reports it), `CREATE TABLE` otherwise.
+    CreateTable {
+        table: String,
+        if_not_exists: bool,
+        as_select: bool,
+    },
+    /// `DROP TABLE`.
+    DropTable { table: String, if_exists: bool },
+    /// A session command with no rows (`SET`, `RESET`, `PREPARE`, transaction control, ...).
+    Command(CommandTag),
+}
+
+impl StatementKind {
+    /// Whether executing the statement yields rows.
+    pub fn returns_rows(&self) -> bool {
+        matches!(
+            self,
+            StatementKind::Query | StatementKind::Show | StatementKind::Explain
+        )
+    }
+
+    /// The completion tag after `rows` rows were produced (for statements that return rows).
+    pub fn tag_after(&self, rows: u64) -> CommandTag {
+        match self {
+            StatementKind::Show => CommandTag::Show,
+            StatementKind::Explain => CommandTag::Explain,
+            StatementKind::Command(tag) => tag.clone(),
+            StatementKind::DropTable { .. } => CommandTag::DropTable,
+            StatementKind::CreateTable {
+                as_select: false, ..
+            } => CommandTag::CreateTable,
+            StatementKind::Query | StatementKind::CreateTable { .. } => CommandTag::Select { rows },
+        }
+    }
+}
+
+/// A statement planned once, to be executed any number of times.
+#[derive(Debug, Clone)]
+pub struct PreparedStatement {
+    statement: DFStatement,
+    kind: StatementKind,
+    plan: LogicalPlan,
+    versions: Vec<(String, u64)>,
+    parameter_types: Vec<Option<DataType>>,
+    schema: SchemaRef,
+}
+
+impl PreparedStatement {
+    /// What kind of statement this is.
+    pub fn kind(&self) -> &StatementKind {
+        &self.kind
+    }
+
+    /// The types of `$1`, `$2`, ... in order; `None` where the statement does not determine one
+    /// (the client's declared type, or text, applies).
+    pub fn parameter_types(&self) -> &[Option<DataType>] {
+        &self.parameter_types
+    }
+
+    /// The columns executing the statement yields (no columns for commands).
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// The statement as it will run, for logs.
+    pub fn sql(&self) -> String {
+        self.statement.to_string()
+    }
+}
+
+/// What executing a statement produced.
+pub enum Outcome {
+    /// Rows to stream to the client; the completion tag is `kind.tag_after(rows streamed)`.
+    Rows {
+        stream: SendableRecordBatchStream,
+        kind: StatementKind,
+    },
+    /// A command that completed.
+    Done(CommandTag),
+}
+
+/// One user's session: settings (`SET ...`) and SQL-level prepared statements persist across
+/// its statements.
+#[derive(Clone)]
+pub struct LanceSession {
+    context: SessionContext,
+    catalog: Arc<Catalog>,
+}
+
+impl LanceSession {
+    /// Splits `sql` into statements (semicolons inside strings and comments are respected),
+    /// refusing statements too complex to plan safely (SQLSTATE 54001).
+    pub fn parse(&self, sql: &str) -> Result<Vec<DFStatement>> {
+        crate::engine::parse::parse_statements(sql)
+    }
+
+    /// Parses `sql`, which must hold exactly one statement, and prepares it.
+    pub async fn prepare_sql(&self, sql: &str) -> Result<PreparedStatement> {
+        let mut statements = self.parse(sql)?;
+        if statements.len() != 1 {
+            return Err(Error::invalid(format!(
+                "expected exactly one statement, got {}",
+                statements.len()
+            )));
+        }
+        self.prepare(statements.remove(0)).await
+    }
+
+    /// Resolves the tables `statement` names and plans it (see the module docs).
+    pub async fn prepare(&self, mut statement: DFStatement) -> Result<PreparedStatement> {
+        hide_in_wildcards(&mut statement);
+        let kind = statement_kind(&statement)?;
+        let (plan, versions) = self.plan(&statement, &kind).await?;
+        let parameter_types = parameter_types(&plan)?;
+        let schema = if kind.returns_rows() {
+            Arc::new(plan.schema().as_arrow().clone())
+        } else {
+            Arc::new(Schema::empty())
+        };
+        Ok(PreparedStatement {
+            statement,
+            kind,
+            plan,
+            versions,
+            parameter_types,
+            schema,
+        })
+    }
+
+    /// Runs a prepared statement with `parameters` bound to `$1`, `$2`, ... in order.
+    pub async fn execute(
+        &self,
+        prepared: &PreparedStatement,
+        parameters: Vec<ScalarValue>,
+    ) -> Result<Outcome> {
+        let plan = self.current_plan(prepared).await?;
+        let plan = if parameters.is_empty() && prepared.parameter_types.is_empty() {
+            plan
+        } else {
+            plan.with_param_values(ParamValues::List(
+                parameters.into_iter().map(Into::into).collect(),
+            ))?
+        };
+        match &prepared.kind {
+            StatementKind::CreateTable {
+                table,
+                if_not_exists,
+                ..
+            } => {
+                let rows = self
+                    .create_table_from_plan(table, *if_not_exists, plan)
+                    .await?;
+                Ok(Outcome::Done(match rows {
+                    Some(rows) => prepared.kind.tag_after(rows),
+                    None => CommandTag::CreateTable,
+                }))
+            }
+            StatementKind::DropTable { table, if_exists } => {
+                self.drop_table(table, *if_exists).await
+            }
+            StatementKind::Command(tag) => {
+                // SET, RESET, PREPARE and friends change this session's state.
+                self.context
+                    .execute_logical_plan(plan)
+                    .await?
+                    .collect()
+                    .await?;
+                Ok(Outcome::Done(tag.clone()))
+            }
+            kind => {
+                let frame = self.context.execute_logical_plan(plan).await?;
+                Ok(Outcome::Rows {
+                    stream: frame.execute_stream().await?,
+                    kind: kind.clone(),
+                })
+            }
+        }
+    }
+
+    /// Prepares and runs one parsed statement with no parameters.
+    pub async fn run(&self, statement: DFStatement) -> Result<Outcome> {
+        let prepared = self.prepare(statement).await?;
+        self.execute_fresh(prepared).await
+    }
+
+    /// Runs `sql` (exactly one statement) and returns its rows as a stream; commands yield an
+    /// empty stream. For callers that only want rows (tests, embedding).
+    pub async fn sql_stream(&self, sql: &str) -> Result<SendableRecordBatchStream> {
+        let prepared = self.prepare_sql(sql).await?;
+        match self.execute_fresh(prepared).await? {
+            Outcome::Rows { stream, .. } => Ok(stream),
+            Outcome::Done(_) => Ok(Box::pin(EmptyRecordBatchStream::new(Arc::new(
+                Schema::empty(),
+            )))),
+        }
+    }
+
+    /// Writes `data` as the new table `table` (committed as its version 1); returns its rows.
+    pub async fn create_table(&self, table: &str, data: SendableRecordBatchStream) -> Result<u64> {
+        let root = self.catalog.root();
+        let created = root.create_table(table, data).await;
+        self.catalog.forget_listing().await;
+        let dataset = created?;
+        let rows = dataset
+            .count_rows(None)
+            .await
+            .map_err(|source| Error::lance("counting rows", dataset.uri(), source))?;
+        Ok(rows as u64)
+    }
+
+    /// The names of the tables under the data root.
+    pub async fn table_names(&self) -> Result<Vec<String>> {
+        Ok(self.catalog.listing().await?.tables.clone())
+    }
+
+    /// Adds a catalog other than `lancesql` (in-memory tables for embedding and tests).
+    pub fn register_catalog(&self, name: &str, catalog: Arc<dyn CatalogProvider>) -> Result<()> {
+        if name == CATALOG_NAME {
+            return Err(Error::invalid(format!(
+                "the catalog '{CATALOG_NAME}' is the data root's"
+            )));
+        }
+        self.context.register_catalog(name, catalog);
+        Ok(())
+    }
+
+    /// A value of a session setting (`datafusion.*` or `lance.*`), as `SHOW` would print it.
+    pub fn setting(&self, key: &str) -> Option<String> {
+        self.context
+            .state()
+            .config_options()
+            .entries()
+            .into_iter()
+            .find(|entry| entry.key == key)
+            .and_then(|entry| entry.value)
+    }
+
+    /// Executes a statement prepared a moment ago, without checking for newer versions.
+    async fn execute_fresh(&self, prepared: PreparedStatement) -> Result<Outcome> {
+        let mut prepared = prepared;
+        prepared.versions.clear();
+        self.execute(&prepared, Vec::new()).await
+    }
+
+    /// The statement's plan, planned again if a table it reads has a newer version.
+    async fn current_plan(&self, prepared: &PreparedStatement) -> Result<LogicalPlan> {
+        let mut current = true;
+        for (table, version) in &prepared.versions {
+            let latest = self.catalog.table(table).await?;
+            if latest.is_none_or(|latest| latest.version() != *version) {
+                current = false;
+                break;
+            }
+        }
+        if current {
+            return Ok(prepared.plan.clone());
+        }
+        let (plan, _) = self.plan(&prepared.statement, &prepared.kind).await?;
+        if prepared.kind.returns_rows() {
+            let schema = plan.schema().as_arrow().clone();
+            let same_columns = schema.fields().len() == prepared.schema.fields().len()
+                && schema
+                    .fields()
+                    .iter()
+                    .zip(prepared.schema.fields())
+                    .all(|(now, then)| {
+                        now.name() == then.name() && now.data_type() == then.data_type()
+                    });
+            if !same_columns {
+                return Err(Error::ResultTypeChanged {
+                    detail: format!(
+                        "the statement now returns ({}); prepare it again",
+                        describe_columns(&schema)
+                    ),
+                });
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Resolves the statement's tables into a snapshot and plans against it; returns the plan and
+    /// the versions of the tables it read.
+    async fn plan(
+        &self,
+        statement: &DFStatement,
+        kind: &StatementKind,
+    ) -> Result<(LogicalPlan, Vec<(String, u64)>)> {
+        let base = self.context.state();
+        let references: Vec<ResolvedTableReference> = base
+            .resolve_table_references(statement)?
+            .into_iter()
+            .map(|reference| reference.resolve(CATALOG_NAME, SCHEMA_NAME))
+            .collect();
+        let ours: BTreeSet<String> = references
+            .iter()
+            .filter(|reference| is_ours(reference))
+            .map(|reference| reference.table.to_string())
+            .collect();
+        let ours: Vec<String> = ours.into_iter().collect();
+        let reads_catalog = references.iter().any(|reference| {
+            reference.catalog.as_ref() == CATALOG_NAME
+                && matches!(
+                    reference.schema.as_ref(),
+                    "information_schema" | SYSTEM_SCHEMA_NAME
+                )
+        });
+        let snapshot = Arc::new(self.catalog.resolve(&ours, reads_catalog).await?);
+        let state = statement_state(base, snapshot.clone());
+        let target = match kind {
+            StatementKind::CreateTable { table, .. } => Some(table.as_str()),
+            _ => None,
+        };
+        check_references(&state, &references, target)?;
+        let plan = match state.statement_to_plan(statement.clone()).await {
+            Ok(plan) => plan,
+            Err(error) => return Err(classify_planning_error(&state, statement, error)),
+        };
+        let versions = ours
+            .iter()
+            .filter_map(|name| {
+                snapshot
+                    .table(name)
+                    .map(|table| (name.clone(), table.version()))
+            })
+            .collect();
+        Ok((plan, versions))
+    }
+
+    /// Carries out a planned `CREATE TABLE`; returns the rows written, or `None` when `IF NOT
+    /// EXISTS` found the table there.
+    async fn create_table_from_plan(
+        &self,
+        table: &str,
+        if_not_exists: bool,
+        plan: LogicalPlan,
+    ) -> Result<Option<u64>> {
+        let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) = plan else {
+            return Err(Error::Internal {
+                message: "CREATE TABLE planned as something else".into(),
+            });
+        };
+        if if_not_exists && self.catalog.table(table).await?.is_some() {
+            return Ok(None);
+        }
+        let input = (*create.input).clone();
+        let stream = self
+            .context
+            .execute_logical_plan(input)
+            .await?
+            .execute_stream()
+            .await?;
+        Ok(Some(self.create_table(table, stream).await?))
+    }
+
+    async fn drop_table(&self, table: &str, if_exists: bool) -> Result<Outcome> {
+        let dropped = self.catalog.root().drop_table(table).await;
+        self.catalog.forget_listing().await;
+        if !dropped? && !if_exists {
+            return Err(Error::TableNotFound {
+                table: table.to_string(),
+            });
+        }
+        Ok(Outcome::Done(CommandTag::DropTable))
+    }
+}
+
+/// Collects the rows of a stream (for callers that want them all, such as tests).
+pub async fn collect(stream: SendableRecordBatchStream) -> Result<Vec<arrow::array::RecordBatch>> {
+    Ok(stream.try_collect().await?)
+}
+
+fn describe_columns(schema: &Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|field| format!("{} {}", field.name(), field.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn is_ours(reference: &ResolvedTableReference) -> bool {
+    reference.catalog.as_ref() == CATALOG_NAME && reference.schema.as_ref() == SCHEMA_NAME
+}
+
+/// The session's state with `lancesql` answered by the statement's snapshot.
+fn statement_state(base: SessionState, snapshot: Arc<StatementCatalog>) -> SessionState {
+    let catalogs = Arc::new(StatementCatalogs {
+        base: base.catalog_list().clone(),
+        lancesql: snapshot,
+    });
+    SessionStateBuilder::new_from_existing(base)
+        .with_catalog_list(catalogs)
+        .build()
+}
+
+/// The session's catalogs, with `lancesql` replaced by one statement's snapshot.
+#[derive(Debug)]
+struct StatementCatalogs {
+    base: Arc<dyn CatalogProviderList>,
+    lancesql: Arc<StatementCatalog>,
+}
+
+impl CatalogProviderList for StatementCatalogs {
+    fn register_catalog(
+        &self,
+        name: String,
+        catalog: Arc<dyn CatalogProvider>,
+    ) -> Option<Arc<dyn CatalogProvider>> {
+        self.base.register_catalog(name, catalog)
+    }
+
+    fn catalog_names(&self) -> Vec<String> {
+        let mut names = self.base.catalog_names();
+        names.retain(|name| name != CATALOG_NAME);
+        names.push(CATALOG_NAME.to_string());
+        names.sort();
+        names
+    }
+
+    fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
+        if name == CATALOG_NAME {
+            Some(self.lancesql.clone())
+        } else {
+            self.base.catalog(name)
+        }
+    }
+}
+
+/// Refuses a statement naming a schema or table that does not exist, with an error saying
+/// which; `target` (the table a `CREATE TABLE` makes) may be missing.
+fn check_references(
+    state: &SessionState,
+    references: &[ResolvedTableReference],
+    target: Option<&str>,
+) -> Result<()> {
+    for reference in references {
+        let table = reference.table.as_ref();
+        let is_target = is_ours(reference) && target == Some(table);
+        // `FROM generate_series(1, 3)`: a table function, not a table.
+        let is_function = state.table_functions().contains_key(table);
+        if is_target || is_function {
+            continue;
+        }
+        let Ok(schema) = state.schema_for_ref(reference.clone()) else {
+            return Err(Error::SchemaNotFound {
+                schema: format!("{}.{}", reference.catalog, reference.schema),
+            });
+        };
+        if !schema.table_exist(table) {
+            return Err(Error::TableNotFound {
+                table: if is_ours(reference) {
+                    table.to_string()
+                } else {
+                    format!("{}.{}", reference.schema, table)
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A planning failure as the user should see it: a call of a function no registry knows is
+/// [`Error::UndefinedFunction`] (found from the statement, not from DataFusion's message).
+fn classify_planning_error(
+    state: &SessionState,
+    statement: &DFStatement,
+    error: datafusion::error::DataFusionError,
+) -> Error {
+    let error = Error::from(error);
+    if error.kind() != crate::error::ErrorKind::InvalidStatement {
+        return error;
+    }
+    match unknown_function(state, statement) {
+        Some(name) => Error::UndefinedFunction { name },
+        None => error,
+    }
+}
+
+/// The first function the statement calls that no registry of `state` knows.
+fn unknown_function(state: &SessionState, statement: &DFStatement) -> Option<String> {
+    struct Calls(Vec<String>);
+    impl Visitor for Calls {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &ast::Expr) -> ControlFlow<()> {
+            if let ast::Expr::Function(function) = expr
+                && let [ast::ObjectNamePart::Identifier(ident)] = function.name.0.as_slice()
+            {
+                self.0.push(match ident.quote_style {
+                    Some(_) => ident.value.clone(),
+                    None => ident.value.to_ascii_lowercase(),
+                });
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let DFStatement::Statement(inner) = statement else {
+        return None;
+    };
+    let mut calls = Calls(Vec::new());
+    let _ = inner.visit(&mut calls);
+    calls.0.into_iter().find(|name| {
+        !state.scalar_functions().contains_key(name)
+            && !state.aggregate_functions().contains_key(name)
+            && !state.window_functions().contains_key(name)
+            && !state.table_functions().contains_key(name)
+    })
+}
+
+/// The kind of a parsed statement.
+fn statement_kind(statement: &DFStatement) -> Result<StatementKind> {
+    use ast::Statement as S;
+    let DFStatement::Statement(inner) = statement else {
+        return Ok(match statement {
+            DFStatement::Explain(_) => StatementKind::Explain,
+            DFStatement::Reset(_) => StatementKind::Command(CommandTag::Reset),
+            _ => StatementKind::Query,
+        });
+    };
+    Ok(match inner.as_ref() {
+        S::CreateTable(create) => StatementKind::CreateTable {
+            table: local_table_name(&create.name)?,
+            if_not_exists: create.if_not_exists,
+            as_select: create.query.is_some(),
+        },
+        S::Drop {
+            object_type: ast::ObjectType::Table,
+            names,
+            if_exists,
+            ..
+        } => {
+            let [name] = names.as_slice() else {
+                return Err(Error::invalid("DROP TABLE takes one table at a time"));
+            };
+            StatementKind::DropTable {
+                table: local_table_name(name)?,
+                if_exists: *if_exists,
+            }
+        }
+        S::Set(_) => StatementKind::Command(CommandTag::Set),
+        S::ShowVariable { .. } | S::ShowTables { .. } | S::ShowColumns { .. } => {
+            StatementKind::Show
+        }
+        S::Explain { .. } => StatementKind::Explain,
+        S::Prepare { .. } => StatementKind::Command(CommandTag::Prepare),
+        S::Deallocate { .. } => StatementKind::Command(CommandTag::Deallocate),
+        S::StartTransaction { .. } => StatementKind::Command(CommandTag::Transaction("BEGIN")),
+        S::Commit { .. } => StatementKind::Command(CommandTag::Transaction("COMMIT")),
+        S::Rollback { .. } => StatementKind::Command(CommandTag::Transaction("ROLLBACK")),
+        _ => StatementKind::Query,
+    })
+}
+
+/// The dataset name for a table that must live in our catalog and schema.
+fn local_table_name(name: &ast::ObjectName) -> Result<String> {
+    let reference = TableReference::from(datafusion::sql::planner::object_name_to_table_reference(
+        name.clone(),
+        true,
+    )?);
+    let in_our_schema = reference.catalog().is_none_or(|c| c == CATALOG_NAME)
+        && reference.schema().is_none_or(|s| s == SCHEMA_NAME);
+    if !in_our_schema {
+        return Err(Error::invalid(format!(
+            "tables can only be created and dropped in {CATALOG_NAME}.{SCHEMA_NAME}, not '{reference}'"
+        )));
+    }
+    Ok(reference.table().to_string())
+}
+
+/// `$1`, `$2`, ... types in order; a gap (`$1` and `$3` only) is an error naming it.
+fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
+    let found: HashMap<String, Option<DataType>> = plan.get_parameter_types()?;
+    let mut types = Vec::with_capacity(found.len());
+    for position in 1..=found.len() {
+        match found.get(&format!("${position}")) {
+            Some(data_type) => types.push(data_type.clone()),
+            None => {
+                let mut names: Vec<_> = found.keys().cloned().collect();
+                names.sort();
+                return Err(Error::invalid(format!(
+                    "parameters must be numbered $1, $2, ... without gaps; found {}",
+                    names.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(types)
+}
+
+/// Applies [`hide_row_identity_columns`] to a statement, including the one inside `EXPLAIN`
+/// (so a plan shows what the statement itself would run).
+fn hide_in_wildcards(statement: &mut DFStatement) {
+    match statement {
+        DFStatement::Statement(inner) => hide_row_identity_columns(inner),
+        DFStatement::Explain(explain) => hide_in_wildcards(&mut explain.statement),
+        _ => {}
+    }
+}

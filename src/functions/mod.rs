@@ -1,0 +1,15 @@
+//! SQL functions the engine adds to DataFusion's, registered by [`register_all`]: the one list.
+//!
+//! May depend on: `error`, `config`; never on `engine` or front ends.
+
+pub mod overflow;
+
+use datafusion::execution::context::SessionContext;
+
+/// Registers every function lancesql adds: Lance's own SQL functions and `sum` that fails on
+/// overflow. Checked integer arithmetic is an expression planner, installed with the session
+/// state (see [`overflow::CheckedArithmeticPlanner`]).
+pub fn register_all(context: &SessionContext) {
+    lance_datafusion::udf::register_functions(context);
+    context.register_udaf(overflow::CheckedSum::udaf().as_ref().clone());
+}

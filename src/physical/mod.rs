@@ -1,0 +1,8 @@
+//! Execution nodes: each carries a plain, serialisable description (table, URI, pinned version,
+//! fragments, columns, filter, limit) and opens the dataset through the data root in `execute`.
+//!
+//! May depend on: `storage`, `config`, `error`; never on `catalog`, `engine` or front ends.
+
+pub mod late_materialization;
+pub mod scan;
+pub mod take;

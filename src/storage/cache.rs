@@ -1,0 +1,177 @@
+//! The process's open datasets: a bounded, least-recently-used cache keyed by (URI, version).
+//!
+//! Contract:
+//! - a (dataset, version) is opened once however many partitions, statements or sessions ask
+//!   for it at the same moment: concurrent misses for one key wait for a single open;
+//! - asking for the latest version costs one look at the store's version list (no manifest read
+//!   when nothing changed), so a table written by another process is seen at the next statement;
+//! - a dataset dropped and created again under the same name is never confused with its former
+//!   self: a cached version is reused only while its manifest file is the one the store holds;
+//! - failures are not cached: the next ask tries again.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use lance::Dataset;
+use lance_table::io::commit::ManifestLocation;
+use moka::future::Cache;
+
+/// Opened datasets shared by every session of the process.
+#[derive(Debug)]
+pub struct DatasetCache {
+    /// Every opened (URI, version).
+    versions: Cache<(String, u64), Arc<Dataset>>,
+    /// The most recently seen version of each URI, from which the latest is looked up.
+    heads: Cache<String, Arc<Dataset>>,
+    opens: AtomicU64,
+}
+
+impl DatasetCache {
+    /// A cache holding at most `capacity` opened versions (and as many heads).
+    pub fn new(capacity: u64) -> Self {
+        DatasetCache {
+            versions: Cache::new(capacity),
+            heads: Cache::new(capacity),
+            opens: AtomicU64::new(0),
+        }
+    }
+
+    /// How many times a dataset was actually opened (a manifest read from the store).
+    pub fn opens(&self) -> u64 {
+        self.opens.load(Ordering::Relaxed)
+    }
+
+    /// The latest version of the dataset at `uri`. `open` opens it afresh when nothing about the
+    /// URI is cached; `Ok(None)` when there is no dataset there.
+    pub async fn latest<F, Fut>(&self, uri: &str, open: F) -> lance::Result<Option<Arc<Dataset>>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = lance::Result<Dataset>>,
+    {
+        let entry = self
+            .heads
+            .entry_by_ref(uri)
+            .or_try_insert_with(self.counted(open))
+            .await;
+        let head = match entry {
+            Ok(entry) if entry.is_fresh() => {
+                let head = entry.into_value();
+                self.remember(uri, &head).await;
+                return Ok(Some(head));
+            }
+            Ok(entry) => entry.into_value(),
+            Err(error) if is_missing(&error) => return Ok(None),
+            Err(error) => return Err(lance::Error::Shared { source: error }),
+        };
+        let location = match head.latest_manifest().await {
+            Ok((_, location)) => location,
+            Err(error) if is_missing(&error) => {
+                self.forget(uri).await;
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
+        if same_manifest(head.manifest_location(), &location) {
+            return Ok(Some(head));
+        }
+        let latest = self.version(uri, &location, || head.checkout_version(location.version));
+        let latest = latest.await?;
+        self.heads.insert(uri.to_string(), latest.clone()).await;
+        Ok(Some(latest))
+    }
+
+    /// The dataset at `uri` as it was at `version`; `open` opens it when it is not cached.
+    pub async fn pinned<F, Fut>(
+        &self,
+        uri: &str,
+        version: u64,
+        open: F,
+    ) -> lance::Result<Arc<Dataset>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = lance::Result<Dataset>>,
+    {
+        self.versions
+            .try_get_with((uri.to_string(), version), self.counted(open))
+            .await
+            .map_err(|source| lance::Error::Shared { source })
+    }
+
+    /// Drops everything cached about `uri` (after this process dropped or replaced it).
+    pub async fn forget(&self, uri: &str) {
+        self.heads.invalidate(uri).await;
+        let stale: Vec<_> = self
+            .versions
+            .iter()
+            .filter(|(key, _)| key.0 == uri)
+            .map(|(key, _)| (*key).clone())
+            .collect();
+        for key in stale {
+            self.versions.invalidate(&key).await;
+        }
+    }
+
+    /// The cached `location.version` of `uri` if it is the manifest `location` names, else a
+    /// fresh open (replacing a cached version of a former dataset of the same name).
+    async fn version<F, Fut>(
+        &self,
+        uri: &str,
+        location: &ManifestLocation,
+        open: F,
+    ) -> lance::Result<Arc<Dataset>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = lance::Result<Dataset>>,
+    {
+        let key = (uri.to_string(), location.version);
+        if let Some(cached) = self.versions.get(&key).await {
+            if same_manifest(cached.manifest_location(), location) {
+                return Ok(cached);
+            }
+            self.versions.invalidate(&key).await;
+        }
+        self.versions
+            .try_get_with(key, self.counted(open))
+            .await
+            .map_err(|source| lance::Error::Shared { source })
+    }
+
+    async fn remember(&self, uri: &str, dataset: &Arc<Dataset>) {
+        let key = (uri.to_string(), dataset.version().version);
+        self.versions.insert(key, dataset.clone()).await;
+    }
+
+    fn counted<F, Fut>(&self, open: F) -> impl Future<Output = lance::Result<Arc<Dataset>>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = lance::Result<Dataset>>,
+    {
+        async move {
+            self.opens.fetch_add(1, Ordering::Relaxed);
+            open().await.map(Arc::new)
+        }
+    }
+}
+
+/// Whether two locations name the same manifest file: the same version, and the same object
+/// (by entity tag, else by size) where the store reports one.
+fn same_manifest(cached: &ManifestLocation, current: &ManifestLocation) -> bool {
+    if cached.version != current.version {
+        return false;
+    }
+    match (&cached.e_tag, &current.e_tag) {
+        (Some(cached), Some(current)) => cached == current,
+        _ => match (cached.size, current.size) {
+            (Some(cached), Some(current)) => cached == current,
+            _ => true,
+        },
+    }
+}
+
+fn is_missing(error: &lance::Error) -> bool {
+    matches!(
+        error.find_root(),
+        lance::Error::DatasetNotFound { .. } | lance::Error::NotFound { .. }
+    )
+}
