@@ -271,6 +271,28 @@ fn engine(c: &mut Criterion) {
         runtime.block_on(parquet_rows(&parquet_default, &parquet_sql)),
         wanted
     );
+    // Planning alone (parse, resolve, plan) of the same statement.
+    let mut group = c.benchmark_group("planning");
+    group.sample_size(50);
+    group.bench_function("prepare_rowid_in_100", |b| {
+        b.to_async(&runtime).iter(|| async {
+            session
+                .prepare_sql(&take_sql)
+                .await
+                .expect("prepare")
+                .schema()
+                .fields()
+                .len()
+        })
+    });
+    // Logical and physical planning without execution: EXPLAIN of the same statement.
+    let explain_sql = format!("EXPLAIN {take_sql}");
+    group.bench_function("explain_rowid_in_100", |b| {
+        b.to_async(&runtime)
+            .iter(|| count_rows(&session, &explain_sql))
+    });
+    group.finish();
+
     let mut group = c.benchmark_group("rows_by_id");
     group.sample_size(20);
     group.bench_function("lancesql_rowid_in", |b| {

@@ -3,6 +3,7 @@
 import datetime
 import decimal
 import subprocess
+import time
 
 import lance
 import pyarrow as pa
@@ -128,15 +129,15 @@ def test_import_parquet_csv_jsonl(data, tmp_path):
 
 def test_tables_appear_and_disappear_without_restart(data):
     """One long-running shell (statements piped in) sees datasets another process creates and
-    removes."""
+    removes: by name at once, in listings once the listing cache (2 s by default) expires."""
     shell = subprocess.Popen(
         [BIN, "--data", str(data), "sql"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     query = "SELECT count(*) AS tables FROM information_schema.tables WHERE table_catalog = 'lancesql' AND table_schema = 'public';\n"
 
-    def ask():
-        shell.stdin.write(query)
+    def ask(sql=query):
+        shell.stdin.write(sql)
         shell.stdin.flush()
         lines = []
         # A result table ends with its third rule line (above and below the header, at the end).
@@ -146,13 +147,21 @@ def test_tables_appear_and_disappear_without_restart(data):
             lines.append(line)
         return [l for l in lines if l.strip().strip("|").strip().isdigit()][0].strip("| \n")
 
+    def listing_shows(expected):
+        deadline = time.monotonic() + 15
+        while ask() != expected:
+            assert time.monotonic() < deadline, f"the listing never showed {expected} tables"
+            time.sleep(0.25)
+
     try:
         assert ask() == "0"
         lance.write_dataset(pa.table({"x": [1]}), str(data / "later.lance"))
-        assert ask() == "1"
+        # Names are resolved afresh for every statement; only listings are cached.
+        assert ask("SELECT count(*) AS n FROM later;\n") == "1"
+        listing_shows("1")
         import shutil
         shutil.rmtree(data / "later.lance")
-        assert ask() == "0"
+        listing_shows("0")
     finally:
         shell.stdin.close()
         shell.wait(timeout=60)

@@ -53,6 +53,9 @@ pub struct Catalog {
     root: Arc<DataRoot>,
     tables: Cache<(String, u64), Arc<LanceTable>>,
     listing: Cache<(), Arc<TableListing>>,
+    /// Tests make listings slow to show they block nobody else.
+    #[cfg(test)]
+    pub(crate) listing_delay: std::sync::Mutex<std::time::Duration>,
 }
 
 impl Catalog {
@@ -64,6 +67,8 @@ impl Catalog {
                 .max_capacity(1)
                 .time_to_live(config.listing_ttl)
                 .build(),
+            #[cfg(test)]
+            listing_delay: std::sync::Mutex::new(std::time::Duration::ZERO),
         }
     }
 
@@ -97,7 +102,17 @@ impl Catalog {
     /// The tables under the root, listed at most once per time-to-live.
     pub async fn listing(&self) -> Result<Arc<TableListing>> {
         self.listing
-            .try_get_with((), async { self.root.list_tables().await.map(Arc::new) })
+            .try_get_with((), async {
+                #[cfg(test)]
+                {
+                    let delay = *self
+                        .listing_delay
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    tokio::time::sleep(delay).await;
+                }
+                self.root.list_tables().await.map(Arc::new)
+            })
             .await
             .map_err(Error::from_shared)
     }

@@ -1,12 +1,17 @@
 //! The front door: every front end (shell, Postgres wire, Flight SQL) runs SQL through here.
 //!
 //! [`Engine`] is built once per process; [`LanceSession`] is one user's settings and state.
-//! Statements are parsed by [`parse`], prepared into [`PreparedStatement`]s whose parameter
+//! Statements are parsed by [`parse`], have `_rowid`/`_rowaddr` kept out of their wildcards by
+//! [`hidden`], and are prepared into [`PreparedStatement`]s whose parameter
 //! types and result schema are known before they run, and executed any number of times.
 //! Front ends receive statements, schemas, record-batch streams and completion tags: never a
 //! DataFusion `DataFrame`, a Lance dataset or the data root.
 
+pub mod hidden;
 pub mod parse;
 pub mod session;
 
-pub use session::{Engine, LanceSession, Outcome};
+pub use session::{CommandTag, Engine, LanceSession, Outcome, PreparedStatement, StatementKind};
+
+#[cfg(test)]
+mod tests;

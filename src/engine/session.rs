@@ -32,28 +32,29 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProviderList};
-use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::common::{DFSchema, ParamValues, ScalarValue};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
-use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::logical_expr::{DdlStatement, EmptyRelation, LogicalPlan};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::physical_plan::EmptyRecordBatchStream;
 use datafusion::prelude::SessionConfig;
+use datafusion::sql::ResolvedTableReference;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{self, Visit, Visitor};
-use datafusion::sql::{ResolvedTableReference, TableReference};
 use futures::TryStreamExt;
 
 use crate::catalog::{CATALOG_NAME, Catalog, SCHEMA_NAME, SYSTEM_SCHEMA_NAME, StatementCatalog};
 use crate::config::{EngineConfig, LanceOptions, StoreConfig, default_memory_limit};
+use crate::engine::hidden::hide_row_identity_columns;
 use crate::error::{Error, Result};
 use crate::functions::overflow::CheckedArithmeticPlanner;
 use crate::physical::late_materialization::TopKLateMaterialization;
-use crate::provider::hidden::hide_row_identity_columns;
+use crate::provider::table::LanceTable;
 use crate::storage::DataRoot;
 
 /// The dialect DataFusion's own SQL entry points use; the front door parses with
@@ -74,6 +75,7 @@ struct Shared {
     root: Arc<DataRoot>,
     catalog: Arc<Catalog>,
     runtime: Arc<RuntimeEnv>,
+    memory_limit: u64,
     config: EngineConfig,
 }
 
@@ -102,6 +104,7 @@ impl Engine {
                 root,
                 catalog,
                 runtime: Arc::new(runtime.build()?),
+                memory_limit,
                 config,
             }),
         })
@@ -129,6 +132,12 @@ impl Engine {
         self.shared.root.dataset_opens()
     }
 
+    /// The shared catalog (tests reach into it to slow listings down).
+    #[cfg(test)]
+    pub(crate) fn catalog(&self) -> &Arc<Catalog> {
+        &self.shared.catalog
+    }
+
     /// A new session (one per connection or shell).
     pub fn session(&self) -> Result<LanceSession> {
         let config = &self.shared.config;
@@ -142,6 +151,17 @@ impl Engine {
         if let Some(partitions) = config.target_partitions {
             session_config = session_config.with_target_partitions(partitions);
         }
+        // A sort reserves this much up front to merge what it spilled; it must leave room for
+        // the sorts of other partitions and queries under a small limit.
+        let merge_reservation = session_config
+            .options()
+            .execution
+            .sort_spill_reservation_bytes
+            .min(usize::try_from(self.shared.memory_limit / 16).unwrap_or(usize::MAX));
+        session_config
+            .options_mut()
+            .execution
+            .sort_spill_reservation_bytes = merge_reservation;
         session_config
             .options_mut()
             .set("datafusion.sql_parser.dialect", SQL_DIALECT)?;
@@ -273,7 +293,7 @@ pub struct PreparedStatement {
     statement: DFStatement,
     kind: StatementKind,
     plan: LogicalPlan,
-    versions: Vec<(String, u64)>,
+    tables: Vec<(String, Arc<LanceTable>)>,
     parameter_types: Vec<Option<DataType>>,
     schema: SchemaRef,
 }
@@ -343,7 +363,17 @@ impl LanceSession {
     pub async fn prepare(&self, mut statement: DFStatement) -> Result<PreparedStatement> {
         hide_in_wildcards(&mut statement);
         let kind = statement_kind(&statement)?;
-        let (plan, versions) = self.plan(&statement, &kind).await?;
+        let (plan, tables) = match kind {
+            // DataFusion has no transactions; nothing to plan.
+            StatementKind::Command(CommandTag::Transaction(_)) => (
+                LogicalPlan::EmptyRelation(EmptyRelation {
+                    produce_one_row: false,
+                    schema: Arc::new(DFSchema::empty()),
+                }),
+                Vec::new(),
+            ),
+            _ => self.plan(&statement, &kind).await?,
+        };
         let parameter_types = parameter_types(&plan)?;
         let schema = if kind.returns_rows() {
             Arc::new(plan.schema().as_arrow().clone())
@@ -354,7 +384,7 @@ impl LanceSession {
             statement,
             kind,
             plan,
-            versions,
+            tables,
             parameter_types,
             schema,
         })
@@ -390,6 +420,11 @@ impl LanceSession {
             }
             StatementKind::DropTable { table, if_exists } => {
                 self.drop_table(table, *if_exists).await
+            }
+            // Every statement is its own transaction; BEGIN/COMMIT/ROLLBACK are accepted so
+            // clients that send them work.
+            StatementKind::Command(tag @ CommandTag::Transaction(_)) => {
+                Ok(Outcome::Done(tag.clone()))
             }
             StatementKind::Command(tag) => {
                 // SET, RESET, PREPARE and friends change this session's state.
@@ -471,16 +506,17 @@ impl LanceSession {
     /// Executes a statement prepared a moment ago, without checking for newer versions.
     async fn execute_fresh(&self, prepared: PreparedStatement) -> Result<Outcome> {
         let mut prepared = prepared;
-        prepared.versions.clear();
+        prepared.tables.clear();
         self.execute(&prepared, Vec::new()).await
     }
 
-    /// The statement's plan, planned again if a table it reads has a newer version.
+    /// The statement's plan, planned again if a table it reads changed (a newer version, or
+    /// dropped and created again).
     async fn current_plan(&self, prepared: &PreparedStatement) -> Result<LogicalPlan> {
         let mut current = true;
-        for (table, version) in &prepared.versions {
-            let latest = self.catalog.table(table).await?;
-            if latest.is_none_or(|latest| latest.version() != *version) {
+        for (name, planned) in &prepared.tables {
+            let latest = self.catalog.table(name).await?;
+            if latest.is_none_or(|latest| !Arc::ptr_eq(&latest, planned)) {
                 current = false;
                 break;
             }
@@ -512,12 +548,12 @@ impl LanceSession {
     }
 
     /// Resolves the statement's tables into a snapshot and plans against it; returns the plan and
-    /// the versions of the tables it read.
+    /// the tables it read.
     async fn plan(
         &self,
         statement: &DFStatement,
         kind: &StatementKind,
-    ) -> Result<(LogicalPlan, Vec<(String, u64)>)> {
+    ) -> Result<(LogicalPlan, Vec<(String, Arc<LanceTable>)>)> {
         let base = self.context.state();
         let references: Vec<ResolvedTableReference> = base
             .resolve_table_references(statement)?
@@ -548,15 +584,15 @@ impl LanceSession {
             Ok(plan) => plan,
             Err(error) => return Err(classify_planning_error(&state, statement, error)),
         };
-        let versions = ours
+        let tables = ours
             .iter()
             .filter_map(|name| {
                 snapshot
                     .table(name)
-                    .map(|table| (name.clone(), table.version()))
+                    .map(|table| (name.clone(), table.clone()))
             })
             .collect();
-        Ok((plan, versions))
+        Ok((plan, tables))
     }
 
     /// Carries out a planned `CREATE TABLE`; returns the rows written, or `None` when `IF NOT
@@ -785,10 +821,7 @@ fn statement_kind(statement: &DFStatement) -> Result<StatementKind> {
 
 /// The dataset name for a table that must live in our catalog and schema.
 fn local_table_name(name: &ast::ObjectName) -> Result<String> {
-    let reference = TableReference::from(datafusion::sql::planner::object_name_to_table_reference(
-        name.clone(),
-        true,
-    )?);
+    let reference = datafusion::sql::planner::object_name_to_table_reference(name.clone(), true)?;
     let in_our_schema = reference.catalog().is_none_or(|c| c == CATALOG_NAME)
         && reference.schema().is_none_or(|s| s == SCHEMA_NAME);
     if !in_our_schema {

@@ -4,5 +4,6 @@
 //! May depend on: `storage`, `config`, `error`; never on `catalog`, `engine` or front ends.
 
 pub mod late_materialization;
+pub mod metrics;
 pub mod scan;
 pub mod take;

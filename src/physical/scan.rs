@@ -29,7 +29,11 @@ use lance::Dataset;
 use lance_core::datatypes::BlobHandling;
 use lance_core::{ROW_ADDR, ROW_ID};
 
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricsSet};
+use lance_datafusion::exec::ExecutionStatsCallback;
+
 use crate::error::Error;
+use crate::physical::metrics::ScanMetrics;
 use crate::storage::{DataRoot, guard_stream_panics};
 
 /// A pushed filter and whether DataFusion still re-checks it.
@@ -98,6 +102,7 @@ pub struct LanceScanExec {
     spec: ScanSpec,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl LanceScanExec {
@@ -114,6 +119,7 @@ impl LanceScanExec {
             spec,
             schema,
             properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
         }
     }
 
@@ -211,12 +217,17 @@ impl ExecutionPlan for LanceScanExec {
         let spec = self.spec.clone();
         let schema = self.schema.clone();
         let output_schema = schema.clone();
+        let metrics = ScanMetrics::new(&self.metrics, partition);
         let batches = futures::stream::once(async move {
             if fragment_ids.is_empty() {
                 return Ok::<_, DataFusionError>(futures::stream::empty().boxed());
             }
+            let started = metrics.started(fragment_ids.len());
             let dataset = root.open_pinned(&spec.uri, spec.version).await?;
-            let stream = scan_fragments(&dataset, &spec, &fragment_ids).await?;
+            let finished = metrics.clone();
+            let on_finish: ExecutionStatsCallback =
+                Arc::new(move |summary| finished.finished(started, summary));
+            let stream = scan_fragments(&dataset, &spec, &fragment_ids, on_finish).await?;
             let schema = output_schema.clone();
             Ok(stream
                 .then(move |item| {
@@ -232,7 +243,13 @@ impl ExecutionPlan for LanceScanExec {
                         }
                     }
                 })
-                .and_then(move |batch| futures::future::ready(conform(batch, &schema)))
+                .and_then(move |batch| {
+                    let conformed = conform(batch, &schema);
+                    if let Ok(batch) = &conformed {
+                        metrics.produced(batch.num_rows());
+                    }
+                    futures::future::ready(conformed)
+                })
                 .boxed())
         })
         .try_flatten();
@@ -270,6 +287,10 @@ impl ExecutionPlan for LanceScanExec {
         true
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
     fn with_fetch(&self, limit: Option<usize>) -> Option<Arc<dyn ExecutionPlan>> {
         // Each partition applies the limit on its own; only a single partition's fetch is a
         // limit on the whole output, so with more the limit operator above must stay.
@@ -293,6 +314,7 @@ async fn scan_fragments(
     dataset: &Arc<Dataset>,
     spec: &ScanSpec,
     fragment_ids: &[u64],
+    on_finish: ExecutionStatsCallback,
 ) -> Result<lance::dataset::scanner::DatasetRecordBatchStream, DataFusionError> {
     let lance_error =
         |error| DataFusionError::from(Error::lance("planning the scan", &spec.uri, error));
@@ -308,6 +330,7 @@ async fn scan_fragments(
     scanner.batch_size(spec.batch_size);
     scanner.use_scalar_index(spec.use_scalar_index);
     scanner.scan_in_order(false);
+    scanner.scan_stats_callback(on_finish);
     if let Some(readahead) = spec.fragment_readahead {
         scanner.fragment_readahead(readahead);
     }

@@ -28,7 +28,12 @@ use lance_core::ROW_ADDR;
 use lance_core::datatypes::BlobHandling;
 use lance_datafusion::projection::ProjectionPlan;
 
+use std::time::Instant;
+
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricsSet};
+
 use crate::error::Error;
+use crate::physical::metrics::TakeMetrics;
 use crate::storage::{DataRoot, guard_stream_panics};
 
 /// What a take reads, as plain data.
@@ -51,6 +56,7 @@ pub struct LanceTakeExec {
     input: Arc<dyn ExecutionPlan>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl LanceTakeExec {
@@ -96,6 +102,7 @@ impl LanceTakeExec {
             input,
             schema,
             properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
         })
     }
 
@@ -147,6 +154,10 @@ impl ExecutionPlan for LanceTakeExec {
         &self.properties
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
         vec![&self.input]
     }
@@ -184,11 +195,13 @@ impl ExecutionPlan for LanceTakeExec {
         let input = self.input.execute(partition, context)?;
         let spec = Arc::new(self.spec.clone());
         let schema = self.schema.clone();
+        let metrics = TakeMetrics::new(&self.metrics, partition);
         let batches = input.and_then(move |batch| {
             let root = root.clone();
             let spec = spec.clone();
             let schema = schema.clone();
-            async move { take_columns(&root, &spec, &schema, batch).await }
+            let metrics = metrics.clone();
+            async move { take_columns(&root, &spec, &schema, batch, &metrics).await }
         });
         Ok(guard_stream_panics(
             &self.spec.table,
@@ -203,10 +216,12 @@ async fn take_columns(
     spec: &TakeSpec,
     schema: &SchemaRef,
     batch: RecordBatch,
+    metrics: &TakeMetrics,
 ) -> DFResult<RecordBatch> {
     if batch.num_rows() == 0 {
         return Ok(RecordBatch::new_empty(schema.clone()));
     }
+    let started = Instant::now();
     let addresses = batch
         .column_by_name(ROW_ADDR)
         .and_then(|column| column.as_any().downcast_ref::<UInt64Array>())
@@ -237,6 +252,13 @@ async fn take_columns(
             return Err(DataFusionError::from(failure));
         }
     };
+    // A row address is the fragment id in the high 32 bits and the row offset in the low.
+    let fragments: std::collections::BTreeSet<u64> = addresses
+        .values()
+        .iter()
+        .map(|address| address >> 32)
+        .collect();
+    metrics.took(started, taken.num_rows(), fragments.len());
     if taken.num_rows() != batch.num_rows() {
         return Err(internal_datafusion_err!(
             "a take on '{}' returned {} rows for {} addresses",

@@ -1,9 +1,8 @@
-//! The logical side of a Lance table: the DataFusion `TableProvider` ([`table`]), the one place
-//! deciding filter pushdown ([`pushdown`]), and row identity (`_rowid`, `_rowaddr`) kept out of
-//! wildcards ([`hidden`]).
+//! The logical side of a Lance table: the DataFusion `TableProvider` ([`table`], which exposes
+//! the row-identity columns `_rowid` and `_rowaddr`) and the one place deciding filter pushdown
+//! ([`pushdown`]).
 //!
 //! May depend on: `physical` (the nodes it plans), `storage` (opened datasets), `config`, `error`.
 
-pub mod hidden;
 pub mod pushdown;
 pub mod table;

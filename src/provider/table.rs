@@ -6,7 +6,8 @@
 //! front door keeps those two out of `SELECT *`. Pushdown decisions are delegated to
 //! [`crate::provider::pushdown`]; the physical read is a [`LanceScanExec`].
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow_schema::extension::EXTENSION_TYPE_NAME_KEY;
@@ -24,13 +25,13 @@ use lance::index::ScalarIndexInfo;
 use lance_arrow::json::lance_json_to_arrow_json;
 use lance_core::datatypes::BlobHandling;
 use lance_core::{ROW_ADDR_FIELD, ROW_ID_FIELD};
-use lance_datafusion::planner::Planner;
-use lance_index::scalar::expression::PlannerIndexExt;
 
 use crate::config::LanceOptions;
 use crate::error::{Error, Result};
 use crate::physical::scan::{LanceScanExec, PushedFilter, ScanSpec, partition_fragments};
-use crate::provider::pushdown::{FilterContext, classify, selects_rows_by_identity, unqualify};
+use crate::provider::pushdown::{
+    FilterContext, FilterDecision, classify, selects_rows_by_identity, unqualify,
+};
 
 /// A Lance dataset at a fixed version, queryable with SQL.
 #[derive(Debug)]
@@ -41,7 +42,12 @@ pub struct LanceTable {
     indices: Arc<ScalarIndexInfo>,
     fragment_rows: Vec<(u64, Option<usize>)>,
     blob_columns: Vec<String>,
+    decisions: Mutex<HashMap<Expr, Arc<FilterDecision>>>,
 }
+
+/// Pushdown decisions a table remembers (all are forgotten when the table has seen more
+/// distinct filters: they are cheap to make again, and a bound keeps memory flat).
+const REMEMBERED_DECISIONS: usize = 256;
 
 impl LanceTable {
     /// Wraps an opened dataset, loading what planning needs (schema, index list, row counts).
@@ -89,6 +95,7 @@ impl LanceTable {
             indices: Arc::new(indices),
             fragment_rows,
             blob_columns,
+            decisions: Mutex::new(HashMap::new()),
         })
     }
 
@@ -100,6 +107,25 @@ impl LanceTable {
     /// The dataset version this table reads.
     pub fn version(&self) -> u64 {
         self.dataset.version().version
+    }
+
+    /// How `filter` is pushed: decided once per distinct filter for this (table, version), so
+    /// Lance's filter planner runs once per filter however often DataFusion asks.
+    fn decide(&self, filter: &Expr) -> Arc<FilterDecision> {
+        let filter = unqualify(filter.clone());
+        let mut decisions = self
+            .decisions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(decision) = decisions.get(&filter) {
+            return decision.clone();
+        }
+        let decision = Arc::new(classify(&filter, &self.filter_context()));
+        if decisions.len() >= REMEMBERED_DECISIONS {
+            decisions.clear();
+        }
+        decisions.insert(filter, decision.clone());
+        decision
     }
 
     fn filter_context(&self) -> FilterContext<'_> {
@@ -150,10 +176,9 @@ impl TableProvider for LanceTable {
         &self,
         filters: &[&Expr],
     ) -> DFResult<Vec<TableProviderFilterPushDown>> {
-        let context = self.filter_context();
         Ok(filters
             .iter()
-            .map(|filter| classify(filter, &context))
+            .map(|filter| self.decide(filter).pushdown.clone())
             .collect())
     }
 
@@ -186,27 +211,27 @@ impl TableProvider for LanceTable {
             .map(|field| field.name().clone())
             .collect();
 
-        let context = self.filter_context();
+        // DataFusion hands the scan only filters this table called `Exact`; their decisions
+        // (and index queries) were made once, when it asked.
+        let decisions: Vec<Arc<FilterDecision>> =
+            filters.iter().map(|filter| self.decide(filter)).collect();
         let pushed: Vec<PushedFilter> = filters
             .iter()
-            .map(|filter| PushedFilter {
-                exact: classify(filter, &context) == TableProviderFilterPushDown::Exact,
+            .zip(&decisions)
+            .map(|(filter, decision)| PushedFilter {
+                exact: decision.is_exact(),
                 expr: unqualify(filter.clone()),
             })
             .collect();
-        let index_query = match pushed.iter().map(|f| f.expr.clone()).reduce(Expr::and) {
-            Some(combined) => Planner::new(self.schema.clone())
-                .create_filter_plan(combined, self.indices.as_ref(), options.use_scalar_index)
-                .map_err(|source| {
-                    Error::lance(
-                        format!("planning the filter on '{}'", self.name),
-                        self.dataset.uri(),
-                        source,
-                    )
-                })?
-                .index_query
-                .map(|query| query.to_string()),
-            None => None,
+        let index_queries: Vec<&str> = decisions
+            .iter()
+            .filter_map(|decision| decision.index_query.as_deref())
+            .collect();
+        let index_query = match index_queries.as_slice() {
+            _ if !options.use_scalar_index => None,
+            [] => None,
+            [single] => Some(single.to_string()),
+            several => Some(format!("AND({})", several.join(","))),
         };
 
         // A take of listed rows is one Lance call; only a scan is worth splitting.

@@ -49,17 +49,21 @@ impl DatasetCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = lance::Result<Dataset>>,
     {
+        // The first open of a URI also fills its version's entry before anyone waiting for it
+        // goes on, so a scan of that version finds it.
+        let first_open = async {
+            let head = self.counted(open).await?;
+            let key = (uri.to_string(), head.version().version);
+            self.versions.insert(key, head.clone()).await;
+            Ok::<_, lance::Error>(head)
+        };
         let entry = self
             .heads
             .entry_by_ref(uri)
-            .or_try_insert_with(self.counted(open))
+            .or_try_insert_with(first_open)
             .await;
         let head = match entry {
-            Ok(entry) if entry.is_fresh() => {
-                let head = entry.into_value();
-                self.remember(uri, &head).await;
-                return Ok(Some(head));
-            }
+            Ok(entry) if entry.is_fresh() => return Ok(Some(entry.into_value())),
             Ok(entry) => entry.into_value(),
             Err(error) if is_missing(&error) => return Ok(None),
             Err(error) => return Err(lance::Error::Shared { source: error }),
@@ -137,20 +141,13 @@ impl DatasetCache {
             .map_err(|source| lance::Error::Shared { source })
     }
 
-    async fn remember(&self, uri: &str, dataset: &Arc<Dataset>) {
-        let key = (uri.to_string(), dataset.version().version);
-        self.versions.insert(key, dataset.clone()).await;
-    }
-
-    fn counted<F, Fut>(&self, open: F) -> impl Future<Output = lance::Result<Arc<Dataset>>>
+    async fn counted<F, Fut>(&self, open: F) -> lance::Result<Arc<Dataset>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = lance::Result<Dataset>>,
     {
-        async move {
-            self.opens.fetch_add(1, Ordering::Relaxed);
-            open().await.map(Arc::new)
-        }
+        self.opens.fetch_add(1, Ordering::Relaxed);
+        open().await.map(Arc::new)
     }
 }
 
@@ -161,12 +158,17 @@ fn same_manifest(cached: &ManifestLocation, current: &ManifestLocation) -> bool 
         return false;
     }
     match (&cached.e_tag, &current.e_tag) {
-        (Some(cached), Some(current)) => cached == current,
+        (Some(cached), Some(current)) => bare_tag(cached) == bare_tag(current),
         _ => match (cached.size, current.size) {
             (Some(cached), Some(current)) => cached == current,
             _ => true,
         },
     }
+}
+
+/// An entity tag without the quotes (and weak marker) some reads add and listings do not.
+fn bare_tag(tag: &str) -> &str {
+    tag.trim_start_matches("W/").trim_matches('"')
 }
 
 fn is_missing(error: &lance::Error) -> bool {

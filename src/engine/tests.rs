@@ -1,0 +1,437 @@
+//! The front door's contract, end to end over a temporary data root: prepare once and execute
+//! with parameters, completion tags, re-planning after other writers, one shared open per
+//! (table, version), memory limits, listings that block nobody, and `EXPLAIN ANALYZE` metrics.
+
+use std::time::Duration;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Int64Type};
+use datafusion::common::ScalarValue;
+use futures::TryStreamExt;
+
+use crate::config::{EngineConfig, StoreConfig};
+use crate::engine::{CommandTag, Engine, LanceSession, Outcome, StatementKind};
+use crate::error::{Error, ErrorKind};
+
+/// Runs `test` on the engine's runtime, on a thread with a statement-sized stack.
+fn run<F: Future<Output = ()>>(test: impl FnOnce() -> F + Send) {
+    let runtime = crate::runtime::build().expect("runtime");
+    crate::runtime::run_on_statement_thread(&runtime, test).expect("the test thread");
+}
+
+fn engine_over(root: &std::path::Path, config: EngineConfig) -> Engine {
+    let store = StoreConfig::local(root.to_str().expect("utf-8 path"));
+    Engine::new(
+        &store,
+        EngineConfig {
+            target_partitions: Some(2),
+            ..config
+        },
+    )
+    .expect("engine")
+}
+
+async fn outcome(session: &LanceSession, sql: &str) -> Result<Outcome, Error> {
+    let prepared = session.prepare_sql(sql).await?;
+    session.execute(&prepared, Vec::new()).await
+}
+
+async fn tag(session: &LanceSession, sql: &str) -> CommandTag {
+    match outcome(session, sql).await {
+        Ok(Outcome::Done(tag)) => tag,
+        Ok(Outcome::Rows { .. }) => panic!("{sql} returned rows"),
+        Err(error) => panic!("{sql}: {error}"),
+    }
+}
+
+async fn batches(session: &LanceSession, sql: &str) -> Result<Vec<RecordBatch>, Error> {
+    Ok(session.sql_stream(sql).await?.try_collect().await?)
+}
+
+/// The first column of `sql`'s rows, as integers.
+async fn integers(session: &LanceSession, sql: &str) -> Vec<i64> {
+    let batches = batches(session, sql)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
+    integers_of(&batches)
+}
+
+fn integers_of(batches: &[RecordBatch]) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|batch| {
+            batch
+                .column(0)
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect()
+}
+
+async fn text(session: &LanceSession, sql: &str) -> String {
+    let batches = batches(session, sql)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
+    arrow::util::pretty::pretty_format_batches(&batches)
+        .expect("printable")
+        .to_string()
+}
+
+const CREATE_TEN: &str = "CREATE TABLE t AS SELECT value AS id FROM generate_series(1, 10)";
+
+#[test]
+fn a_statement_is_planned_once_and_executed_with_new_parameters() {
+    run(|| async {
+        let root = tempfile::tempdir().expect("root");
+        let engine = engine_over(root.path(), EngineConfig::default());
+        let session = engine.session().expect("session");
+        assert_eq!(
+            tag(&session, CREATE_TEN).await,
+            CommandTag::Select { rows: 10 }
+        );
+        let prepared = session
+            .prepare_sql("SELECT id, id * 2 AS twice FROM t WHERE id > $1 ORDER BY id LIMIT 2")
+            .await
+            .expect("prepare");
+        // Known before anything runs.
+        assert_eq!(prepared.parameter_types(), &[Some(DataType::Int64)]);
+        let schema = prepared.schema();
+        let columns: Vec<(&str, &DataType)> = schema
+            .fields()
+            .iter()
+            .map(|field| (field.name().as_str(), field.data_type()))
+            .collect();
+        assert_eq!(
+            columns,
+            [("id", &DataType::Int64), ("twice", &DataType::Int64)]
+        );
+        assert_eq!(prepared.kind(), &StatementKind::Query);
+        let opens = engine.dataset_opens();
+        for (after, expected) in [(0i64, [1i64, 2]), (5, [6, 7]), (8, [9, 10])] {
+            let outcome = session
+                .execute(&prepared, vec![ScalarValue::Int64(Some(after))])
+                .await
+                .expect("execute");
+            let Outcome::Rows { stream, kind } = outcome else {
+                panic!("a query returns rows");
+            };
+            let batches: Vec<RecordBatch> = stream.try_collect().await.expect("rows");
+            assert_eq!(integers_of(&batches), expected);
+            assert_eq!(kind.tag_after(2).to_string(), "SELECT 2");
+        }
+        // Nothing was opened again to run it three times.
+        assert_eq!(engine.dataset_opens(), opens);
+        // A missing or extra parameter is an error naming the problem, and the session goes on.
+        let error = match session.execute(&prepared, Vec::new()).await {
+            Err(error) => error,
+            Ok(_) => panic!("a missing parameter must fail"),
+        };
+        assert!(error.to_string().contains("$1"), "{error}");
+        assert_eq!(integers(&session, "SELECT count(*) FROM t").await, [10]);
+    });
+}
+
+#[test]
+fn every_statement_kind_reports_its_postgres_tag() {
+    run(|| async {
+        let root = tempfile::tempdir().expect("root");
+        let engine = engine_over(root.path(), EngineConfig::default());
+        let session = engine.session().expect("session");
+        let created = tag(&session, CREATE_TEN).await;
+        assert_eq!(created.to_string(), "SELECT 10");
+        assert_eq!(
+            tag(&session, "CREATE TABLE IF NOT EXISTS t AS SELECT 1 AS id").await,
+            CommandTag::CreateTable
+        );
+        assert_eq!(
+            tag(&session, "SET datafusion.execution.batch_size = 100").await,
+            CommandTag::Set
+        );
+        assert_eq!(
+            session
+                .setting("datafusion.execution.batch_size")
+                .as_deref(),
+            Some("100")
+        );
+        assert_eq!(
+            tag(&session, "SET lance.fragment_readahead = 3").await,
+            CommandTag::Set
+        );
+        assert_eq!(
+            session.setting("lance.fragment_readahead").as_deref(),
+            Some("3")
+        );
+        for (sql, kind, tag_text) in [
+            ("SHOW lance.fragment_readahead", StatementKind::Show, "SHOW"),
+            ("EXPLAIN SELECT * FROM t", StatementKind::Explain, "EXPLAIN"),
+            ("SELECT * FROM t", StatementKind::Query, "SELECT 10"),
+            ("VALUES (1), (2)", StatementKind::Query, "SELECT 10"),
+        ] {
+            let prepared = session.prepare_sql(sql).await.expect(sql);
+            assert_eq!(prepared.kind(), &kind, "{sql}");
+            assert!(prepared.kind().returns_rows());
+            assert_eq!(prepared.kind().tag_after(10).to_string(), tag_text, "{sql}");
+        }
+        for (sql, expected) in [
+            ("BEGIN", "BEGIN"),
+            ("COMMIT", "COMMIT"),
+            ("ROLLBACK", "ROLLBACK"),
+        ] {
+            assert_eq!(tag(&session, sql).await.to_string(), expected);
+        }
+        let create_prepared = session
+            .prepare_sql("CREATE TABLE u AS SELECT 1 AS x")
+            .await
+            .expect("prepare a create");
+        assert!(create_prepared.schema().fields().is_empty());
+        assert!(!create_prepared.kind().returns_rows());
+        assert_eq!(tag(&session, "DROP TABLE t").await, CommandTag::DropTable);
+        let again = outcome(&session, "DROP TABLE t").await.err().expect("gone");
+        assert_eq!(again.kind(), ErrorKind::UndefinedTable);
+        assert_eq!(
+            tag(&session, "DROP TABLE IF EXISTS t").await,
+            CommandTag::DropTable
+        );
+    });
+}
+
+#[test]
+fn unknown_names_get_their_own_errors_before_planning() {
+    run(|| async {
+        let root = tempfile::tempdir().expect("root");
+        let engine = engine_over(root.path(), EngineConfig::default());
+        let session = engine.session().expect("session");
+        tag(&session, CREATE_TEN).await;
+        for (sql, kind, named) in [
+            ("SELECT * FROM nope", ErrorKind::UndefinedTable, "nope"),
+            (
+                "SELECT * FROM t JOIN nope ON true",
+                ErrorKind::UndefinedTable,
+                "nope",
+            ),
+            (
+                "SELECT * FROM nowhere.t",
+                ErrorKind::UndefinedSchema,
+                "nowhere",
+            ),
+            (
+                "SELECT * FROM system.nope",
+                ErrorKind::UndefinedTable,
+                "system.nope",
+            ),
+            (
+                "SELECT no_such_fn(id) FROM t",
+                ErrorKind::UndefinedFunction,
+                "no_such_fn",
+            ),
+            ("SELECT nope FROM t", ErrorKind::UndefinedColumn, "nope"),
+        ] {
+            let error = session.prepare_sql(sql).await.expect_err(sql);
+            assert_eq!(error.kind(), kind, "{sql}: {error}");
+            assert!(error.to_string().contains(named), "{sql}: {error}");
+        }
+        // CTEs and table functions are not tables.
+        assert_eq!(
+            integers(
+                &session,
+                "WITH c AS (SELECT 1::bigint AS x) SELECT x FROM c"
+            )
+            .await,
+            [1]
+        );
+        assert_eq!(
+            integers(&session, "SELECT count(*) FROM generate_series(1, 5)").await,
+            [5]
+        );
+    });
+}
+
+#[test]
+fn prepared_statements_see_other_writers_and_refuse_changed_columns() {
+    run(|| async {
+        let root = tempfile::tempdir().expect("root");
+        let engine = engine_over(root.path(), EngineConfig::default());
+        // Another process writing the same root.
+        let other = engine_over(root.path(), EngineConfig::default());
+        let session = engine.session().expect("session");
+        let writer = other.session().expect("writer");
+        tag(&writer, CREATE_TEN).await;
+        let count = session
+            .prepare_sql("SELECT count(*) FROM t")
+            .await
+            .expect("prepare count");
+        let star = session
+            .prepare_sql("SELECT * FROM t")
+            .await
+            .expect("prepare star");
+        let counted = |outcome| async move {
+            match outcome {
+                Ok(Outcome::Rows { stream, .. }) => {
+                    let batches: Vec<RecordBatch> = stream.try_collect().await.expect("rows");
+                    integers_of(&batches)
+                }
+                Ok(Outcome::Done(tag)) => panic!("{tag}"),
+                Err(error) => panic!("{error}"),
+            }
+        };
+        assert_eq!(
+            counted(session.execute(&count, Vec::new()).await).await,
+            [10]
+        );
+        // Dropped and created again with the same name, the same version number, other rows.
+        tag(&writer, "DROP TABLE t").await;
+        tag(
+            &writer,
+            "CREATE TABLE t AS SELECT value AS id FROM generate_series(1, 3)",
+        )
+        .await;
+        assert_eq!(
+            counted(session.execute(&count, Vec::new()).await).await,
+            [3]
+        );
+        // Created again with other columns: the star query can no longer keep its promise.
+        tag(&writer, "DROP TABLE t").await;
+        tag(&writer, "CREATE TABLE t AS SELECT 'x' AS id").await;
+        let error = session
+            .execute(&star, Vec::new())
+            .await
+            .err()
+            .expect("changed columns");
+        assert_eq!(error.kind(), ErrorKind::FeatureNotSupported, "{error}");
+        assert!(error.to_string().contains("prepare it again"), "{error}");
+        assert_eq!(
+            counted(session.execute(&count, Vec::new()).await).await,
+            [1]
+        );
+    });
+}
+
+#[test]
+fn sixteen_sessions_share_one_open_of_each_version() {
+    run(|| async {
+        let root = tempfile::tempdir().expect("root");
+        let writer = engine_over(root.path(), EngineConfig::default());
+        tag(&writer.session().expect("session"), CREATE_TEN).await;
+        let engine = engine_over(root.path(), EngineConfig::default());
+        assert_eq!(engine.dataset_opens(), 0);
+        let queries: Vec<_> = (0..16)
+            .map(|_| {
+                let session = engine.session().expect("session");
+                tokio::spawn(async move { integers(&session, "SELECT sum(id) FROM t").await })
+            })
+            .collect();
+        for query in queries {
+            assert_eq!(query.await.expect("query task"), [55]);
+        }
+        assert_eq!(engine.dataset_opens(), 1);
+        // A new version is one more open, shared again.
+        tag(&writer.session().expect("session"), "DROP TABLE t").await;
+        tag(&writer.session().expect("session"), CREATE_TEN).await;
+        let session = engine.session().expect("session");
+        assert_eq!(integers(&session, "SELECT count(*) FROM t").await, [10]);
+        assert_eq!(integers(&session, "SELECT count(*) FROM t").await, [10]);
+        assert_eq!(engine.dataset_opens(), 2);
+    });
+}
+
+#[test]
+fn a_query_over_the_memory_limit_fails_and_the_next_one_runs() {
+    run(|| async {
+        let root = tempfile::tempdir().expect("root");
+        let engine = engine_over(
+            root.path(),
+            EngineConfig {
+                memory_limit: Some(4 << 20),
+                ..EngineConfig::default()
+            },
+        );
+        let session = engine.session().expect("session");
+        let error = batches(
+            &session,
+            "SELECT array_agg(value) FROM generate_series(1, 2000000)",
+        )
+        .await
+        .expect_err("over the limit");
+        assert_eq!(error.kind(), ErrorKind::OutOfMemory, "{error}");
+        assert_eq!(error.sqlstate(), "53200");
+        assert!(error.to_string().contains("memory"), "{error}");
+        assert_eq!(
+            integers(&session, "SELECT count(*) FROM generate_series(1, 1000)").await,
+            [1000]
+        );
+        // Sorting more than the limit spills instead of failing.
+        let sorted = integers(
+            &session,
+            "SELECT value FROM generate_series(1, 500000) ORDER BY value DESC",
+        )
+        .await;
+        assert_eq!(sorted.len(), 500_000);
+        assert_eq!((sorted[0], sorted[499_999]), (500_000, 1));
+    });
+}
+
+#[test]
+fn a_slow_listing_blocks_no_other_session() {
+    run(|| async {
+        let root = tempfile::tempdir().expect("root");
+        let engine = engine_over(root.path(), EngineConfig::default());
+        let session = engine.session().expect("session");
+        tag(&session, CREATE_TEN).await;
+        *engine.catalog().listing_delay.lock().expect("delay lock") = Duration::from_secs(5);
+        engine.catalog().forget_listing().await;
+        let lister = engine.session().expect("session");
+        let listing = tokio::spawn(async move {
+            integers(
+                &lister,
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
+            )
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(integers(&session, "SELECT count(*) FROM t").await, [10]);
+        assert!(!listing.is_finished(), "the query waited for the listing");
+        assert_eq!(listing.await.expect("listing task"), [1]);
+    });
+}
+
+#[test]
+fn explain_analyze_shows_what_scans_and_takes_did() {
+    run(|| async {
+        let root = tempfile::tempdir().expect("root");
+        let engine = engine_over(root.path(), EngineConfig::default());
+        let session = engine.session().expect("session");
+        tag(
+            &session,
+            "CREATE TABLE t AS SELECT value AS id, repeat('x', 100) AS payload FROM generate_series(1, 1000)",
+        )
+        .await;
+        let scan = text(&session, "EXPLAIN ANALYZE SELECT id FROM t WHERE id > 990").await;
+        let line = scan
+            .lines()
+            .find(|line| line.contains("LanceScan"))
+            .expect("a scan line");
+        for metric in [
+            "output_rows=10",
+            "fragments=1",
+            "bytes_read=",
+            "iops=",
+            "index_comparisons=",
+            "scan_time=",
+        ] {
+            assert!(line.contains(metric), "{metric} missing: {line}");
+        }
+        let take = text(
+            &session,
+            "EXPLAIN ANALYZE SELECT * FROM t ORDER BY id DESC LIMIT 3",
+        )
+        .await;
+        let line = take
+            .lines()
+            .find(|line| line.contains("LanceTake"))
+            .expect("a take line");
+        for metric in ["output_rows=3", "fragments=1", "take_time="] {
+            assert!(line.contains(metric), "{metric} missing: {line}");
+        }
+    });
+}
