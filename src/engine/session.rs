@@ -46,7 +46,6 @@ use datafusion::prelude::SessionConfig;
 use datafusion::sql::ResolvedTableReference;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{self, Visit, Visitor};
-use futures::TryStreamExt;
 
 use crate::catalog::{CATALOG_NAME, Catalog, SCHEMA_NAME, SYSTEM_SCHEMA_NAME, StatementCatalog};
 use crate::config::{EngineConfig, LanceOptions, StoreConfig, default_memory_limit};
@@ -631,11 +630,6 @@ impl LanceSession {
         }
         Ok(Outcome::Done(CommandTag::DropTable))
     }
-}
-
-/// Collects the rows of a stream (for callers that want them all, such as tests).
-pub async fn collect(stream: SendableRecordBatchStream) -> Result<Vec<arrow::array::RecordBatch>> {
-    Ok(stream.try_collect().await?)
 }
 
 fn describe_columns(schema: &Schema) -> String {
