@@ -3,7 +3,9 @@
 # run checks and returns in seconds.
 #   - protoc (Lance compiles protobuf descriptions at build time)
 #   - GNU time (the tests measure a process's peak memory with it)
-#   - a Python virtualenv with the real clients the tests use (pylance, pyarrow, pytest, moto's S3 server)
+#   - psql (a real Postgres client for the wire-protocol tests)
+#   - a Python virtualenv with the real clients the tests use (pylance, pyarrow, pytest, moto's S3
+#     server, psycopg 3)
 set -euo pipefail
 
 cache="${LANCESQL_CACHE:-$HOME/.cache/lancesql}"
@@ -13,6 +15,7 @@ requirements="$(cd "$(dirname "$0")" && pwd)/requirements-test.txt"
 missing=()
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 [ -x /usr/bin/time ] || missing+=(time)
+command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -2,6 +2,7 @@
 //!
 //! The layers, from the front ends down (`docs/architecture.md` has the dependency rules):
 //! - [`cli`]: the command-line front end (shell, script runner, import, demo data).
+//! - [`pgwire`]: the Postgres wire protocol front end (`lancesql serve`).
 //! - [`engine`]: the front door: sessions, parsing, prepared statements, statement dispatch.
 //! - [`catalog`]: datasets under the root as tables of `lancesql.public`, resolved per statement.
 //! - [`functions`]: the SQL functions the engine adds, in one list.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod functions;
+pub mod pgwire;
 pub mod physical;
 pub mod provider;
 pub mod runtime;

@@ -1,4 +1,4 @@
-//! The `lancesql` command: the embedded SQL shell and the importer.
+//! The `lancesql` command: the embedded SQL shell, the Postgres-wire server and the importer.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -9,6 +9,7 @@ use lancesql::cli::args::{EngineArgs, StoreArgs};
 use lancesql::cli::import::{ImportFormat, import_file};
 use lancesql::cli::output::{OutputFormat, is_closed_output};
 use lancesql::cli::shell::{Shell, report};
+use lancesql::pgwire::PgServer;
 use lancesql::{Engine, EngineConfig, Error, StoreConfig};
 
 /// SQL over Lance datasets.
@@ -48,6 +49,17 @@ enum Command {
         /// Most rows a table shows (the rest are counted); 0 shows all. Other formats write all.
         #[arg(long, env = "LANCESQL_MAX_ROWS", default_value_t = 1000)]
         max_rows: usize,
+
+        /// Write the demo tables first if the data root has no tables (creating a missing local
+        /// data folder).
+        #[arg(long, env = "LANCESQL_DEMO_IF_EMPTY", default_value_t = false)]
+        demo_if_empty: bool,
+    },
+    /// Serve the Postgres wire protocol (psql, drivers, BI tools) until SIGINT or SIGTERM.
+    Serve {
+        /// Address to listen on; port 0 picks a free port (the bound address is printed).
+        #[arg(long, env = "LANCESQL_PG_LISTEN", default_value = "127.0.0.1:5433")]
+        pg_listen: String,
 
         /// Write the demo tables first if the data root has no tables (creating a missing local
         /// data folder).
@@ -114,7 +126,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), Error> {
     let writes = match &cli.command {
-        Command::Sql { demo_if_empty, .. } => *demo_if_empty,
+        Command::Sql { demo_if_empty, .. } | Command::Serve { demo_if_empty, .. } => *demo_if_empty,
         Command::Import { .. } => true,
     };
     let store = StoreConfig::from(cli.store);
@@ -158,6 +170,18 @@ async fn run(cli: Cli) -> Result<(), Error> {
             }
             stdout.flush().map_err(lancesql::cli::output::output_error)
         }
+        Command::Serve {
+            pg_listen,
+            demo_if_empty,
+        } => {
+            if demo_if_empty && lancesql::cli::demo::ensure_demo_data(&session).await? {
+                eprintln!(
+                    "wrote demo tables 'products' and 'reviews' to {}",
+                    engine.location()
+                );
+            }
+            serve(engine, &pg_listen).await
+        }
         Command::Import {
             file,
             table,
@@ -167,6 +191,55 @@ async fn run(cli: Cli) -> Result<(), Error> {
             eprintln!("imported {rows} rows into {table}");
             Ok(())
         }
+    }
+}
+
+/// Binds the Postgres listener, says where it is and how to connect, and serves until SIGINT or
+/// SIGTERM (then waits for open connections to finish).
+async fn serve(engine: Engine, pg_listen: &str) -> Result<(), Error> {
+    let server = PgServer::bind(engine, pg_listen).await?;
+    let address = server.local_addr()?;
+    let (host, port) = (address.ip(), address.port());
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "lancesql: Postgres wire protocol on {address}")
+        .and_then(|()| writeln!(stdout, "  psql \"host={host} port={port} dbname=lancesql user=lancesql\""))
+        .and_then(|()| {
+            writeln!(
+                stdout,
+                "  python -c \"import psycopg; print(psycopg.connect('host={host} port={port} dbname=lancesql user=lancesql').execute('SELECT 1').fetchall())\""
+            )
+        })
+        .and_then(|()| stdout.flush())
+        .map_err(lancesql::cli::output::output_error)?;
+    server.serve(shutdown_signal()).await?;
+    eprintln!("lancesql: stopped");
+    Ok(())
+}
+
+/// Resolves at the first SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot watch for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            () = terminate => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
     }
 }
 

@@ -21,6 +21,7 @@
 //!
 //! May depend on: `provider`, `storage`, `config`, `error`.
 
+pub mod live;
 mod system;
 
 use std::collections::HashMap;
@@ -53,6 +54,8 @@ pub struct Catalog {
     root: Arc<DataRoot>,
     tables: Cache<(String, u64), Arc<LanceTable>>,
     listing: Cache<(), Arc<TableListing>>,
+    /// The most recent listing taken, for catalog emulation between statements.
+    last_listing: std::sync::Mutex<Option<Arc<TableListing>>>,
     /// Tests make listings slow to show they block nobody else.
     #[cfg(test)]
     pub(crate) listing_delay: std::sync::Mutex<std::time::Duration>,
@@ -67,6 +70,7 @@ impl Catalog {
                 .max_capacity(1)
                 .time_to_live(config.listing_ttl)
                 .build(),
+            last_listing: std::sync::Mutex::new(None),
             #[cfg(test)]
             listing_delay: std::sync::Mutex::new(std::time::Duration::ZERO),
         }
@@ -99,8 +103,25 @@ impl Catalog {
         Ok(Some(fresh))
     }
 
+    /// The most recent listing any statement took (`None` before the first).
+    pub fn last_listing(&self) -> Option<Arc<TableListing>> {
+        self.last_listing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
     /// The tables under the root, listed at most once per time-to-live.
     pub async fn listing(&self) -> Result<Arc<TableListing>> {
+        let listing = self.fetch_listing().await?;
+        *self
+            .last_listing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(listing.clone());
+        Ok(listing)
+    }
+
+    async fn fetch_listing(&self) -> Result<Arc<TableListing>> {
         self.listing
             .try_get_with((), async {
                 #[cfg(test)]
@@ -128,6 +149,7 @@ impl Catalog {
         self: &Arc<Self>,
         names: &[String],
         with_listing: bool,
+        others: Option<Arc<dyn CatalogProvider>>,
     ) -> Result<StatementCatalog> {
         let listing = if with_listing {
             Some(self.listing().await?)
@@ -151,6 +173,7 @@ impl Catalog {
                 listing,
             }),
             system: Arc::new(SystemSchema::new(listing_for_system)),
+            others,
         })
     }
 }
@@ -160,6 +183,8 @@ impl Catalog {
 pub struct StatementCatalog {
     public: Arc<StatementTables>,
     system: Arc<SystemSchema>,
+    /// Where schemas other than `public` and `system` (`pg_catalog`) come from.
+    others: Option<Arc<dyn CatalogProvider>>,
 }
 
 impl StatementCatalog {
@@ -171,14 +196,23 @@ impl StatementCatalog {
 
 impl CatalogProvider for StatementCatalog {
     fn schema_names(&self) -> Vec<String> {
-        vec![SCHEMA_NAME.to_string(), SYSTEM_SCHEMA_NAME.to_string()]
+        let mut names = vec![SCHEMA_NAME.to_string(), SYSTEM_SCHEMA_NAME.to_string()];
+        if let Some(others) = &self.others {
+            names.extend(
+                others
+                    .schema_names()
+                    .into_iter()
+                    .filter(|name| name != SCHEMA_NAME && name != SYSTEM_SCHEMA_NAME),
+            );
+        }
+        names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         match name {
             SCHEMA_NAME => Some(self.public.clone()),
             SYSTEM_SCHEMA_NAME => Some(self.system.clone()),
-            _ => None,
+            _ => self.others.as_ref().and_then(|others| others.schema(name)),
         }
     }
 }

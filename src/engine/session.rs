@@ -47,6 +47,7 @@ use datafusion::sql::ResolvedTableReference;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{self, Visit, Visitor};
 
+use crate::catalog::live::LiveCatalog;
 use crate::catalog::{CATALOG_NAME, Catalog, SCHEMA_NAME, SYSTEM_SCHEMA_NAME, StatementCatalog};
 use crate::config::{EngineConfig, LanceOptions, StoreConfig, default_memory_limit};
 use crate::engine::hidden::hide_row_identity_columns;
@@ -55,10 +56,36 @@ use crate::functions::overflow::CheckedArithmeticPlanner;
 use crate::physical::late_materialization::TopKLateMaterialization;
 use crate::provider::table::LanceTable;
 use crate::storage::DataRoot;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 /// The dialect DataFusion's own SQL entry points use; the front door parses with
 /// [`crate::engine::parse::LanceSqlDialect`], which is this dialect with two capabilities changed.
 pub const SQL_DIALECT: &str = "PostgreSQL";
+
+/// The deepest parenthesis nesting a statement may have to be handed to the stock PostgreSQL
+/// parser (see [`LanceSession::parse`]); client catalog queries nest about 4 deep.
+const KNOWN_QUERY_MAX_NESTING: usize = 8;
+
+/// The deepest nesting of parentheses in `sql`, outside quoted strings and identifiers.
+fn parenthesis_depth(sql: &str) -> usize {
+    let (mut depth, mut deepest, mut quote) = (0usize, 0usize, None);
+    for character in sql.chars() {
+        match (quote, character) {
+            (Some(open), c) if c == open => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(character),
+            (None, '(') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (None, ')') => depth = depth.saturating_sub(1),
+            (None, _) => {}
+        }
+    }
+    deepest
+}
 
 /// How many memory consumers a "query over the memory limit" error names.
 const REPORTED_MEMORY_CONSUMERS: usize = 3;
@@ -75,6 +102,9 @@ struct Shared {
     catalog: Arc<Catalog>,
     runtime: Arc<RuntimeEnv>,
     memory_limit: u64,
+    /// Rewrites Postgres client idioms (`::regclass`, `OPERATOR(pg_catalog.~)`, unqualified
+    /// `pg_*` tables, ...) into SQL DataFusion plans.
+    postgres: Arc<PostgresCompatibilityParser>,
     config: EngineConfig,
 }
 
@@ -104,6 +134,7 @@ impl Engine {
                 catalog,
                 runtime: Arc::new(runtime.build()?),
                 memory_limit,
+                postgres: Arc::new(PostgresCompatibilityParser::new()),
                 config,
             }),
         })
@@ -177,9 +208,18 @@ impl Engine {
             .insert(0, Arc::new(CheckedArithmeticPlanner));
         let context = SessionContext::new_with_state(builder.build());
         crate::functions::register_all(&context);
+        // `lancesql` between statements, where Postgres catalog emulation (`pg_catalog` and
+        // its functions) is installed; statements see it through their own snapshot.
+        context.register_catalog(
+            CATALOG_NAME,
+            Arc::new(LiveCatalog::new(self.shared.catalog.clone())),
+        );
+        setup_pg_catalog(&context, CATALOG_NAME, EmptyContextProvider)
+            .map_err(|error| Error::from(*error))?;
         Ok(LanceSession {
             context,
             catalog: self.shared.catalog.clone(),
+            postgres: self.shared.postgres.clone(),
         })
     }
 }
@@ -293,6 +333,8 @@ pub struct PreparedStatement {
     kind: StatementKind,
     plan: LogicalPlan,
     tables: Vec<(String, Arc<LanceTable>)>,
+    /// Planned against a listing of the root, which every execution takes afresh.
+    reads_catalog: bool,
     parameter_types: Vec<Option<DataType>>,
     schema: SchemaRef,
 }
@@ -320,6 +362,15 @@ impl PreparedStatement {
     }
 }
 
+/// A statement planned against the catalog snapshot it resolved.
+struct Planned {
+    plan: LogicalPlan,
+    /// The tables the plan reads, as resolved.
+    tables: Vec<(String, Arc<LanceTable>)>,
+    /// Whether the plan read a listing of the root (`information_schema`, `pg_catalog`, ...).
+    reads_catalog: bool,
+}
+
 /// What executing a statement produced.
 pub enum Outcome {
     /// Rows to stream to the client; the completion tag is `kind.tag_after(rows streamed)`.
@@ -337,13 +388,48 @@ pub enum Outcome {
 pub struct LanceSession {
     context: SessionContext,
     catalog: Arc<Catalog>,
+    postgres: Arc<PostgresCompatibilityParser>,
 }
 
 impl LanceSession {
     /// Splits `sql` into statements (semicolons inside strings and comments are respected),
-    /// refusing statements too complex to plan safely (SQLSTATE 54001).
+    /// refusing statements too complex to plan safely (SQLSTATE 54001), and rewrites the
+    /// Postgres idioms clients send into SQL DataFusion plans.
     pub fn parse(&self, sql: &str) -> Result<Vec<DFStatement>> {
-        crate::engine::parse::parse_statements(sql)
+        let statements = crate::engine::parse::parse_statements(sql)?;
+        if let Some(known) = self.known_client_query(sql, statements.len()) {
+            return Ok(known);
+        }
+        let statements = statements
+            .into_iter()
+            .map(|statement| match statement {
+                DFStatement::Statement(inner) => {
+                    DFStatement::Statement(Box::new(self.postgres.rewrite(*inner)))
+                }
+                other => other,
+            })
+            .collect();
+        Ok(statements)
+    }
+
+    /// Catalog queries of known clients (psql's `\d`, DBeaver, ...) that DataFusion cannot plan
+    /// as written are replaced whole by `datafusion-pg-catalog`'s equivalents. Its parser is
+    /// PostgreSQL's stock one, whose time grows exponentially with nested calls, so it only sees
+    /// statements that already passed the engine's own parser, read `pg_catalog`, and nest
+    /// shallowly.
+    fn known_client_query(&self, sql: &str, statements: usize) -> Option<Vec<DFStatement>> {
+        if !sql.to_ascii_lowercase().contains("pg_catalog")
+            || parenthesis_depth(sql) > KNOWN_QUERY_MAX_NESTING
+        {
+            return None;
+        }
+        let parsed = self.postgres.parse(sql).ok()?;
+        (parsed.len() == statements).then(|| {
+            parsed
+                .into_iter()
+                .map(|statement| DFStatement::Statement(Box::new(statement)))
+                .collect()
+        })
     }
 
     /// Parses `sql`, which must hold exactly one statement, and prepares it.
@@ -362,15 +448,20 @@ impl LanceSession {
     pub async fn prepare(&self, mut statement: DFStatement) -> Result<PreparedStatement> {
         hide_in_wildcards(&mut statement);
         let kind = statement_kind(&statement)?;
-        let (plan, tables) = match kind {
+        let Planned {
+            plan,
+            tables,
+            reads_catalog,
+        } = match kind {
             // DataFusion has no transactions; nothing to plan.
-            StatementKind::Command(CommandTag::Transaction(_)) => (
-                LogicalPlan::EmptyRelation(EmptyRelation {
+            StatementKind::Command(CommandTag::Transaction(_)) => Planned {
+                plan: LogicalPlan::EmptyRelation(EmptyRelation {
                     produce_one_row: false,
                     schema: Arc::new(DFSchema::empty()),
                 }),
-                Vec::new(),
-            ),
+                tables: Vec::new(),
+                reads_catalog: false,
+            },
             _ => self.plan(&statement, &kind).await?,
         };
         let parameter_types = parameter_types(&plan)?;
@@ -384,6 +475,7 @@ impl LanceSession {
             kind,
             plan,
             tables,
+            reads_catalog,
             parameter_types,
             schema,
         })
@@ -506,13 +598,14 @@ impl LanceSession {
     async fn execute_fresh(&self, prepared: PreparedStatement) -> Result<Outcome> {
         let mut prepared = prepared;
         prepared.tables.clear();
+        prepared.reads_catalog = false;
         self.execute(&prepared, Vec::new()).await
     }
 
     /// The statement's plan, planned again if a table it reads changed (a newer version, or
     /// dropped and created again).
     async fn current_plan(&self, prepared: &PreparedStatement) -> Result<LogicalPlan> {
-        let mut current = true;
+        let mut current = !prepared.reads_catalog;
         for (name, planned) in &prepared.tables {
             let latest = self.catalog.table(name).await?;
             if latest.is_none_or(|latest| !Arc::ptr_eq(&latest, planned)) {
@@ -523,7 +616,7 @@ impl LanceSession {
         if current {
             return Ok(prepared.plan.clone());
         }
-        let (plan, _) = self.plan(&prepared.statement, &prepared.kind).await?;
+        let plan = self.plan(&prepared.statement, &prepared.kind).await?.plan;
         if prepared.kind.returns_rows() {
             let schema = plan.schema().as_arrow().clone();
             let same_columns = schema.fields().len() == prepared.schema.fields().len()
@@ -548,11 +641,7 @@ impl LanceSession {
 
     /// Resolves the statement's tables into a snapshot and plans against it; returns the plan and
     /// the tables it read.
-    async fn plan(
-        &self,
-        statement: &DFStatement,
-        kind: &StatementKind,
-    ) -> Result<(LogicalPlan, Vec<(String, Arc<LanceTable>)>)> {
+    async fn plan(&self, statement: &DFStatement, kind: &StatementKind) -> Result<Planned> {
         let base = self.context.state();
         let references: Vec<ResolvedTableReference> = base
             .resolve_table_references(statement)?
@@ -569,10 +658,11 @@ impl LanceSession {
             reference.catalog.as_ref() == CATALOG_NAME
                 && matches!(
                     reference.schema.as_ref(),
-                    "information_schema" | SYSTEM_SCHEMA_NAME
+                    "information_schema" | "pg_catalog" | SYSTEM_SCHEMA_NAME
                 )
         });
-        let snapshot = Arc::new(self.catalog.resolve(&ours, reads_catalog).await?);
+        let others = base.catalog_list().catalog(CATALOG_NAME);
+        let snapshot = Arc::new(self.catalog.resolve(&ours, reads_catalog, others).await?);
         let state = statement_state(base, snapshot.clone());
         let target = match kind {
             StatementKind::CreateTable { table, .. } => Some(table.as_str()),
@@ -591,7 +681,11 @@ impl LanceSession {
                     .map(|table| (name.clone(), table.clone()))
             })
             .collect();
-        Ok((plan, tables))
+        Ok(Planned {
+            plan,
+            tables,
+            reads_catalog,
+        })
     }
 
     /// Carries out a planned `CREATE TABLE`; returns the rows written, or `None` when `IF NOT
@@ -762,7 +856,9 @@ fn unknown_function(state: &SessionState, statement: &DFStatement) -> Option<Str
     let mut calls = Calls(Vec::new());
     let _ = inner.visit(&mut calls);
     calls.0.into_iter().find(|name| {
-        !state.scalar_functions().contains_key(name)
+        // `ARRAY(SELECT ...)` is syntax, not a call.
+        name != "array"
+            && !state.scalar_functions().contains_key(name)
             && !state.aggregate_functions().contains_key(name)
             && !state.window_functions().contains_key(name)
             && !state.table_functions().contains_key(name)

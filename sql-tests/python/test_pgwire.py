@@ -1,0 +1,188 @@
+"""`lancesql serve`: the real binary on 127.0.0.1 port 0, driven by real Postgres clients (psycopg 3
+and psql). Results are compared with the embedded shell's over the same data root."""
+
+import os
+import signal
+import subprocess
+import threading
+
+import psycopg
+import pytest
+
+from conftest import BIN, sql_json
+
+
+@pytest.fixture
+def server(data):
+    """A running server over `data` (with the demo tables); yields its connection string."""
+    process = subprocess.Popen(
+        [BIN, "--data", str(data), "serve", "--pg-listen", "127.0.0.1:0", "--demo-if-empty"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    first = process.stdout.readline()
+    assert "Postgres wire protocol on" in first, first + process.stderr.read()
+    host, port = first.rsplit(" ", 1)[1].strip().rsplit(":", 1)
+    try:
+        yield f"host={host} port={port} dbname=lancesql user=lancesql"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        assert "stopped" in process.stderr.read()
+
+
+def rows(conninfo, sql, params=None, binary=False):
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        with conn.cursor(binary=binary) as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+
+
+def test_queries_match_the_embedded_engine(server, data):
+    sql = "SELECT id, name, price FROM products WHERE price > 20 ORDER BY id"
+    expected = [tuple(row.values()) for row in sql_json(data, sql)]
+    got = rows(server, sql)
+    assert got and len(got) == len(expected)
+    assert [(r[0], r[1]) for r in got] == [(r[0], r[1]) for r in expected]
+    assert [float(r[2]) for r in got] == [float(r[2]) for r in expected]
+
+
+def test_parameters_bind_in_text_and_binary(server):
+    sql = "SELECT id, name FROM products WHERE id = %s"
+    text = rows(server, sql, (3,))
+    binary = rows(server, sql, (3,), binary=True)
+    assert text == binary and len(text) == 1 and text[0][0] == 3
+    # The same prepared statement, executed with other values.
+    with psycopg.connect(server, autocommit=True) as conn:
+        with conn.cursor() as cur:
+            seen = []
+            for wanted in (1, 2, 5):
+                cur.execute("SELECT id FROM products WHERE id = %s", (wanted,), prepare=True)
+                seen.append(cur.fetchone()[0])
+    assert seen == [1, 2, 5]
+
+
+def test_common_types_round_trip(server):
+    (row,) = rows(
+        server,
+        "SELECT 1::bigint AS i, 2.5::double AS f, 'x' AS t, true AS b, DATE '2024-01-02' AS d, "
+        "TIMESTAMP '2024-01-02 03:04:05' AS ts, [1, 2, 3] AS l",
+        binary=True,
+    )
+    import datetime
+
+    assert row[:5] == (1, 2.5, "x", True, datetime.date(2024, 1, 2))
+    assert row[5] == datetime.datetime(2024, 1, 2, 3, 4, 5)
+    assert list(row[6]) == [1, 2, 3]
+
+
+def test_errors_carry_the_engine_sqlstate_and_the_connection_goes_on(server):
+    with psycopg.connect(server, autocommit=True) as conn:
+        for sql, error in [
+            ("SELECT * FROM no_such_table", psycopg.errors.UndefinedTable),
+            ("SELECT nope FROM products", psycopg.errors.UndefinedColumn),
+            ("SELEC 1", psycopg.errors.SyntaxError),
+            ("SELECT 1 / 0", psycopg.errors.DivisionByZero),
+            ("SELECT 9223372036854775807 + 1", psycopg.errors.NumericValueOutOfRange),
+        ]:
+            with pytest.raises(error):
+                conn.execute(sql)
+            assert conn.execute("SELECT 42").fetchone() == (42,)
+
+
+def test_transactions_settings_and_commands(server):
+    # psycopg's default opens a transaction with BEGIN and ends it with COMMIT.
+    with psycopg.connect(server) as conn:
+        conn.execute("SET lance.fragment_readahead = 2")
+        assert conn.execute("SHOW lance.fragment_readahead").fetchone() == (
+            "lance.fragment_readahead", "2")
+        created = conn.execute("CREATE TABLE copied AS SELECT * FROM products WHERE id < 4")
+        # As Postgres reports CREATE TABLE AS.
+        assert created.statusmessage == "SELECT 4"
+        conn.commit()
+    assert rows(server, "SELECT count(*) FROM copied") == [(4,)]
+    with psycopg.connect(server, autocommit=True) as conn:
+        cur = conn.execute("DROP TABLE copied")
+        assert cur.statusmessage == "DROP TABLE"
+
+
+def test_psql_runs_scripts_with_several_statements(server, tmp_path):
+    script = tmp_path / "script.sql"
+    script.write_text(
+        "SELECT count(*) AS n FROM products;\n"
+        "SELECT 1 AS a; SELECT 2 AS b;\n"
+        "EXPLAIN SELECT id FROM products WHERE id = 1;\n"
+    )
+    env = dict(os.environ, PGCONNECT_TIMEOUT="10")
+    result = subprocess.run(
+        ["psql", server, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", str(script)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    count = sql_json_count(server)
+    assert lines[:3] == [str(count), "1", "2"]
+    assert any("LanceScan" in line and "id = Int64(1)" in line for line in lines)
+    failed = subprocess.run(
+        ["psql", server, "-X", "-v", "ON_ERROR_STOP=1", "-c", "SELECT * FROM nope"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert failed.returncode != 0 and "does not exist" in failed.stderr
+
+
+def sql_json_count(conninfo):
+    return rows(conninfo, "SELECT count(*) FROM products")[0][0]
+
+
+def test_a_cancel_request_stops_the_query_not_the_server(server):
+    with psycopg.connect(server, autocommit=True) as conn:
+        timer = threading.Timer(1.0, conn.cancel)
+        timer.start()
+        try:
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute(
+                    "SELECT count(*) FROM generate_series(1, 2000000000) WHERE value % 7 = 3")
+        finally:
+            timer.cancel()
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def psql(conninfo, *commands):
+    args = ["psql", conninfo, "-X", "-v", "ON_ERROR_STOP=1"]
+    for command in commands:
+        args += ["-c", command]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_psql_catalog_commands(server):
+    tables = psql(server, "\\dt")
+    assert "public | products | table" in tables and "public | reviews  | table" in tables
+    described = psql(server, "\\d products")
+    assert 'Table "public.products"' in described
+    assert any(line.split("|")[0].strip() == "id" and "bigint" in line
+               for line in described.splitlines())
+    assert "lancesql" in psql(server, "\\l")
+    assert "public" in psql(server, "\\dn")
+
+
+def test_tables_written_by_another_process_appear_without_reconnecting(server, data):
+    import time
+
+    import lance
+    import pyarrow as pa
+
+    listed = "SELECT relname FROM pg_catalog.pg_class WHERE relkind = 'r'"
+
+    def has_later():
+        return ("later",) in conn.execute(listed).fetchall()
+
+    with psycopg.connect(server, autocommit=True) as conn:
+        assert not has_later()
+        lance.write_dataset(pa.table({"x": [1, 2]}), str(data / "later.lance"))
+        # Names resolve afresh for every statement; listings within the listing cache's life.
+        assert conn.execute("SELECT count(*) FROM later").fetchone() == (2,)
+        deadline = time.monotonic() + 15
+        while not has_later():
+            assert time.monotonic() < deadline, "pg_class never listed the new table"
+            time.sleep(0.25)

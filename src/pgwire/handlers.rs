@@ -1,0 +1,337 @@
+//! pgwire's query handlers over one connection's [`LanceSession`].
+//!
+//! Simple queries run each statement in turn and stop at the first error (as Postgres does);
+//! extended queries keep the [`PreparedStatement`] the engine planned at Parse, answer Describe
+//! from its parameter types and result schema, and execute it with the bound parameters.
+//! Results stream from the engine straight into data rows (text or binary, as the client asks).
+
+use std::fmt::Debug;
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ParamValues;
+use datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters;
+use datafusion_postgres::arrow_pg::datatypes::{
+    arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type,
+};
+use datafusion_postgres::pgwire::api::auth::StartupHandler;
+use datafusion_postgres::pgwire::api::auth::noop::NoopStartupHandler;
+use datafusion_postgres::pgwire::api::cancel::CancelHandler;
+use datafusion_postgres::pgwire::api::portal::{Format, Portal};
+use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use datafusion_postgres::pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use datafusion_postgres::pgwire::api::stmt::QueryParser;
+use datafusion_postgres::pgwire::api::store::PortalStore;
+use datafusion_postgres::pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
+use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use datafusion_postgres::pgwire::messages::data::DataRow;
+use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use datafusion_postgres::pgwire::types::format::FormatOptions;
+use futures::{Sink, StreamExt};
+use tokio::sync::watch;
+
+use crate::engine::{CommandTag, LanceSession, Outcome, PreparedStatement, StatementKind};
+use crate::error::Error;
+use crate::pgwire::cancel::{
+    CancelSignal, Canceller, ConnectionKey, Connections, cancellable, connection_key,
+    until_cancelled,
+};
+
+/// A statement as the extended protocol stores it: `None` for an empty query string.
+pub type WireStatement = Option<Arc<PreparedStatement>>;
+
+/// Everything pgwire asks of one connection.
+pub struct ConnectionHandlers {
+    queries: Arc<QueryHandler>,
+    startup: Arc<Startup>,
+    cancel: Arc<Canceller>,
+}
+
+impl ConnectionHandlers {
+    pub fn new(session: LanceSession, connections: Arc<Connections>) -> Self {
+        let signal = Arc::new(CancelSignal::new());
+        ConnectionHandlers {
+            queries: Arc::new(QueryHandler {
+                parser: Arc::new(StatementParser {
+                    session: session.clone(),
+                }),
+                session,
+                signal: signal.clone(),
+            }),
+            startup: Arc::new(Startup {
+                connections: connections.clone(),
+                signal,
+                key: OnceLock::new(),
+            }),
+            cancel: Arc::new(Canceller { connections }),
+        }
+    }
+}
+
+impl Drop for ConnectionHandlers {
+    fn drop(&mut self) {
+        if let Some(key) = self.startup.key.get() {
+            self.startup.connections.unregister(key);
+        }
+    }
+}
+
+impl PgWireServerHandlers for ConnectionHandlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.queries.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.queries.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancel.clone()
+    }
+}
+
+/// Accepts every connection (authentication comes later) and registers it for cancel requests.
+pub struct Startup {
+    connections: Arc<Connections>,
+    signal: Arc<CancelSignal>,
+    key: OnceLock<ConnectionKey>,
+}
+
+#[async_trait]
+impl NoopStartupHandler for Startup {
+    async fn post_startup<C>(
+        &self,
+        client: &mut C,
+        _message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (pid, secret) = client.pid_and_secret_key();
+        let key = connection_key(pid, &secret);
+        self.connections.register(key.clone(), self.signal.clone());
+        // A connection starts up once; a second startup message would be a protocol error.
+        let _ = self.key.set(key);
+        Ok(())
+    }
+}
+
+/// Runs simple and extended queries through the session's front door.
+pub struct QueryHandler {
+    session: LanceSession,
+    parser: Arc<StatementParser>,
+    signal: Arc<CancelSignal>,
+}
+
+#[async_trait]
+impl SimpleQueryHandler for QueryHandler {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statements = self.session.parse(query).map_err(wire_error)?;
+        if statements.is_empty() {
+            return Ok(vec![Response::EmptyQuery]);
+        }
+        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let mut responses = Vec::with_capacity(statements.len());
+        for statement in statements {
+            // Postgres runs a multi-statement query until the first error, and reports it.
+            let cancel = self.signal.watch();
+            match until_cancelled(self.session.run(statement), cancel.clone()).await {
+                Ok(outcome) => responses.push(respond(
+                    outcome,
+                    &Format::UnifiedText,
+                    options.clone(),
+                    cancel,
+                )?),
+                Err(error) => {
+                    responses.push(Response::Error(Box::new(error_info(&error))));
+                    break;
+                }
+            }
+        }
+        Ok(responses)
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for QueryHandler {
+    type Statement = WireStatement;
+    type QueryParser = StatementParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let Some(prepared) = &portal.statement.statement else {
+            return Ok(Response::EmptyQuery);
+        };
+        let types: Vec<Option<&DataType>> = prepared
+            .parameter_types()
+            .iter()
+            .map(Option::as_ref)
+            .collect();
+        let parameters = match deserialize_parameters(portal, &types)? {
+            ParamValues::List(values) => values.into_iter().map(|value| value.value).collect(),
+            ParamValues::Map(_) => {
+                return Err(wire_error(Error::invalid(
+                    "parameters are positional ($1, $2, ...)",
+                )));
+            }
+        };
+        let cancel = self.signal.watch();
+        let outcome = until_cancelled(self.session.execute(prepared, parameters), cancel.clone())
+            .await
+            .map_err(wire_error)?;
+        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        respond(outcome, &portal.result_column_format, options, cancel)
+    }
+}
+
+/// Prepares statements for the extended protocol.
+pub struct StatementParser {
+    session: LanceSession,
+}
+
+#[async_trait]
+impl QueryParser for StatementParser {
+    type Statement = WireStatement;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Self::Statement>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut statements = self.session.parse(sql).map_err(wire_error)?;
+        match statements.len() {
+            0 => Ok(None),
+            1 => {
+                let prepared = self
+                    .session
+                    .prepare(statements.remove(0))
+                    .await
+                    .map_err(wire_error)?;
+                Ok(Some(Arc::new(prepared)))
+            }
+            _ => Err(wire_error(Error::Syntax {
+                message: "cannot insert multiple commands into a prepared statement".into(),
+            })),
+        }
+    }
+
+    fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        let Some(prepared) = statement else {
+            return Ok(Vec::new());
+        };
+        prepared
+            .parameter_types()
+            .iter()
+            .map(|data_type| match data_type {
+                Some(data_type) => into_pg_type(data_type),
+                None => Ok(Type::UNKNOWN),
+            })
+            .collect()
+    }
+
+    fn get_result_schema(
+        &self,
+        statement: &Self::Statement,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        match statement {
+            Some(prepared) if prepared.kind().returns_rows() => arrow_schema_to_pg_fields(
+                &prepared.schema(),
+                format.unwrap_or(&Format::UnifiedText),
+                None,
+            ),
+            _ => Ok(Vec::new()),
+        }
+    }
+}
+
+/// The wire response for what a statement produced.
+fn respond(
+    outcome: Outcome,
+    format: &Format,
+    options: Arc<FormatOptions>,
+    cancel: watch::Receiver<u64>,
+) -> PgWireResult<Response> {
+    match outcome {
+        Outcome::Rows { stream, kind } => {
+            let stream = cancellable(stream, cancel);
+            let fields = Arc::new(arrow_schema_to_pg_fields(
+                stream.schema().as_ref(),
+                format,
+                Some(options),
+            )?);
+            let encoding = fields.clone();
+            let rows = stream
+                .map(move |batch| {
+                    let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> =
+                        match batch {
+                            Ok(batch) => encode_recordbatch(encoding.clone(), batch),
+                            Err(error) => {
+                                Box::new(std::iter::once(Err(wire_error(Error::from(error)))))
+                            }
+                        };
+                    futures::stream::iter(rows)
+                })
+                .flatten();
+            let mut response = QueryResponse::new(fields, rows);
+            response.set_command_tag(match kind {
+                StatementKind::Show => "SHOW",
+                StatementKind::Explain => "EXPLAIN",
+                _ => "SELECT",
+            });
+            Ok(Response::Query(response))
+        }
+        Outcome::Done(tag) => Ok(match tag {
+            CommandTag::Select { rows } => Response::Execution(
+                Tag::new("SELECT").with_rows(usize::try_from(rows).unwrap_or(usize::MAX)),
+            ),
+            CommandTag::Transaction("BEGIN") => Response::TransactionStart(Tag::new("BEGIN")),
+            CommandTag::Transaction(word) => Response::TransactionEnd(Tag::new(word)),
+            other => Response::Execution(Tag::new(&other.to_string())),
+        }),
+    }
+}
+
+/// An engine error as the client sees it: its SQLSTATE from the engine's one mapping.
+fn error_info(error: &Error) -> ErrorInfo {
+    ErrorInfo::new(
+        "ERROR".to_string(),
+        error.sqlstate().to_string(),
+        error.to_string(),
+    )
+}
+
+fn wire_error(error: Error) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(&error)))
+}
