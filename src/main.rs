@@ -135,20 +135,30 @@ async fn run(cli: Cli) -> Result<(), Error> {
     }
     let engine = Engine::new(&store, EngineConfig::from(cli.engine))?;
     let session = engine.session()?;
+    let demo_if_empty = matches!(
+        cli.command,
+        Command::Sql {
+            demo_if_empty: true,
+            ..
+        } | Command::Serve {
+            demo_if_empty: true,
+            ..
+        }
+    );
+    if demo_if_empty && lancesql::cli::demo::ensure_demo_data(&session).await? {
+        eprintln!(
+            "wrote demo tables 'products' and 'reviews' to {}",
+            engine.location()
+        );
+    }
     match cli.command {
         Command::Sql {
             commands,
             files,
             format,
             max_rows,
-            demo_if_empty,
+            ..
         } => {
-            if demo_if_empty && lancesql::cli::demo::ensure_demo_data(&session).await? {
-                eprintln!(
-                    "wrote demo tables 'products' and 'reviews' to {}",
-                    engine.location()
-                );
-            }
             let shell = Shell::new(session, format, max_rows);
             let stdin = std::io::stdin();
             if commands.is_empty() && files.is_empty() && stdin.is_terminal() {
@@ -170,18 +180,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             }
             stdout.flush().map_err(lancesql::cli::output::output_error)
         }
-        Command::Serve {
-            pg_listen,
-            demo_if_empty,
-        } => {
-            if demo_if_empty && lancesql::cli::demo::ensure_demo_data(&session).await? {
-                eprintln!(
-                    "wrote demo tables 'products' and 'reviews' to {}",
-                    engine.location()
-                );
-            }
-            serve(engine, &pg_listen).await
-        }
+        Command::Serve { pg_listen, .. } => serve(engine, &pg_listen).await,
         Command::Import {
             file,
             table,
