@@ -188,7 +188,7 @@ pub struct StatementCatalog {
 }
 
 impl StatementCatalog {
-    /// The tables this statement resolved, by name (for EXPLAIN-free inspection and tests).
+    /// A table this statement resolved, by name.
     pub fn table(&self, name: &str) -> Option<&Arc<LanceTable>> {
         self.public.tables.get(name)
     }

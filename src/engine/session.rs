@@ -418,9 +418,12 @@ impl LanceSession {
     /// statements that already passed the engine's own parser, read `pg_catalog`, and nest
     /// shallowly.
     fn known_client_query(&self, sql: &str, statements: usize) -> Option<Vec<DFStatement>> {
-        if !sql.to_ascii_lowercase().contains("pg_catalog")
-            || parenthesis_depth(sql) > KNOWN_QUERY_MAX_NESTING
-        {
+        const CATALOG: &[u8] = b"pg_catalog";
+        let names_catalog = sql
+            .as_bytes()
+            .windows(CATALOG.len())
+            .any(|window| window.eq_ignore_ascii_case(CATALOG));
+        if !names_catalog || parenthesis_depth(sql) > KNOWN_QUERY_MAX_NESTING {
             return None;
         }
         let parsed = self.postgres.parse(sql).ok()?;
@@ -839,7 +842,10 @@ fn unknown_function(state: &SessionState, statement: &DFStatement) -> Option<Str
     impl Visitor for Calls {
         type Break = ();
         fn pre_visit_expr(&mut self, expr: &ast::Expr) -> ControlFlow<()> {
+            // `ARRAY(SELECT ...)` parses as a call with a subquery for arguments: it is syntax,
+            // not a function lookup.
             if let ast::Expr::Function(function) = expr
+                && !matches!(function.args, ast::FunctionArguments::Subquery(_))
                 && let [ast::ObjectNamePart::Identifier(ident)] = function.name.0.as_slice()
             {
                 self.0.push(match ident.quote_style {
@@ -856,9 +862,7 @@ fn unknown_function(state: &SessionState, statement: &DFStatement) -> Option<Str
     let mut calls = Calls(Vec::new());
     let _ = inner.visit(&mut calls);
     calls.0.into_iter().find(|name| {
-        // `ARRAY(SELECT ...)` is syntax, not a call.
-        name != "array"
-            && !state.scalar_functions().contains_key(name)
+        !state.scalar_functions().contains_key(name)
             && !state.aggregate_functions().contains_key(name)
             && !state.window_functions().contains_key(name)
             && !state.table_functions().contains_key(name)

@@ -361,6 +361,18 @@ fn a_query_over_the_memory_limit_fails_and_the_next_one_runs() {
             [1000]
         );
         // Sorting more than the limit spills instead of failing.
+        let analyzed = text(
+            &session,
+            "EXPLAIN ANALYZE SELECT value FROM generate_series(1, 500000) ORDER BY value DESC",
+        )
+        .await;
+        let spills = analyzed
+            .lines()
+            .filter(|line| line.contains("SortExec"))
+            .filter_map(|line| line.split("spill_count=").nth(1))
+            .filter_map(|rest| rest.split([',', ']']).next()?.trim().parse::<u64>().ok())
+            .sum::<u64>();
+        assert!(spills > 0, "the sort did not spill:\n{analyzed}");
         let sorted = integers(
             &session,
             "SELECT value FROM generate_series(1, 500000) ORDER BY value DESC",
