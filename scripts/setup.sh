@@ -3,9 +3,9 @@
 # run checks and returns in seconds.
 #   - protoc (Lance compiles protobuf descriptions at build time)
 #   - GNU time (the tests measure a process's peak memory with it)
-#   - psql (a real Postgres client for the wire-protocol tests)
+#   - psql (a real Postgres client for the wire-protocol tests), openssl (test certificates)
 #   - a Python virtualenv with the real clients the tests use (pylance, pyarrow, pytest, moto's S3
-#     server, psycopg 3)
+#     server, psycopg 3, psycopg2, asyncpg, SQLAlchemy with pandas)
 set -euo pipefail
 
 cache="${LANCESQL_CACHE:-$HOME/.cache/lancesql}"
@@ -16,6 +16,7 @@ missing=()
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 [ -x /usr/bin/time ] || missing+=(time)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

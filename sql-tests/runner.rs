@@ -1,14 +1,18 @@
-//! The SQL test runner: `.slt` files and oracle comparisons against the embedded engine.
+//! The SQL test runner: `.slt` files and oracle comparisons against the embedded engine, and the
+//! same `.slt` files over the Postgres wire protocol.
 //!
 //! - Every `slt/*.slt` file runs in a fresh session over the same fixture root, with
-//!   sqllogictest's own runner (`query`, `statement ok`, `statement error <regex>`).
+//!   sqllogictest's own runner (`query`, `statement ok`, `statement error <regex>`), twice: in
+//!   the embedded engine (label `embedded`) and through the real `lancesql serve` binary with a
+//!   real Postgres client (label `pgwire`), against the same expectations. Values are compared
+//!   as the engine formats them; the wire's text forms of booleans are mapped back, and the few
+//!   records whose text differs by protocol say so with `skipif`/`onlyif`.
 //! - Every query in `oracle.sql` runs twice, once over the Lance fixture and once over the same
 //!   rows in a DataFusion `MemTable` (`oracle.public.<table>`), and the sorted results must match.
 //!   `{t}` stands for each table with the basic schema, `{evolved}` for the schema-evolved one,
 //!   `{labels}` for the table with a LABEL_LIST-indexed list column.
 //!
-//! The engine is reached through [`SqlTarget`], so the same files can later run over the
-//! Postgres wire and Flight SQL. Arguments: an optional substring; only files and oracle queries
+//! The engine is reached through [`SqlTarget`], one per protocol. Arguments: an optional substring; only files and oracle queries
 //! containing it run. `LANCESQL_SLT_COMPLETE=1` rewrites the expected results of the selected
 //! `.slt` files from the engine's output (review the diff before committing). Ends with `N passed, N failed` and a non-zero exit status on failure.
 
@@ -31,11 +35,51 @@ struct Rows {
     rows: Vec<Vec<String>>,
 }
 
-/// Where SQL goes: today the embedded engine; the front ends add their own targets.
+/// A failed statement as every protocol reports it: its SQLSTATE and message.
+#[derive(Debug)]
+struct TargetError {
+    sqlstate: String,
+    message: String,
+}
+
+impl std::fmt::Display for TargetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}] {}", self.sqlstate, self.message)
+    }
+}
+
+impl From<lancesql::Error> for TargetError {
+    fn from(error: lancesql::Error) -> Self {
+        TargetError {
+            sqlstate: error.sqlstate().to_string(),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for TargetError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        match error.as_db_error() {
+            Some(db) => TargetError {
+                sqlstate: db.code().code().to_string(),
+                message: db.message().to_string(),
+            },
+            None => TargetError {
+                sqlstate: "08000".to_string(),
+                message: error.to_string(),
+            },
+        }
+    }
+}
+
+/// Where SQL goes: the embedded engine or a protocol front end.
 #[async_trait]
 trait SqlTarget: Send {
+    /// The sqllogictest label of the protocol (`skipif pgwire`).
+    const LABEL: &'static str;
+
     /// Runs one statement (or several) and returns the rows of the last result as text.
-    async fn query(&mut self, sql: &str) -> Result<Option<Rows>, lancesql::Error>;
+    async fn query(&mut self, sql: &str) -> Result<Option<Rows>, TargetError>;
 }
 
 struct Embedded {
@@ -44,7 +88,9 @@ struct Embedded {
 
 #[async_trait]
 impl SqlTarget for Embedded {
-    async fn query(&mut self, sql: &str) -> Result<Option<Rows>, lancesql::Error> {
+    const LABEL: &'static str = "embedded";
+
+    async fn query(&mut self, sql: &str) -> Result<Option<Rows>, TargetError> {
         let mut last = None;
         for statement in self.session.parse(sql)? {
             last = match self.session.run(statement).await? {
@@ -56,7 +102,8 @@ impl SqlTarget for Embedded {
                         .iter()
                         .map(|field| field.data_type().clone())
                         .collect();
-                    let batches: Vec<RecordBatch> = stream.try_collect().await?;
+                    let batches: Vec<RecordBatch> =
+                        stream.try_collect().await.map_err(lancesql::Error::from)?;
                     Some(Rows {
                         types,
                         rows: format_rows(&batches)?,
@@ -82,36 +129,163 @@ fn format_rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, lancesql::Er
         for row in 0..batch.num_rows() {
             let cells: Vec<String> = formatters
                 .iter()
-                .map(|formatter| {
-                    let text = formatter.value(row).to_string();
-                    if text.is_empty() {
-                        "(empty)".to_string()
-                    } else {
-                        text
-                    }
-                })
+                .map(|formatter| formatter.value(row).to_string())
                 .collect();
-            let lines: Vec<Vec<&str>> = cells
-                .iter()
-                .map(|cell| cell.trim_end().lines().collect())
-                .collect();
-            let height = lines.iter().map(Vec::len).max().unwrap_or(1).max(1);
-            for line in 0..height {
-                rows.push(
-                    lines
-                        .iter()
-                        .map(|cell_lines| {
-                            cell_lines
-                                .get(line)
-                                .map_or("", |l| l.trim_end())
-                                .to_string()
-                        })
-                        .collect(),
-                );
-            }
+            push_row(&mut rows, &cells);
         }
     }
     Ok(rows)
+}
+
+/// Adds one result row: empty strings as `(empty)`, and one output row per line of a
+/// multi-line cell.
+fn push_row(rows: &mut Vec<Vec<String>>, cells: &[String]) {
+    let lines: Vec<Vec<&str>> = cells
+        .iter()
+        .map(|cell| match cell.as_str() {
+            "" => vec!["(empty)"],
+            cell => cell.trim_end().lines().collect(),
+        })
+        .collect();
+    let height = lines.iter().map(Vec::len).max().unwrap_or(1).max(1);
+    for line in 0..height {
+        rows.push(
+            lines
+                .iter()
+                .map(|cell_lines| {
+                    cell_lines
+                        .get(line)
+                        .map_or("", |l| l.trim_end())
+                        .to_string()
+                })
+                .collect(),
+        );
+    }
+}
+
+/// The same SQL through `lancesql serve` and a real Postgres client.
+struct PgWire {
+    client: tokio_postgres::Client,
+}
+
+impl PgWire {
+    async fn connect(address: &str) -> PgWire {
+        let (host, port) = address.rsplit_once(':').expect("host:port");
+        let (client, connection) = tokio_postgres::Config::new()
+            .host(host)
+            .port(port.parse().expect("a port number"))
+            .user("lancesql")
+            .dbname("lancesql")
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("a connection to lancesql serve");
+        // A broken connection shows as failing statements; the server's end is its own.
+        tokio::spawn(connection);
+        PgWire { client }
+    }
+}
+
+#[async_trait]
+impl SqlTarget for PgWire {
+    const LABEL: &'static str = "pgwire";
+
+    async fn query(&mut self, sql: &str) -> Result<Option<Rows>, TargetError> {
+        use tokio_postgres::SimpleQueryMessage as M;
+        let mut last = None;
+        let mut current: Option<Vec<Vec<String>>> = None;
+        for message in self.client.simple_query(sql).await? {
+            match message {
+                M::RowDescription(_) => current = Some(Vec::new()),
+                M::Row(row) => {
+                    let cells: Vec<String> = (0..row.len())
+                        .map(|index| row.get(index).unwrap_or("NULL").to_string())
+                        .collect();
+                    push_row(current.get_or_insert_with(Vec::new), &cells);
+                }
+                M::CommandComplete(_) => last = current.take(),
+                _ => {}
+            }
+        }
+        let Some(rows) = last else {
+            return Ok(None);
+        };
+        // The simple protocol carries no types: Describe the statement for them (a script of
+        // several statements is typed as text).
+        let types = match self.client.prepare(sql).await {
+            Ok(statement) => statement
+                .columns()
+                .iter()
+                .map(|column| arrow_type_of(column.type_()))
+                .collect(),
+            Err(_) => vec![DataType::Utf8; rows.first().map_or(0, Vec::len)],
+        };
+        let rows: Vec<Vec<String>> = rows
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .zip(&types)
+                    .map(|(cell, data_type)| match (data_type, cell.as_str()) {
+                        (DataType::Boolean, "t") => "true".to_string(),
+                        (DataType::Boolean, "f") => "false".to_string(),
+                        (DataType::Timestamp(..), text) if text != "NULL" => {
+                            arrow_timestamp_text(text)
+                        }
+                        _ => cell,
+                    })
+                    .collect()
+            })
+            .collect();
+        // `numeric` is how unsigned 64-bit integers travel (they do not fit `int8`); its OID
+        // does not say whether it holds integers, so integral columns count as integers.
+        let types = types
+            .into_iter()
+            .enumerate()
+            .map(|(index, data_type)| {
+                let integral = rows.iter().all(|row| {
+                    row.get(index)
+                        .is_some_and(|cell| cell == "NULL" || cell.parse::<i128>().is_ok())
+                });
+                match data_type {
+                    DataType::Decimal128(..) if integral => DataType::Int64,
+                    other => other,
+                }
+            })
+            .collect();
+        Ok(Some(Rows { types, rows }))
+    }
+}
+
+/// The Arrow type class of a Postgres column type, for sqllogictest's column letters.
+fn arrow_type_of(pg: &tokio_postgres::types::Type) -> DataType {
+    use tokio_postgres::types::Type;
+    match *pg {
+        Type::INT2 | Type::INT4 | Type::INT8 => DataType::Int64,
+        Type::FLOAT4 | Type::FLOAT8 => DataType::Float64,
+        Type::NUMERIC => DataType::Decimal128(38, 0),
+        Type::BOOL => DataType::Boolean,
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => {
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None)
+        }
+        _ => DataType::Utf8,
+    }
+}
+
+/// A Postgres timestamp's text (`2023-11-23 05:13:20.000000+00`) as Arrow writes the same
+/// instant in UTC (`2023-11-23T05:13:20Z`): the two protocols' spellings of one value.
+fn arrow_timestamp_text(text: &str) -> String {
+    let (local, utc) = match text.strip_suffix("+00") {
+        Some(local) => (local, true),
+        None => (text, false),
+    };
+    let mut local = local.replacen(' ', "T", 1);
+    if local.contains('.') {
+        let trimmed = local.trim_end_matches('0').trim_end_matches('.').len();
+        local.truncate(trimmed);
+    }
+    if utc {
+        local.push('Z');
+    }
+    local
 }
 
 /// Compares whole rows with whitespace collapsed, so continuation lines of a multi-line cell
@@ -148,14 +322,14 @@ fn column_type(data_type: &DataType) -> DefaultColumnType {
 
 struct SltDb<T: SqlTarget>(T);
 
-/// An engine error as `.slt` files see it: `[SQLSTATE] message`, so `statement error` lines can
+/// An error as `.slt` files see it: `[SQLSTATE] message`, so `statement error` lines can
 /// assert the code as well as the words.
 #[derive(Debug)]
-struct SltError(lancesql::Error);
+struct SltError(TargetError);
 
 impl std::fmt::Display for SltError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "[{}] {}", self.0.sqlstate(), self.0)
+        self.0.fmt(f)
     }
 }
 
@@ -179,7 +353,7 @@ impl<T: SqlTarget> sqllogictest::AsyncDB for SltDb<T> {
     async fn shutdown(&mut self) {}
 
     fn engine_name(&self) -> &str {
-        "lancesql-embedded"
+        T::LABEL
     }
 }
 
@@ -194,6 +368,7 @@ async fn run_slt_files(
     oracle: &[fixtures::Oracle],
     filter: &str,
     complete: bool,
+    server: &str,
 ) -> (usize, Vec<String>) {
     let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql-tests/slt");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&directory)
@@ -206,19 +381,18 @@ async fn run_slt_files(
     let mut passed = 0;
     let mut failures = Vec::new();
     for file in files {
-        let session = session_for(engine, oracle).await;
-        let mut runner = sqllogictest::Runner::new(move || {
-            let session = session.clone();
-            async move { Ok(SltDb(Embedded { session })) }
-        });
-        runner.with_validator(row_validator);
-        runner.with_column_validator(sqllogictest::strict_column_validator);
         let name = file
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
+        let session = session_for(engine, oracle).await;
+        let embedded = sqllogictest::Runner::new(move || {
+            let session = session.clone();
+            async move { Ok(SltDb(Embedded { session })) }
+        });
         if complete {
             // Maintainer mode: rewrite expected results with what the engine returns now.
+            let mut runner = prepared_runner(embedded);
             let updated = runner
                 .update_test_file(
                     &file,
@@ -234,18 +408,82 @@ async fn run_slt_files(
             }
             continue;
         }
-        match runner.run_file_async(&file).await {
-            Ok(()) => {
-                println!("slt {name} ... ok");
-                passed += 1;
-            }
-            Err(error) => {
-                println!("slt {name} ... FAILED\n{error}");
-                failures.push(format!("slt {name}"));
+        let address = server.to_string();
+        let pgwire = sqllogictest::Runner::new(move || {
+            let address = address.clone();
+            async move { Ok(SltDb(PgWire::connect(&address).await)) }
+        });
+        for outcome in [
+            run_file(prepared_runner(embedded), &file).await,
+            run_file(prepared_runner(pgwire), &file).await,
+        ] {
+            match outcome {
+                Ok(label) => {
+                    println!("slt {name} ({label}) ... ok");
+                    passed += 1;
+                }
+                Err((label, error)) => {
+                    println!("slt {name} ({label}) ... FAILED\n{error}");
+                    failures.push(format!("slt {name} ({label})"));
+                }
             }
         }
     }
     (passed, failures)
+}
+
+/// A runner with the suite's comparison rules and its protocol's label.
+fn prepared_runner<T, F>(
+    mut runner: sqllogictest::Runner<SltDb<T>, F>,
+) -> sqllogictest::Runner<SltDb<T>, F>
+where
+    T: SqlTarget + 'static,
+    F: sqllogictest::MakeConnection<Conn = SltDb<T>>,
+{
+    runner.add_label(T::LABEL);
+    runner.with_validator(row_validator);
+    runner.with_column_validator(sqllogictest::strict_column_validator);
+    runner
+}
+
+async fn run_file<T, F>(
+    mut runner: sqllogictest::Runner<SltDb<T>, F>,
+    file: &Path,
+) -> Result<&'static str, (&'static str, String)>
+where
+    T: SqlTarget + 'static,
+    F: sqllogictest::MakeConnection<Conn = SltDb<T>>,
+{
+    runner
+        .run_file_async(file)
+        .await
+        .map(|()| T::LABEL)
+        .map_err(|error| (T::LABEL, error.to_string()))
+}
+
+/// Starts the real binary serving `root` over the Postgres wire on a free loopback port;
+/// returns the process and its address.
+fn start_server(root: &str) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lancesql"))
+        .args(["--data", root, "--target-partitions", "2", "serve"])
+        .args(["--pg-listen", "127.0.0.1:0", "--pg-auth", "trust"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("lancesql serve starts");
+    let stdout = child.stdout.take().expect("its stdout");
+    let mut first = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut first)
+        .expect("lancesql serve prints its address");
+    let address = first
+        .trim()
+        .rsplit(' ')
+        .next()
+        .filter(|_| first.contains("Postgres wire protocol on"))
+        .unwrap_or_else(|| panic!("unexpected first line from lancesql serve: {first}"))
+        .to_string();
+    (child, address)
 }
 
 async fn run_oracle_queries(
@@ -383,7 +621,11 @@ fn main() {
             },
         )
         .expect("engine over the fixture root");
-        let (slt_passed, mut failures) = run_slt_files(&engine, &oracle, &filter, complete).await;
+        let (mut server, address) = start_server(&root_path);
+        let (slt_passed, mut failures) =
+            run_slt_files(&engine, &oracle, &filter, complete, &address).await;
+        let _ = server.kill();
+        let _ = server.wait();
         let (oracle_passed, oracle_failures) = run_oracle_queries(&engine, &oracle, &filter).await;
         failures.extend(oracle_failures);
         (slt_passed + oracle_passed, failures)

@@ -157,6 +157,10 @@ pub fn default_memory_limit() -> u64 {
     (available as f64 * DEFAULT_MEMORY_SHARE) as u64
 }
 
+/// The Postgres version lancesql reports (`server_version`, `version()`): the protocol and
+/// catalog behaviour clients may expect of it.
+pub const POSTGRES_VERSION: &str = "16.6";
+
 /// How queries run in this process.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -167,6 +171,11 @@ pub struct EngineConfig {
     /// Bytes of memory all queries of the process may hold at once (sorts, joins, aggregates);
     /// `None`: [`default_memory_limit`]. A query needing more spills or fails with SQLSTATE 53200.
     pub memory_limit: Option<u64>,
+    /// Bytes one query may hold; `None`: the memory limit. A query needing more fails with
+    /// SQLSTATE 53200 while the others go on.
+    pub query_memory_limit: Option<u64>,
+    /// Refuse statements that write, with SQLSTATE 25006.
+    pub read_only: bool,
     /// Folder for spill files; `None`: a temporary folder removed at exit.
     pub spill_dir: Option<PathBuf>,
     /// Opened datasets (table, version) kept for reuse across statements and sessions.
@@ -181,6 +190,8 @@ impl Default for EngineConfig {
             target_partitions: None,
             batch_size: 8192,
             memory_limit: None,
+            query_memory_limit: None,
+            read_only: false,
             spill_dir: None,
             dataset_cache_entries: 256,
             listing_ttl: Duration::from_secs(2),
@@ -199,6 +210,11 @@ impl EngineConfig {
         }
         if self.memory_limit == Some(0) {
             return Err(Error::invalid("--memory-limit must be more than 0 bytes"));
+        }
+        if self.query_memory_limit == Some(0) {
+            return Err(Error::invalid(
+                "--query-memory-limit must be more than 0 bytes",
+            ));
         }
         if self.dataset_cache_entries == 0 {
             return Err(Error::invalid("--dataset-cache-entries must be at least 1"));

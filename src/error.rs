@@ -68,6 +68,34 @@ pub enum Error {
     #[error("canceling statement due to user request")]
     Cancelled,
 
+    /// A Postgres parameter (`SET name ...`) that does not exist.
+    #[error("unrecognized configuration parameter \"{name}\"")]
+    UndefinedParameter { name: String },
+
+    /// Something lancesql deliberately does not do; the message says what instead.
+    #[error("not supported: {what}")]
+    Unsupported { what: String },
+
+    /// The statement ran longer than the session's `statement_timeout`.
+    #[error("canceling statement due to statement timeout ({after_ms} ms)")]
+    StatementTimeout { after_ms: u64 },
+
+    /// A statement that writes, on a server started read-only.
+    #[error("cannot execute {statement} in a read-only server")]
+    ReadOnly { statement: String },
+
+    /// A login whose password (or user) does not match; the message never says which.
+    #[error("password authentication failed for user \"{user}\"")]
+    AuthenticationFailed { user: String },
+
+    /// A connection the server's access rules refuse (no TLS where TLS is required, ...).
+    #[error("connection refused: {reason}")]
+    ConnectionRejected { reason: String },
+
+    /// The server already serves as many connections as it was allowed.
+    #[error("sorry, too many clients already (the limit is {limit} connections)")]
+    TooManyConnections { limit: usize },
+
     /// A bug: something that should not happen did; the statement fails, the process goes on.
     #[error("internal error: {message}")]
     Internal { message: String },
@@ -195,7 +223,13 @@ impl Error {
             Error::RootNotFound { .. } => K::FileNotFound,
             Error::Syntax { .. } => K::SyntaxError,
             Error::TooComplex { .. } => K::StatementTooComplex,
-            Error::Cancelled => K::QueryCanceled,
+            Error::Cancelled | Error::StatementTimeout { .. } => K::QueryCanceled,
+            Error::ReadOnly { .. } => K::ReadOnlyTransaction,
+            Error::UndefinedParameter { .. } => K::UndefinedObject,
+            Error::Unsupported { .. } => K::FeatureNotSupported,
+            Error::AuthenticationFailed { .. } => K::InvalidPassword,
+            Error::ConnectionRejected { .. } => K::InvalidAuthorization,
+            Error::TooManyConnections { .. } => K::TooManyConnections,
             Error::Internal { .. } => K::Internal,
             Error::InvalidInput { .. } => K::InvalidParameterValue,
             Error::StoreUnreachable { .. } => K::StoreUnavailable,
@@ -269,6 +303,14 @@ pub enum ErrorKind {
     DiskFull,
     /// Cancelled by the user, or timed out.
     QueryCanceled,
+    /// A write on a read-only server.
+    ReadOnlyTransaction,
+    /// A login with a wrong password or an unknown user.
+    InvalidPassword,
+    /// A connection the server's access rules refuse.
+    InvalidAuthorization,
+    /// No connection slot is free.
+    TooManyConnections,
     /// A concurrent writer won; retrying the statement may succeed.
     SerializationFailure,
     /// The object is not in a state that allows this.
@@ -301,6 +343,7 @@ pub enum GrpcCode {
     Internal = 13,
     Unavailable = 14,
     DataLoss = 15,
+    Unauthenticated = 16,
 }
 
 impl ErrorKind {
@@ -330,6 +373,10 @@ impl ErrorKind {
             K::InsufficientResources => "53000",
             K::DiskFull => "53100",
             K::QueryCanceled => "57014",
+            K::ReadOnlyTransaction => "25006",
+            K::InvalidPassword => "28P01",
+            K::InvalidAuthorization => "28000",
+            K::TooManyConnections => "53300",
             K::SerializationFailure => "40001",
             K::ObjectNotInPrerequisiteState => "55000",
             K::StoreUnavailable => "58030",
@@ -361,8 +408,12 @@ impl ErrorKind {
             K::NumericOutOfRange => GrpcCode::OutOfRange,
             K::DuplicateTable => GrpcCode::AlreadyExists,
             K::FeatureNotSupported => GrpcCode::Unimplemented,
-            K::OutOfMemory | K::InsufficientResources | K::DiskFull => GrpcCode::ResourceExhausted,
+            K::OutOfMemory | K::InsufficientResources | K::DiskFull | K::TooManyConnections => {
+                GrpcCode::ResourceExhausted
+            }
             K::QueryCanceled => GrpcCode::Cancelled,
+            K::ReadOnlyTransaction => GrpcCode::PermissionDenied,
+            K::InvalidPassword | K::InvalidAuthorization => GrpcCode::Unauthenticated,
             K::SerializationFailure => GrpcCode::Aborted,
             K::ObjectNotInPrerequisiteState => GrpcCode::FailedPrecondition,
             K::StoreUnavailable => GrpcCode::Unavailable,
@@ -849,7 +900,7 @@ mod tests {
         assert_eq!(io.kind(), ErrorKind::StoreUnavailable);
     }
 
-    const ALL_KINDS: [ErrorKind; 28] = [
+    const ALL_KINDS: [ErrorKind; 32] = [
         ErrorKind::UndefinedTable,
         ErrorKind::UndefinedSchema,
         ErrorKind::UndefinedColumn,
@@ -872,6 +923,10 @@ mod tests {
         ErrorKind::InsufficientResources,
         ErrorKind::DiskFull,
         ErrorKind::QueryCanceled,
+        ErrorKind::ReadOnlyTransaction,
+        ErrorKind::InvalidPassword,
+        ErrorKind::InvalidAuthorization,
+        ErrorKind::TooManyConnections,
         ErrorKind::SerializationFailure,
         ErrorKind::ObjectNotInPrerequisiteState,
         ErrorKind::StoreUnavailable,
@@ -906,6 +961,7 @@ mod tests {
                 ),
                 "XX" => assert!(matches!(grpc, GrpcCode::Internal | GrpcCode::DataLoss)),
                 "53" => assert_eq!(grpc, GrpcCode::ResourceExhausted),
+                "28" => assert_eq!(grpc, GrpcCode::Unauthenticated),
                 _ => {}
             }
         }

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use lancesql::cli::args::{EngineArgs, StoreArgs};
+use lancesql::cli::args::{EngineArgs, PgArgs, StoreArgs};
 use lancesql::cli::import::{ImportFormat, import_file};
 use lancesql::cli::output::{OutputFormat, is_closed_output};
 use lancesql::cli::shell::{Shell, report};
 use lancesql::pgwire::PgServer;
+use lancesql::pgwire::access::{AuthMethod, PgConfig};
 use lancesql::{Engine, EngineConfig, Error, StoreConfig};
 
 /// SQL over Lance datasets.
@@ -57,9 +58,8 @@ enum Command {
     },
     /// Serve the Postgres wire protocol (psql, drivers, BI tools) until SIGINT or SIGTERM.
     Serve {
-        /// Address to listen on; port 0 picks a free port (the bound address is printed).
-        #[arg(long, env = "LANCESQL_PG_LISTEN", default_value = "127.0.0.1:5433")]
-        pg_listen: String,
+        #[command(flatten)]
+        pg: PgArgs,
 
         /// Write the demo tables first if the data root has no tables (creating a missing local
         /// data folder).
@@ -134,6 +134,14 @@ async fn run(cli: Cli) -> Result<(), Error> {
         eprintln!("created the data folder {}", store.data);
     }
     let engine = Engine::new(&store, EngineConfig::from(cli.engine))?;
+    // A server checks its access rules and binds before anything is written.
+    let server = match &cli.command {
+        Command::Serve { pg, .. } => {
+            let config = PgConfig::from(pg.clone());
+            Some((PgServer::bind(engine.clone(), &config).await?, config))
+        }
+        _ => None,
+    };
     let session = engine.session()?;
     let demo_if_empty = matches!(
         cli.command,
@@ -150,6 +158,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
             "wrote demo tables 'products' and 'reviews' to {}",
             engine.location()
         );
+    }
+    if let Some((server, config)) = server {
+        return serve(server, &config).await;
     }
     match cli.command {
         Command::Sql {
@@ -180,7 +191,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
             }
             stdout.flush().map_err(lancesql::cli::output::output_error)
         }
-        Command::Serve { pg_listen, .. } => serve(engine, &pg_listen).await,
+        // Served above, after the demo data was written.
+        Command::Serve { .. } => Ok(()),
         Command::Import {
             file,
             table,
@@ -193,20 +205,34 @@ async fn run(cli: Cli) -> Result<(), Error> {
     }
 }
 
-/// Binds the Postgres listener, says where it is and how to connect, and serves until SIGINT or
+/// Says where the bound Postgres listener is and how to connect, and serves until SIGINT or
 /// SIGTERM (then waits for open connections to finish).
-async fn serve(engine: Engine, pg_listen: &str) -> Result<(), Error> {
-    let server = PgServer::bind(engine, pg_listen).await?;
+async fn serve(server: PgServer, config: &PgConfig) -> Result<(), Error> {
     let address = server.local_addr()?;
     let (host, port) = (address.ip(), address.port());
+    let user = match &config.user {
+        Some((user, _)) => user.as_str(),
+        None => "lancesql",
+    };
+    let mut conninfo = format!("host={host} port={port} dbname=lancesql user={user}");
+    if server.tls() {
+        conninfo.push_str(" sslmode=require");
+    }
     let mut stdout = std::io::stdout();
     writeln!(stdout, "lancesql: Postgres wire protocol on {address}")
-        .and_then(|()| writeln!(stdout, "  psql \"host={host} port={port} dbname=lancesql user=lancesql\""))
+        .and_then(|()| writeln!(stdout, "  psql \"{conninfo}\""))
         .and_then(|()| {
             writeln!(
                 stdout,
-                "  python -c \"import psycopg; print(psycopg.connect('host={host} port={port} dbname=lancesql user=lancesql').execute('SELECT 1').fetchall())\""
+                "  python -c \"import psycopg; print(psycopg.connect('{conninfo}').execute('SELECT 1').fetchall())\""
             )
+        })
+        .and_then(|()| match config.auth {
+            AuthMethod::Password => writeln!(
+                stdout,
+                "  (password logins: set PGPASSWORD, or answer the prompt)"
+            ),
+            AuthMethod::Trust => Ok(()),
         })
         .and_then(|()| stdout.flush())
         .map_err(lancesql::cli::output::output_error)?;

@@ -1,7 +1,9 @@
 """Shared helpers: run the real lancesql binary the way a user does."""
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 
 import pyarrow as pa
@@ -45,3 +47,31 @@ def data(tmp_path):
     root = tmp_path / "data"
     root.mkdir()
     return root
+
+
+@contextlib.contextmanager
+def pg_server(data, *args, env=None):
+    """`lancesql serve` over `data` (with the demo tables) on 127.0.0.1 port 0 and any further
+    ARGS; yields (host, port). On exit it is stopped with SIGTERM and must stop cleanly."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    process = subprocess.Popen(
+        [BIN, "--data", str(data), "serve", "--pg-listen", "127.0.0.1:0", "--demo-if-empty", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
+    )
+    first = process.stdout.readline()
+    if "Postgres wire protocol on" not in first:
+        process.kill()
+        raise AssertionError(first + process.stderr.read())
+    host, port = first.rsplit(" ", 1)[1].strip().rsplit(":", 1)
+    try:
+        yield host, int(port)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        assert "stopped" in process.stderr.read()
+
+
+def trust_conninfo(address, user="lancesql"):
+    host, port = address
+    return f"host={host} port={port} dbname=lancesql user={user}"

@@ -2,32 +2,21 @@
 and psql). Results are compared with the embedded shell's over the same data root."""
 
 import os
-import signal
 import subprocess
 import threading
 
 import psycopg
 import pytest
 
-from conftest import BIN, sql_json
+from conftest import pg_server, sql_json, trust_conninfo
 
 
 @pytest.fixture
 def server(data):
-    """A running server over `data` (with the demo tables); yields its connection string."""
-    process = subprocess.Popen(
-        [BIN, "--data", str(data), "serve", "--pg-listen", "127.0.0.1:0", "--demo-if-empty"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    first = process.stdout.readline()
-    assert "Postgres wire protocol on" in first, first + process.stderr.read()
-    host, port = first.rsplit(" ", 1)[1].strip().rsplit(":", 1)
-    try:
-        yield f"host={host} port={port} dbname=lancesql user=lancesql"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
-        assert "stopped" in process.stderr.read()
+    """A running server over `data` (with the demo tables), trusting loopback logins; yields its
+    connection string."""
+    with pg_server(data, "--pg-auth", "trust") as address:
+        yield trust_conninfo(address)
 
 
 def rows(conninfo, sql, params=None, binary=False):
@@ -186,3 +175,66 @@ def test_tables_written_by_another_process_appear_without_reconnecting(server, d
         while not has_later():
             assert time.monotonic() < deadline, "pg_class never listed the new table"
             time.sleep(0.25)
+
+
+def test_the_readme_run_command_serves_demo_data_and_prints_connect_lines(tmp_path):
+    """`scripts/dev run`, as the README gives it (with port 0 so tests can run side by side)."""
+    import pathlib
+    import shlex
+    import signal
+    import sys
+
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    env = dict(os.environ, LANCESQL_DATA=str(tmp_path / "data"))
+    process = subprocess.Popen(
+        ["bash", str(repo / "scripts" / "dev"), "run", "--pg-listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=repo,
+    )
+    try:
+        lines = [process.stdout.readline() for _ in range(3)]
+        assert "Postgres wire protocol on 127.0.0.1:" in lines[0], lines
+        psql_line, python_line = lines[1].strip(), lines[2].strip()
+        assert psql_line.startswith("psql ") and python_line.startswith("python -c ")
+        # The printed lines work as pasted.
+        result = subprocess.run(shlex.split(psql_line) + ["-X", "-A", "-t", "-c",
+                                                          "SELECT count(*) FROM products"],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and int(result.stdout) > 0, result.stderr
+        python = shlex.split(python_line)
+        python[0] = sys.executable
+        result = subprocess.run(python, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and result.stdout.strip() == "[(1,)]", result.stderr
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+
+
+def test_asyncpg_reads_through_portals_with_row_limits(server):
+    """asyncpg always uses the extended protocol with binary results; its cursors Execute a
+    portal with a row limit again and again (PortalSuspended until the last rows)."""
+    import asyncio
+
+    import asyncpg
+
+    params = dict(item.split("=", 1) for item in server.split())
+
+    async def read():
+        conn = await asyncpg.connect(host=params["host"], port=int(params["port"]),
+                                     user="lancesql", database="lancesql", ssl=False)
+        try:
+            expected = await conn.fetch("SELECT id, name, price FROM products ORDER BY id")
+            async with conn.transaction():
+                cursor = conn.cursor("SELECT id, name, price FROM products ORDER BY id",
+                                     prefetch=7)
+                streamed = [record async for record in cursor]
+                cursor = await conn.cursor("SELECT id FROM products WHERE id > $1 ORDER BY id", 10)
+                first = await cursor.fetch(5)
+                second = await cursor.fetch(5)
+            return expected, streamed, first, second
+        finally:
+            await conn.close()
+
+    expected, streamed, first, second = asyncio.run(read())
+    assert len(expected) > 100 and streamed == expected
+    assert [r["id"] for r in first] == [11, 12, 13, 14, 15]
+    assert [r["id"] for r in second] == [16, 17, 18, 19, 20]

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::{EngineConfig, LocalIo, StoreConfig, parse_byte_size, parse_key_value};
+use crate::pgwire::access::{AuthMethod, PgConfig};
 
 /// Where the Lance datasets live and how to reach them.
 #[derive(clap::Args, Debug, Clone)]
@@ -104,6 +105,15 @@ pub struct EngineArgs {
     #[arg(long, env = "LANCESQL_MEMORY_LIMIT", value_parser = parse_byte_size, global = true)]
     pub memory_limit: Option<u64>,
 
+    /// Memory one query may use (e.g. 512MiB), so one huge query fails with SQLSTATE 53200
+    /// while others keep running. Default: the --memory-limit.
+    #[arg(long, env = "LANCESQL_QUERY_MEMORY_LIMIT", value_parser = parse_byte_size, global = true)]
+    pub query_memory_limit: Option<u64>,
+
+    /// Refuse every statement that writes (CREATE, DROP, INSERT, ...) with SQLSTATE 25006.
+    #[arg(long, env = "LANCESQL_READ_ONLY", global = true)]
+    pub read_only: bool,
+
     /// Folder for spill files. Default: a temporary folder, removed at exit.
     #[arg(long, env = "LANCESQL_SPILL_DIR", global = true)]
     pub spill_dir: Option<PathBuf>,
@@ -134,9 +144,74 @@ impl From<EngineArgs> for EngineConfig {
             target_partitions: args.target_partitions,
             batch_size: args.batch_size,
             memory_limit: args.memory_limit,
+            query_memory_limit: args.query_memory_limit,
+            read_only: args.read_only,
             spill_dir: args.spill_dir,
             dataset_cache_entries: args.dataset_cache_entries,
             listing_ttl: Duration::from_millis(args.listing_ttl_ms),
+        }
+    }
+}
+
+/// The Postgres wire front end of `lancesql serve`: where it listens and who may connect.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PgArgs {
+    /// Address to listen on; port 0 picks a free port (the bound address is printed).
+    #[arg(long, env = "LANCESQL_PG_LISTEN", default_value = "127.0.0.1:5433")]
+    pub pg_listen: String,
+
+    /// How clients log in: `password` (SCRAM-SHA-256, users from --pg-users-file or
+    /// LANCESQL_PG_USER/LANCESQL_PG_PASSWORD) or `trust` (no password; loopback only unless
+    /// --pg-trust-network).
+    #[arg(long, env = "LANCESQL_PG_AUTH", value_enum, default_value_t = AuthMethod::Password)]
+    pub pg_auth: AuthMethod,
+
+    /// File of `name:password` lines (mode 600), for password logins.
+    #[arg(long, env = "LANCESQL_PG_USERS_FILE")]
+    pub pg_users_file: Option<PathBuf>,
+
+    /// A user for password logins, with --pg-password (prefer the environment variable: flags
+    /// show in process listings).
+    #[arg(long, env = "LANCESQL_PG_USER", default_value = "lancesql")]
+    pub pg_user: String,
+
+    /// The password of --pg-user.
+    #[arg(long, env = "LANCESQL_PG_PASSWORD", hide_env_values = true)]
+    pub pg_password: Option<String>,
+
+    /// Allow --pg-auth trust on a non-loopback listen address.
+    #[arg(long, env = "LANCESQL_PG_TRUST_NETWORK")]
+    pub pg_trust_network: bool,
+
+    /// PEM certificate chain for TLS (with --pg-tls-key).
+    #[arg(long, env = "LANCESQL_PG_TLS_CERT")]
+    pub pg_tls_cert: Option<PathBuf>,
+
+    /// PEM private key for TLS (mode 600).
+    #[arg(long, env = "LANCESQL_PG_TLS_KEY")]
+    pub pg_tls_key: Option<PathBuf>,
+
+    /// Refuse logins that do not use TLS (28000).
+    #[arg(long, env = "LANCESQL_PG_REQUIRE_TLS")]
+    pub pg_require_tls: bool,
+
+    /// Connections served at once; the next client is refused with SQLSTATE 53300.
+    #[arg(long, env = "LANCESQL_PG_MAX_CONNECTIONS", default_value_t = 100)]
+    pub pg_max_connections: usize,
+}
+
+impl From<PgArgs> for PgConfig {
+    fn from(args: PgArgs) -> Self {
+        PgConfig {
+            listen: args.pg_listen,
+            auth: args.pg_auth,
+            users_file: args.pg_users_file,
+            user: args.pg_password.map(|password| (args.pg_user, password)),
+            trust_network: args.pg_trust_network,
+            tls_cert: args.pg_tls_cert,
+            tls_key: args.pg_tls_key,
+            require_tls: args.pg_require_tls,
+            max_connections: args.pg_max_connections,
         }
     }
 }

@@ -8,9 +8,12 @@
 //! DataFusion `DataFrame`, a Lance dataset or the data root.
 
 pub mod hidden;
+mod limits;
 pub mod parse;
 pub mod session;
+mod variables;
 
+pub use limits::stream_until;
 pub use session::{CommandTag, Engine, LanceSession, Outcome, PreparedStatement, StatementKind};
 
 #[cfg(test)]

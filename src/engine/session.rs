@@ -32,16 +32,20 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProviderList};
+use datafusion::common::config::ConfigOptions;
 use datafusion::common::{DFSchema, ParamValues, ScalarValue};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
-use datafusion::logical_expr::{DdlStatement, EmptyRelation, LogicalPlan};
+use datafusion::logical_expr::{
+    DdlStatement, Deallocate, EmptyRelation, LogicalPlan, Statement as PlanStatement,
+};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
-use datafusion::physical_plan::EmptyRecordBatchStream;
+use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::physical_plan::{EmptyRecordBatchStream, execute_stream};
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::ResolvedTableReference;
 use datafusion::sql::parser::Statement as DFStatement;
@@ -51,6 +55,8 @@ use crate::catalog::live::LiveCatalog;
 use crate::catalog::{CATALOG_NAME, Catalog, SCHEMA_NAME, SYSTEM_SCHEMA_NAME, StatementCatalog};
 use crate::config::{EngineConfig, LanceOptions, StoreConfig, default_memory_limit};
 use crate::engine::hidden::hide_row_identity_columns;
+use crate::engine::limits::{query_runtime, stream_until};
+use crate::engine::variables::{SessionCommand, Variables, check_transaction_modes};
 use crate::error::{Error, Result};
 use crate::functions::overflow::CheckedArithmeticPlanner;
 use crate::physical::late_materialization::TopKLateMaterialization;
@@ -216,10 +222,22 @@ impl Engine {
         );
         setup_pg_catalog(&context, CATALOG_NAME, EmptyContextProvider)
             .map_err(|error| Error::from(*error))?;
+        let initial_options = Arc::new(context.state().config_options().as_ref().clone());
         Ok(LanceSession {
             context,
             catalog: self.shared.catalog.clone(),
             postgres: self.shared.postgres.clone(),
+            variables: Variables::new(config.read_only),
+            initial_options,
+            runtime: self.shared.runtime.clone(),
+            read_only: config.read_only,
+            query_memory_limit: usize::try_from(
+                config
+                    .query_memory_limit
+                    .unwrap_or(self.shared.memory_limit),
+            )
+            .unwrap_or(usize::MAX),
+            prepared_names: Arc::default(),
         })
     }
 }
@@ -258,9 +276,11 @@ pub enum CommandTag {
     Prepare,
     /// `DEALLOCATE`.
     Deallocate,
-    /// `BEGIN`/`START TRANSACTION`, `COMMIT`, `ROLLBACK`: accepted, each statement being its
-    /// own transaction.
+    /// `BEGIN`/`START TRANSACTION`, `COMMIT`, `ROLLBACK`, `SAVEPOINT`, `RELEASE`: accepted,
+    /// each statement being its own transaction.
     Transaction(&'static str),
+    /// `DISCARD ALL`.
+    Discard,
 }
 
 impl fmt::Display for CommandTag {
@@ -276,6 +296,7 @@ impl fmt::Display for CommandTag {
             CommandTag::Prepare => f.write_str("PREPARE"),
             CommandTag::Deallocate => f.write_str("DEALLOCATE"),
             CommandTag::Transaction(word) => f.write_str(word),
+            CommandTag::Discard => f.write_str("DISCARD ALL"),
         }
     }
 }
@@ -337,6 +358,8 @@ pub struct PreparedStatement {
     reads_catalog: bool,
     parameter_types: Vec<Option<DataType>>,
     schema: SchemaRef,
+    /// Set when the session carries the statement out itself (Postgres parameters).
+    command: Option<SessionCommand>,
 }
 
 impl PreparedStatement {
@@ -389,6 +412,16 @@ pub struct LanceSession {
     context: SessionContext,
     catalog: Arc<Catalog>,
     postgres: Arc<PostgresCompatibilityParser>,
+    /// Postgres parameters (`application_name`, `statement_timeout`, ...).
+    variables: Variables,
+    /// The DataFusion settings the session started with (`RESET ALL`, `DISCARD ALL`).
+    initial_options: Arc<ConfigOptions>,
+    /// The process's runtime, which each execution caps at `query_memory_limit`.
+    runtime: Arc<RuntimeEnv>,
+    read_only: bool,
+    query_memory_limit: usize,
+    /// Names `PREPARE` gave statements (for `DEALLOCATE ALL` and `DISCARD ALL`).
+    prepared_names: Arc<std::sync::Mutex<BTreeSet<String>>>,
 }
 
 impl LanceSession {
@@ -449,6 +482,33 @@ impl LanceSession {
 
     /// Resolves the tables `statement` names and plans it (see the module docs).
     pub async fn prepare(&self, mut statement: DFStatement) -> Result<PreparedStatement> {
+        refuse_unsupported(&statement)?;
+        if self.read_only
+            && let Some(what) = writes(&statement)
+        {
+            return Err(Error::ReadOnly {
+                statement: what.to_string(),
+            });
+        }
+        if let Some(command) = SessionCommand::from_statement(&statement)? {
+            return Ok(PreparedStatement {
+                kind: match &command {
+                    SessionCommand::Show(_) => StatementKind::Show,
+                    SessionCommand::Set { .. } => StatementKind::Command(CommandTag::Set),
+                    SessionCommand::Reset(_) | SessionCommand::ResetAll => {
+                        StatementKind::Command(CommandTag::Reset)
+                    }
+                    SessionCommand::DiscardAll => StatementKind::Command(CommandTag::Discard),
+                },
+                schema: command.schema(),
+                statement,
+                plan: empty_plan(),
+                tables: Vec::new(),
+                reads_catalog: false,
+                parameter_types: Vec::new(),
+                command: Some(command),
+            });
+        }
         hide_in_wildcards(&mut statement);
         let kind = statement_kind(&statement)?;
         let Planned {
@@ -458,10 +518,7 @@ impl LanceSession {
         } = match kind {
             // DataFusion has no transactions; nothing to plan.
             StatementKind::Command(CommandTag::Transaction(_)) => Planned {
-                plan: LogicalPlan::EmptyRelation(EmptyRelation {
-                    produce_one_row: false,
-                    schema: Arc::new(DFSchema::empty()),
-                }),
+                plan: empty_plan(),
                 tables: Vec::new(),
                 reads_catalog: false,
             },
@@ -481,15 +538,45 @@ impl LanceSession {
             reads_catalog,
             parameter_types,
             schema,
+            command: None,
         })
     }
 
-    /// Runs a prepared statement with `parameters` bound to `$1`, `$2`, ... in order.
+    /// Runs a prepared statement with `parameters` bound to `$1`, `$2`, ... in order, within
+    /// the session's `statement_timeout` (planning and streaming together).
     pub async fn execute(
         &self,
         prepared: &PreparedStatement,
         parameters: Vec<ScalarValue>,
     ) -> Result<Outcome> {
+        let Some(timeout) = self.variables.statement_timeout() else {
+            return self.execute_unlimited(prepared, parameters).await;
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let after_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let outcome =
+            tokio::time::timeout_at(deadline, self.execute_unlimited(prepared, parameters))
+                .await
+                .map_err(|_| Error::StatementTimeout { after_ms })??;
+        Ok(match outcome {
+            Outcome::Rows { stream, kind } => Outcome::Rows {
+                stream: stream_until(stream, tokio::time::sleep_until(deadline), move || {
+                    Error::StatementTimeout { after_ms }
+                }),
+                kind,
+            },
+            done => done,
+        })
+    }
+
+    async fn execute_unlimited(
+        &self,
+        prepared: &PreparedStatement,
+        parameters: Vec<ScalarValue>,
+    ) -> Result<Outcome> {
+        if let Some(command) = &prepared.command {
+            return self.carry_out(command).await;
+        }
         let plan = self.current_plan(prepared).await?;
         let plan = if parameters.is_empty() && prepared.parameter_types.is_empty() {
             plan
@@ -522,21 +609,159 @@ impl LanceSession {
             }
             StatementKind::Command(tag) => {
                 // SET, RESET, PREPARE and friends change this session's state.
+                let (prepares, deallocates) = match &plan {
+                    LogicalPlan::Statement(PlanStatement::Prepare(prepare)) => {
+                        (Some(prepare.name.clone()), None)
+                    }
+                    LogicalPlan::Statement(PlanStatement::Deallocate(deallocate)) => {
+                        (None, Some(deallocate.name.clone()))
+                    }
+                    _ => (None, None),
+                };
+                if deallocates
+                    .as_deref()
+                    .is_some_and(|name| name.eq_ignore_ascii_case("all"))
+                    && !self.prepared_names().contains("all")
+                {
+                    self.deallocate_all().await?;
+                    return Ok(Outcome::Done(tag.clone()));
+                }
                 self.context
                     .execute_logical_plan(plan)
                     .await?
                     .collect()
                     .await?;
+                if let Some(name) = prepares {
+                    self.prepared_names().insert(name);
+                }
+                if let Some(name) = deallocates {
+                    self.prepared_names().remove(&name);
+                }
                 Ok(Outcome::Done(tag.clone()))
             }
-            kind => {
-                let frame = self.context.execute_logical_plan(plan).await?;
+            kind => Ok(Outcome::Rows {
+                stream: self.stream(plan).await?,
+                kind: kind.clone(),
+            }),
+        }
+    }
+
+    /// Runs `plan` as one query: its memory capped at the per-query limit.
+    async fn stream(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
+        let frame = self.context.execute_logical_plan(plan).await?;
+        let task = frame
+            .task_ctx()
+            .with_runtime(query_runtime(&self.runtime, self.query_memory_limit));
+        let physical = frame.create_physical_plan().await?;
+        Ok(execute_stream(physical, Arc::new(task))?)
+    }
+
+    fn prepared_names(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        // Whole names only: a poisoned set is still consistent.
+        self.prepared_names
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `DEALLOCATE ALL`: forgets every statement `PREPARE` made in this session.
+    async fn deallocate_all(&self) -> Result<()> {
+        let names = std::mem::take(&mut *self.prepared_names());
+        for name in names {
+            let plan = LogicalPlan::Statement(PlanStatement::Deallocate(Deallocate { name }));
+            self.context
+                .execute_logical_plan(plan)
+                .await?
+                .collect()
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Carries out a statement the session answers itself.
+    async fn carry_out(&self, command: &SessionCommand) -> Result<Outcome> {
+        match command {
+            SessionCommand::Set { name, value } => {
+                match value {
+                    Some(value) => self.variables.set(name, value).map(drop)?,
+                    None => self.variables.reset(name)?,
+                }
+                self.apply_time_zone();
+                Ok(Outcome::Done(CommandTag::Set))
+            }
+            SessionCommand::Reset(name) => {
+                self.variables.reset(name)?;
+                self.apply_time_zone();
+                Ok(Outcome::Done(CommandTag::Reset))
+            }
+            SessionCommand::ResetAll => {
+                self.reset_all();
+                Ok(Outcome::Done(CommandTag::Reset))
+            }
+            SessionCommand::DiscardAll => {
+                self.reset_all();
+                self.deallocate_all().await?;
+                Ok(Outcome::Done(CommandTag::Discard))
+            }
+            SessionCommand::Show(name) => {
+                let batch = SessionCommand::show(&self.variables, name)?;
+                let schema = batch.schema();
                 Ok(Outcome::Rows {
-                    stream: frame.execute_stream().await?,
-                    kind: kind.clone(),
+                    stream: Box::pin(MemoryStream::try_new(vec![batch], schema, None)?),
+                    kind: StatementKind::Show,
                 })
             }
         }
+    }
+
+    /// Postgres parameters with an effect on DataFusion: `TimeZone` is its session time zone
+    /// (left as DataFusion's own default while it is UTC).
+    fn apply_time_zone(&self) {
+        let zone = self
+            .variables
+            .get("TimeZone")
+            .filter(|zone| !zone.eq_ignore_ascii_case("UTC"))
+            .or_else(|| self.initial_options.execution.time_zone.clone());
+        self.context
+            .state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .execution
+            .time_zone = zone;
+    }
+
+    /// Postgres parameters and DataFusion settings back to what the session started with.
+    fn reset_all(&self) {
+        self.variables.reset_all();
+        *self.context.state_ref().write().config_mut().options_mut() =
+            self.initial_options.as_ref().clone();
+        self.apply_time_zone();
+    }
+
+    /// The Postgres parameters a wire client is told about, with their current values.
+    pub fn reported_parameters(&self) -> Vec<(String, String)> {
+        self.variables.reported()
+    }
+
+    /// What a login asked for at connection startup (`application_name`, `DateStyle`, ...) and
+    /// who logged in, as this session's defaults (what `RESET` returns to). Names that are not
+    /// Postgres parameters (`user`, `database`, ...) are skipped; values lancesql cannot honour
+    /// are refused with the reason, as `SET` would refuse them.
+    pub fn apply_startup_parameters<'a>(
+        &self,
+        user: Option<&str>,
+        parameters: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<()> {
+        if let Some(user) = user {
+            self.variables.set_user(user);
+        }
+        for (name, value) in parameters {
+            if self.variables.get(name).is_some() {
+                self.variables.set_default(name, value)?;
+            }
+        }
+        self.apply_time_zone();
+        Ok(())
     }
 
     /// Prepares and runs one parsed statement with no parameters.
@@ -707,13 +932,7 @@ impl LanceSession {
         if if_not_exists && self.catalog.table(table).await?.is_some() {
             return Ok(None);
         }
-        let input = (*create.input).clone();
-        let stream = self
-            .context
-            .execute_logical_plan(input)
-            .await?
-            .execute_stream()
-            .await?;
+        let stream = self.stream((*create.input).clone()).await?;
         Ok(Some(self.create_table(table, stream).await?))
     }
 
@@ -906,9 +1125,14 @@ fn statement_kind(statement: &DFStatement) -> Result<StatementKind> {
         S::Explain { .. } => StatementKind::Explain,
         S::Prepare { .. } => StatementKind::Command(CommandTag::Prepare),
         S::Deallocate { .. } => StatementKind::Command(CommandTag::Deallocate),
-        S::StartTransaction { .. } => StatementKind::Command(CommandTag::Transaction("BEGIN")),
+        S::StartTransaction { modes, .. } => {
+            check_transaction_modes(modes)?;
+            StatementKind::Command(CommandTag::Transaction("BEGIN"))
+        }
         S::Commit { .. } => StatementKind::Command(CommandTag::Transaction("COMMIT")),
         S::Rollback { .. } => StatementKind::Command(CommandTag::Transaction("ROLLBACK")),
+        S::Savepoint { .. } => StatementKind::Command(CommandTag::Transaction("SAVEPOINT")),
+        S::ReleaseSavepoint { .. } => StatementKind::Command(CommandTag::Transaction("RELEASE")),
         _ => StatementKind::Query,
     })
 }
@@ -954,4 +1178,66 @@ fn hide_in_wildcards(statement: &mut DFStatement) {
         DFStatement::Explain(explain) => hide_in_wildcards(&mut explain.statement),
         _ => {}
     }
+}
+
+/// A plan that does nothing (statements the session carries out without DataFusion).
+fn empty_plan() -> LogicalPlan {
+    LogicalPlan::EmptyRelation(EmptyRelation {
+        produce_one_row: false,
+        schema: Arc::new(DFSchema::empty()),
+    })
+}
+
+/// Refuses statements lancesql deliberately does not run, saying what to do instead. Files on
+/// the server are never read or written by SQL: a server's clients must not reach its disk.
+fn refuse_unsupported(statement: &DFStatement) -> Result<()> {
+    use ast::Statement as S;
+    let what = match statement {
+        DFStatement::CopyTo(_) => {
+            "COPY ... TO a file on the server: use COPY ... TO STDOUT from a Postgres client, or \
+             `lancesql sql --format csv` locally"
+        }
+        DFStatement::CreateExternalTable(_) => {
+            "CREATE EXTERNAL TABLE: tables are Lance datasets under the data root; use \
+             `lancesql import` or CREATE TABLE ... AS"
+        }
+        DFStatement::Statement(inner) => match inner.as_ref() {
+            S::CreateView(_) => "CREATE VIEW (views are on the roadmap)",
+            S::CreateSchema { .. } => "CREATE SCHEMA: the data root is the one schema, public",
+            S::CreateDatabase { .. } => "CREATE DATABASE: the data root is the one database",
+            S::CreateFunction(_) => "CREATE FUNCTION",
+            S::Copy { .. } => "this form of COPY (Postgres clients can COPY ... TO STDOUT)",
+            _ => return Ok(()),
+        },
+        _ => return Ok(()),
+    };
+    Err(Error::Unsupported {
+        what: what.to_string(),
+    })
+}
+
+/// What `statement` writes, as its keyword, if it writes anything.
+fn writes(statement: &DFStatement) -> Option<&'static str> {
+    use ast::Statement as S;
+    let DFStatement::Statement(inner) = statement else {
+        return match statement {
+            DFStatement::CopyTo(_) => Some("COPY"),
+            DFStatement::CreateExternalTable(_) => Some("CREATE EXTERNAL TABLE"),
+            _ => None,
+        };
+    };
+    Some(match inner.as_ref() {
+        S::CreateTable(_) => "CREATE TABLE",
+        S::Drop { .. } => "DROP",
+        S::Insert(_) => "INSERT",
+        S::Update { .. } => "UPDATE",
+        S::Delete(_) => "DELETE",
+        S::Merge { .. } => "MERGE",
+        S::Truncate { .. } => "TRUNCATE",
+        S::AlterTable { .. } => "ALTER TABLE",
+        S::CreateIndex(_) => "CREATE INDEX",
+        S::CreateView(_) => "CREATE VIEW",
+        S::Copy { to: false, .. } => "COPY FROM",
+        _ => return None,
+    })
 }

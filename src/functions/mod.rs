@@ -3,13 +3,15 @@
 //! May depend on: `error`, `config`; never on `engine` or front ends.
 
 pub mod overflow;
+pub mod postgres;
 
 use datafusion::execution::context::SessionContext;
 
-/// Registers every function lancesql adds: Lance's own SQL functions and `sum` that fails on
-/// overflow. Checked integer arithmetic is an expression planner, installed with the session
+/// Registers every function lancesql adds: Lance's own SQL functions, `sum` that fails on
+/// overflow, and `version()` as Postgres clients expect it. Checked integer arithmetic is an expression planner, installed with the session
 /// state (see [`overflow::CheckedArithmeticPlanner`]).
 pub fn register_all(context: &SessionContext) {
     lance_datafusion::udf::register_functions(context);
     context.register_udaf(overflow::CheckedSum::udaf().as_ref().clone());
+    context.register_udf(postgres::version());
 }

@@ -9,16 +9,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion_postgres::pgwire::api::cancel::CancelHandler;
 use datafusion_postgres::pgwire::messages::cancel::CancelRequest;
 use datafusion_postgres::pgwire::messages::startup::SecretKey;
-use futures::StreamExt;
 use tokio::sync::watch;
 
+use crate::engine::stream_until;
 use crate::error::Error;
 
 /// The process id and secret key a connection was given, as one key.
@@ -113,19 +110,13 @@ pub async fn until_cancelled<T>(
 /// `stream`, ending with [`Error::Cancelled`] as soon as a cancel request arrives.
 pub fn cancellable(
     stream: SendableRecordBatchStream,
-    cancel: watch::Receiver<u64>,
+    mut cancel: watch::Receiver<u64>,
 ) -> SendableRecordBatchStream {
-    let schema = stream.schema();
-    let batches = futures::stream::unfold(Some((stream, cancel)), |state| async move {
-        let (mut stream, mut cancel) = state?;
-        tokio::select! {
-            biased;
-            _ = cancel.changed() => {
-                let cancelled: Result<RecordBatch, DataFusionError> = Err(Error::Cancelled.into());
-                Some((cancelled, None))
-            }
-            next = stream.next() => next.map(|item| (item, Some((stream, cancel)))),
+    let requested = async move {
+        if cancel.changed().await.is_err() {
+            // The connection is gone, and with it anyone who could cancel.
+            std::future::pending::<()>().await;
         }
-    });
-    Box::pin(RecordBatchStreamAdapter::new(schema, batches))
+    };
+    stream_until(stream, requested, || Error::Cancelled)
 }

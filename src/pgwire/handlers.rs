@@ -6,7 +6,7 @@
 //! Results stream from the engine straight into data rows (text or binary, as the client asks).
 
 use std::fmt::Debug;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
@@ -16,7 +16,6 @@ use datafusion_postgres::arrow_pg::datatypes::{
     arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type,
 };
 use datafusion_postgres::pgwire::api::auth::StartupHandler;
-use datafusion_postgres::pgwire::api::auth::noop::NoopStartupHandler;
 use datafusion_postgres::pgwire::api::cancel::CancelHandler;
 use datafusion_postgres::pgwire::api::portal::{Format, Portal};
 use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -25,18 +24,19 @@ use datafusion_postgres::pgwire::api::stmt::QueryParser;
 use datafusion_postgres::pgwire::api::store::PortalStore;
 use datafusion_postgres::pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
 use datafusion_postgres::pgwire::messages::data::DataRow;
-use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use datafusion_postgres::pgwire::messages::startup::ParameterStatus;
 use datafusion_postgres::pgwire::types::format::FormatOptions;
+use futures::SinkExt;
 use futures::{Sink, StreamExt};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use crate::engine::{CommandTag, LanceSession, Outcome, PreparedStatement, StatementKind};
 use crate::error::Error;
-use crate::pgwire::cancel::{
-    CancelSignal, Canceller, ConnectionKey, Connections, cancellable, connection_key,
-    until_cancelled,
-};
+use crate::pgwire::access::Access;
+use crate::pgwire::cancel::{CancelSignal, Canceller, Connections, cancellable, until_cancelled};
+use crate::pgwire::startup::Startup;
 
 /// A statement as the extended protocol stores it: `None` for an empty query string.
 pub type WireStatement = Option<Arc<PreparedStatement>>;
@@ -49,31 +49,32 @@ pub struct ConnectionHandlers {
 }
 
 impl ConnectionHandlers {
-    pub fn new(session: LanceSession, connections: Arc<Connections>) -> Self {
+    /// Handlers for one connection; `slot` is its place under the connection limit (`None`
+    /// refuses it at startup).
+    pub fn new(
+        session: LanceSession,
+        access: Arc<Access>,
+        slot: Option<OwnedSemaphorePermit>,
+        connections: Arc<Connections>,
+    ) -> Result<Self, Error> {
         let signal = Arc::new(CancelSignal::new());
-        ConnectionHandlers {
+        Ok(ConnectionHandlers {
+            startup: Arc::new(Startup::new(
+                session.clone(),
+                access,
+                slot,
+                connections.clone(),
+                signal.clone(),
+            )?),
             queries: Arc::new(QueryHandler {
                 parser: Arc::new(StatementParser {
                     session: session.clone(),
                 }),
                 session,
-                signal: signal.clone(),
-            }),
-            startup: Arc::new(Startup {
-                connections: connections.clone(),
                 signal,
-                key: OnceLock::new(),
             }),
             cancel: Arc::new(Canceller { connections }),
-        }
-    }
-}
-
-impl Drop for ConnectionHandlers {
-    fn drop(&mut self) {
-        if let Some(key) = self.startup.key.get() {
-            self.startup.connections.unregister(key);
-        }
+        })
     }
 }
 
@@ -92,34 +93,6 @@ impl PgWireServerHandlers for ConnectionHandlers {
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
         self.cancel.clone()
-    }
-}
-
-/// Accepts every connection (authentication comes later) and registers it for cancel requests.
-pub struct Startup {
-    connections: Arc<Connections>,
-    signal: Arc<CancelSignal>,
-    key: OnceLock<ConnectionKey>,
-}
-
-#[async_trait]
-impl NoopStartupHandler for Startup {
-    async fn post_startup<C>(
-        &self,
-        client: &mut C,
-        _message: PgWireFrontendMessage,
-    ) -> PgWireResult<()>
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let (pid, secret) = client.pid_and_secret_key();
-        let key = connection_key(pid, &secret);
-        self.connections.register(key.clone(), self.signal.clone());
-        // A connection starts up once; a second startup message would be a protocol error.
-        let _ = self.key.set(key);
-        Ok(())
     }
 }
 
@@ -148,7 +121,10 @@ impl SimpleQueryHandler for QueryHandler {
         for statement in statements {
             // Postgres runs a multi-statement query until the first error, and reports it.
             let cancel = self.signal.watch();
-            match until_cancelled(self.session.run(statement), cancel.clone()).await {
+            let before = self.session.reported_parameters();
+            let outcome = until_cancelled(self.session.run(statement), cancel.clone()).await;
+            report_changes(client, &before, &self.session.reported_parameters()).await?;
+            match outcome {
                 Ok(outcome) => responses.push(respond(
                     outcome,
                     &Format::UnifiedText,
@@ -203,9 +179,11 @@ impl ExtendedQueryHandler for QueryHandler {
             }
         };
         let cancel = self.signal.watch();
-        let outcome = until_cancelled(self.session.execute(prepared, parameters), cancel.clone())
-            .await
-            .map_err(wire_error)?;
+        let before = self.session.reported_parameters();
+        let outcome =
+            until_cancelled(self.session.execute(prepared, parameters), cancel.clone()).await;
+        report_changes(client, &before, &self.session.reported_parameters()).await?;
+        let outcome = outcome.map_err(wire_error)?;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         respond(outcome, &portal.result_column_format, options, cancel)
     }
@@ -274,6 +252,33 @@ impl QueryParser for StatementParser {
             _ => Ok(Vec::new()),
         }
     }
+}
+
+/// Tells the client about Postgres parameters a statement changed (`SET application_name`,
+/// `SET TIME ZONE`, `RESET ALL`), as Postgres does with ParameterStatus messages.
+async fn report_changes<C>(
+    client: &mut C,
+    before: &[(String, String)],
+    after: &[(String, String)],
+) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    for (name, value) in after {
+        let unchanged = before
+            .iter()
+            .any(|(old_name, old_value)| old_name == name && old_value == value);
+        if !unchanged {
+            client
+                .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                    name.clone(),
+                    value.clone(),
+                )))
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// The wire response for what a statement produced.

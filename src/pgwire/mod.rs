@@ -6,12 +6,14 @@
 //! EXPLAIN the shell sees. This module speaks pgwire and Arrow-to-Postgres encoding
 //! (`arrow-pg`) and nothing of Lance: it depends on `engine`, `config` and `error` only.
 //!
-//! [`PgServer::bind`] binds the listener first (port 0 allowed) and reports the address;
-//! [`PgServer::serve`] then accepts connections until the shutdown future resolves, stops
-//! accepting, and waits for open connections to finish.
+//! [`PgServer::bind`] checks the access rules ([`access`]), binds the listener (port 0
+//! allowed) and reports the address; [`PgServer::serve`] then accepts connections until the
+//! shutdown future resolves, stops accepting, and waits for open connections to finish.
 
+pub mod access;
 mod cancel;
 mod handlers;
+mod startup;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,10 +21,12 @@ use std::sync::Arc;
 
 use datafusion_postgres::pgwire::tokio::process_socket;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use access::{Access, PgConfig};
 use cancel::Connections;
 use handlers::ConnectionHandlers;
 
@@ -30,23 +34,40 @@ use handlers::ConnectionHandlers;
 pub struct PgServer {
     engine: Engine,
     listener: TcpListener,
+    access: Arc<Access>,
+    slots: Arc<Semaphore>,
     connections: Arc<Connections>,
 }
 
 impl PgServer {
-    /// Binds `address` (`host:port`; port 0 picks a free one).
-    pub async fn bind(engine: Engine, address: &str) -> Result<Self> {
+    /// Checks `config` and binds its listen address (`host:port`; port 0 picks a free one).
+    /// A misconfiguration (no users for password logins, trust off loopback, unreadable TLS
+    /// files) refuses to start.
+    pub async fn bind(engine: Engine, config: &PgConfig) -> Result<Self> {
+        let address = config.listen.as_str();
         let listener = TcpListener::bind(address)
             .await
             .map_err(|source| Error::File {
                 path: format!("listen address {address}"),
                 source,
             })?;
+        let bound = listener.local_addr().map_err(|source| Error::File {
+            path: format!("listen address {address}"),
+            source,
+        })?;
+        let access = Access::new(config, bound)?;
         Ok(PgServer {
             engine,
             listener,
+            slots: Arc::new(Semaphore::new(access.max_connections)),
+            access: Arc::new(access),
             connections: Arc::new(Connections::default()),
         })
+    }
+
+    /// Whether clients can (or must) negotiate TLS.
+    pub fn tls(&self) -> bool {
+        self.access.tls.is_some()
     }
 
     /// The address clients connect to.
@@ -79,11 +100,23 @@ impl PgServer {
                             continue;
                         }
                     };
-                    let handlers =
-                        Arc::new(ConnectionHandlers::new(session, self.connections.clone()));
+                    let slot = self.slots.clone().try_acquire_owned().ok();
+                    let handlers = match ConnectionHandlers::new(
+                        session,
+                        self.access.clone(),
+                        slot,
+                        self.connections.clone(),
+                    ) {
+                        Ok(handlers) => Arc::new(handlers),
+                        Err(error) => {
+                            tracing::error!(%error, "could not start a connection");
+                            continue;
+                        }
+                    };
+                    let tls = self.access.tls.clone();
                     open.spawn(async move {
                         tracing::debug!(%peer, "connection opened");
-                        if let Err(error) = process_socket(socket, None, handlers).await {
+                        if let Err(error) = process_socket(socket, tls, handlers).await {
                             tracing::warn!(%peer, %error, "connection ended with an error");
                         }
                         tracing::debug!(%peer, "connection closed");
