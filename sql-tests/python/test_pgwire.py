@@ -238,3 +238,44 @@ def test_asyncpg_reads_through_portals_with_row_limits(server):
     assert len(expected) > 100 and streamed == expected
     assert [r["id"] for r in first] == [11, 12, 13, 14, 15]
     assert [r["id"] for r in second] == [16, 17, 18, 19, 20]
+
+
+def test_copy_to_stdout_in_text_csv_and_binary(server, tmp_path):
+    query = "SELECT id, name, price FROM products WHERE id < 6 ORDER BY id"
+    expected = rows(server, query)
+    # Text and CSV through psql, as a user types them.
+    text = psql(server, f"COPY ({query}) TO STDOUT")
+    assert [line.split("\t") for line in text.splitlines()] == [
+        [str(i), n, str(p)] for i, n, p in expected]
+    csv_out = psql(server, "COPY products (id, name) TO STDOUT WITH (FORMAT csv, HEADER)")
+    lines = csv_out.splitlines()
+    assert lines[0] == "id,name" and len(lines) == 1 + sql_json_count(server)
+    special = psql(server, "COPY (SELECT 1 AS a, NULL AS b, 'x,y' AS c, E'tab\\there' AS d) "
+                           "TO STDOUT WITH (FORMAT csv, HEADER)")
+    assert special.splitlines() == ["a,b,c,d", '1,,"x,y",tab\there']
+    escaped = psql(server, "COPY (SELECT NULL AS b, E'tab\\there' AS d) TO STDOUT")
+    assert escaped.splitlines() == ["\\N\ttab\\there"]
+    # psql's \copy writes the client's file through COPY ... TO STDOUT.
+    local = tmp_path / "local.csv"
+    psql(server, f"\\copy ({query}) TO '{local}' WITH (FORMAT csv)")
+    assert local.read_text().splitlines()[0] == f"{expected[0][0]},{expected[0][1]},{expected[0][2]}"
+    # Binary, as drivers read bulk results.
+    with psycopg.connect(server, autocommit=True) as conn:
+        cur = conn.cursor()
+        with cur.copy(f"COPY ({query}) TO STDOUT (FORMAT BINARY)") as copy:
+            copy.set_types(["int8", "text", "float8"])
+            binary = list(copy.rows())
+        assert binary == [(i, n, float(p)) for i, n, p in expected]
+        with cur.copy("COPY (SELECT id FROM products WHERE id < 0) TO STDOUT (FORMAT BINARY)") as copy:
+            copy.set_types(["int8"])
+            assert list(copy.rows()) == []
+        for statement, error in [
+            ("COPY products FROM STDIN", psycopg.errors.FeatureNotSupported),
+            ("COPY products TO '/tmp/lancesql-copy-out'", psycopg.errors.FeatureNotSupported),
+            ("COPY products TO STDOUT (FORMAT parquet)", psycopg.errors.InvalidParameterValue),
+            ("COPY products TO STDOUT (FORMAT text, HEADER)", psycopg.errors.InvalidParameterValue),
+        ]:
+            with pytest.raises(error):
+                conn.execute(statement)
+        assert not os.path.exists("/tmp/lancesql-copy-out")
+        assert conn.execute("SELECT 1").fetchone() == (1,)

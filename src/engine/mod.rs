@@ -7,12 +7,14 @@
 //! Front ends receive statements, schemas, record-batch streams and completion tags: never a
 //! DataFusion `DataFrame`, a Lance dataset or the data root.
 
+mod copy;
 pub mod hidden;
 mod limits;
 pub mod parse;
 pub mod session;
 mod variables;
 
+pub use copy::{CopyFormat, CopyOptions};
 pub use limits::stream_until;
 pub use session::{CommandTag, Engine, LanceSession, Outcome, PreparedStatement, StatementKind};
 

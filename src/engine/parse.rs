@@ -16,6 +16,7 @@
 
 use std::any::TypeId;
 
+use datafusion::error::DataFusionError;
 use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::sqlparser::dialect::{Dialect, PostgreSqlDialect, Precedence};
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -43,12 +44,44 @@ pub fn parse_statements(sql: &str) -> Result<Vec<Statement>> {
         });
     }
     let dialect = LanceSqlDialect;
-    let statements = DFParserBuilder::new(sql)
+    let mut parser = DFParserBuilder::new(sql)
         .with_dialect(&dialect)
         .with_recursion_limit(MAX_NESTING)
-        .build()?
-        .parse_statements()?;
-    Ok(statements.into_iter().collect())
+        .build()?;
+    let mut statements = Vec::new();
+    let mut expecting_delimiter = false;
+    loop {
+        while parser.parser.consume_token(&Token::SemiColon) {
+            expecting_delimiter = false;
+        }
+        let next = parser.parser.peek_token();
+        if next.token == Token::EOF {
+            break;
+        }
+        if expecting_delimiter {
+            return Err(Error::Syntax {
+                message: format!("Expected: end of statement, found: {next}"),
+            });
+        }
+        // Postgres' COPY (`COPY t TO STDOUT`, options in parentheses) is sqlparser's, not
+        // DataFusion's (which copies to files).
+        let statement = if is_keyword(&next.token, Keyword::COPY) {
+            let copy = parser
+                .parser
+                .parse_statement()
+                .map_err(|error| DataFusionError::SQL(Box::new(error), None))?;
+            Statement::Statement(Box::new(copy))
+        } else {
+            parser.parse_statement()?
+        };
+        statements.push(statement);
+        expecting_delimiter = true;
+    }
+    Ok(statements)
+}
+
+fn is_keyword(token: &Token, keyword: Keyword) -> bool {
+    matches!(token, Token::Word(word) if word.keyword == keyword)
 }
 
 /// An upper bound on the depth of every expression tree in `sql`, computed from its tokens

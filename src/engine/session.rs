@@ -54,6 +54,7 @@ use datafusion::sql::sqlparser::ast::{self, Visit, Visitor};
 use crate::catalog::live::LiveCatalog;
 use crate::catalog::{CATALOG_NAME, Catalog, SCHEMA_NAME, SYSTEM_SCHEMA_NAME, StatementCatalog};
 use crate::config::{EngineConfig, LanceOptions, StoreConfig, default_memory_limit};
+use crate::engine::copy::{CopyOptions, CopyOut};
 use crate::engine::hidden::hide_row_identity_columns;
 use crate::engine::limits::{query_runtime, stream_until};
 use crate::engine::variables::{SessionCommand, Variables, check_transaction_modes};
@@ -281,6 +282,8 @@ pub enum CommandTag {
     Transaction(&'static str),
     /// `DISCARD ALL`.
     Discard,
+    /// `COPY ... TO STDOUT`, after `rows` rows.
+    Copy { rows: u64 },
 }
 
 impl fmt::Display for CommandTag {
@@ -297,6 +300,7 @@ impl fmt::Display for CommandTag {
             CommandTag::Deallocate => f.write_str("DEALLOCATE"),
             CommandTag::Transaction(word) => f.write_str(word),
             CommandTag::Discard => f.write_str("DISCARD ALL"),
+            CommandTag::Copy { rows } => write!(f, "COPY {rows}"),
         }
     }
 }
@@ -319,6 +323,9 @@ pub enum StatementKind {
     },
     /// `DROP TABLE`.
     DropTable { table: String, if_exists: bool },
+    /// `COPY ... TO STDOUT`: rows (with no row description) the front end writes in the COPY
+    /// format, then `COPY n`.
+    CopyOut(CopyOptions),
     /// A session command with no rows (`SET`, `RESET`, `PREPARE`, transaction control, ...).
     Command(CommandTag),
 }
@@ -343,6 +350,7 @@ impl StatementKind {
                 as_select: false, ..
             } => CommandTag::CreateTable,
             StatementKind::Query | StatementKind::CreateTable { .. } => CommandTag::Select { rows },
+            StatementKind::CopyOut(_) => CommandTag::Copy { rows },
         }
     }
 }
@@ -509,8 +517,19 @@ impl LanceSession {
                 command: Some(command),
             });
         }
+        let copy = match &statement {
+            DFStatement::Statement(inner) => CopyOut::from_statement(inner)?,
+            _ => None,
+        };
+        let copy_options = copy.map(|copy| {
+            statement = DFStatement::Statement(Box::new(copy.query));
+            copy.options
+        });
         hide_in_wildcards(&mut statement);
-        let kind = statement_kind(&statement)?;
+        let kind = match copy_options {
+            Some(options) => StatementKind::CopyOut(options),
+            None => statement_kind(&statement)?,
+        };
         let Planned {
             plan,
             tables,
@@ -1206,7 +1225,6 @@ fn refuse_unsupported(statement: &DFStatement) -> Result<()> {
             S::CreateSchema { .. } => "CREATE SCHEMA: the data root is the one schema, public",
             S::CreateDatabase { .. } => "CREATE DATABASE: the data root is the one database",
             S::CreateFunction(_) => "CREATE FUNCTION",
-            S::Copy { .. } => "this form of COPY (Postgres clients can COPY ... TO STDOUT)",
             _ => return Ok(()),
         },
         _ => return Ok(()),

@@ -36,6 +36,7 @@ use crate::engine::{CommandTag, LanceSession, Outcome, PreparedStatement, Statem
 use crate::error::Error;
 use crate::pgwire::access::Access;
 use crate::pgwire::cancel::{CancelSignal, Canceller, Connections, cancellable, until_cancelled};
+use crate::pgwire::copy::copy_out;
 use crate::pgwire::startup::Startup;
 
 /// A statement as the extended protocol stores it: `None` for an empty query string.
@@ -289,6 +290,10 @@ fn respond(
     cancel: watch::Receiver<u64>,
 ) -> PgWireResult<Response> {
     match outcome {
+        Outcome::Rows {
+            stream,
+            kind: StatementKind::CopyOut(copy),
+        } => copy_out(cancellable(stream, cancel), &copy, options),
         Outcome::Rows { stream, kind } => {
             let stream = cancellable(stream, cancel);
             let fields = Arc::new(arrow_schema_to_pg_fields(
@@ -337,6 +342,6 @@ fn error_info(error: &Error) -> ErrorInfo {
     )
 }
 
-fn wire_error(error: Error) -> PgWireError {
+pub(crate) fn wire_error(error: Error) -> PgWireError {
     PgWireError::UserError(Box::new(error_info(&error)))
 }

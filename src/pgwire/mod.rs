@@ -12,6 +12,7 @@
 
 pub mod access;
 mod cancel;
+mod copy;
 mod handlers;
 mod startup;
 
