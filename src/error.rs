@@ -76,6 +76,10 @@ pub enum Error {
     #[error("not supported: {what}")]
     Unsupported { what: String },
 
+    /// The client ended a `COPY ... FROM STDIN` with an error; nothing was written.
+    #[error("COPY from stdin failed: {message}")]
+    CopyFailed { message: String },
+
     /// The statement ran longer than the session's `statement_timeout`.
     #[error("canceling statement due to statement timeout ({after_ms} ms)")]
     StatementTimeout { after_ms: u64 },
@@ -223,7 +227,9 @@ impl Error {
             Error::RootNotFound { .. } => K::FileNotFound,
             Error::Syntax { .. } => K::SyntaxError,
             Error::TooComplex { .. } => K::StatementTooComplex,
-            Error::Cancelled | Error::StatementTimeout { .. } => K::QueryCanceled,
+            Error::Cancelled | Error::StatementTimeout { .. } | Error::CopyFailed { .. } => {
+                K::QueryCanceled
+            }
             Error::ReadOnly { .. } => K::ReadOnlyTransaction,
             Error::UndefinedParameter { .. } => K::UndefinedObject,
             Error::Unsupported { .. } => K::FeatureNotSupported,

@@ -270,7 +270,6 @@ def test_copy_to_stdout_in_text_csv_and_binary(server, tmp_path):
             copy.set_types(["int8"])
             assert list(copy.rows()) == []
         for statement, error in [
-            ("COPY products FROM STDIN", psycopg.errors.FeatureNotSupported),
             ("COPY products TO '/tmp/lancesql-copy-out'", psycopg.errors.FeatureNotSupported),
             ("COPY products TO STDOUT (FORMAT parquet)", psycopg.errors.InvalidParameterValue),
             ("COPY products TO STDOUT (FORMAT text, HEADER)", psycopg.errors.InvalidParameterValue),
@@ -279,3 +278,67 @@ def test_copy_to_stdout_in_text_csv_and_binary(server, tmp_path):
                 conn.execute(statement)
         assert not os.path.exists("/tmp/lancesql-copy-out")
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_copy_from_stdin_appends_in_one_commit_or_not_at_all(server, data):
+    import lance
+    import pyarrow as pa
+
+    uri = str(data / "loads.lance")
+    lance.write_dataset(pa.table({"id": pa.array([1], pa.int64()), "name": ["a"],
+                                  "score": pa.array([1.5], pa.float64())}), uri)
+
+    def state():
+        dataset = lance.dataset(uri)
+        return dataset.version, dataset.count_rows()
+
+    # Text format through psql: escapes, \N, a tab inside a value.
+    result = subprocess.run(
+        ["psql", server, "-X", "-v", "ON_ERROR_STOP=1", "-c", "COPY loads FROM STDIN"],
+        input="2\tb\t2.5\n3\t\\N\t\\N\n4\ttab\\there\t4\n", capture_output=True, text=True,
+        timeout=60)
+    assert result.returncode == 0 and "COPY 3" in result.stdout, result.stderr
+    # CSV with a header, quoted delimiters and newlines, and a column list (score is NULL).
+    result = subprocess.run(
+        ["psql", server, "-X", "-v", "ON_ERROR_STOP=1", "-c",
+         "COPY loads (id, name) FROM STDIN WITH (FORMAT csv, HEADER)"],
+        input='id,name\n5,"x,y"\n6,"two\nlines"\n7,\n', capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "COPY 3" in result.stdout, result.stderr
+    got = rows(server, "SELECT id, name, score FROM loads ORDER BY id")
+    assert got == [(1, "a", 1.5), (2, "b", 2.5), (3, None, None), (4, "tab\there", 4.0),
+                   (5, "x,y", None), (6, "two\nlines", None), (7, None, None)]
+    # pylance reads what the COPYs wrote, one version per COPY.
+    version, count = state()
+    assert count == 7 and version == 3
+
+    # psycopg's COPY: 20000 rows in many CopyData messages and several batches, one commit.
+    with psycopg.connect(server, autocommit=True) as conn:
+        cur = conn.cursor()
+        with cur.copy("COPY loads (id, name, score) FROM STDIN") as copy:
+            for i in range(100, 20100):
+                copy.write_row((i, f"n{i}", i / 2))
+        assert cur.rowcount == 20000
+        assert state() == (version + 1, count + 20000)
+        before = state()
+        # A bad value in the last row: nothing of the COPY is written.
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            with cur.copy("COPY loads (id, score) FROM STDIN") as copy:
+                for i in range(30000, 39999):
+                    copy.write_row((i, 1.0))
+                copy.write(b"39999\tnot-a-number\n")
+        assert state() == before
+        # The client gives up mid-COPY (psycopg sends CopyFail and re-raises): nothing is
+        # written either, and the connection goes on.
+        with pytest.raises(RuntimeError):
+            with cur.copy("COPY loads (id) FROM STDIN") as copy:
+                copy.write_row((50000,))
+                raise RuntimeError("the client changed its mind")
+        assert state() == before
+        for statement, error in [
+            ("COPY no_such_table FROM STDIN", psycopg.errors.UndefinedTable),
+            ("COPY loads (nope) FROM STDIN", psycopg.errors.UndefinedColumn),
+            ("COPY loads FROM STDIN (FORMAT binary)", psycopg.errors.FeatureNotSupported),
+        ]:
+            with pytest.raises(error):
+                conn.execute(statement)
+        assert conn.execute("SELECT count(*) FROM loads").fetchone() == (before[1],)

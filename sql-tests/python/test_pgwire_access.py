@@ -149,7 +149,7 @@ def test_read_only_mode_refuses_writes_with_25006(data):
     with pg_server(data, "--pg-auth", "trust", "--read-only") as address:
         with psycopg.connect(trust_conninfo(address), autocommit=True) as conn:
             for statement in ["CREATE TABLE t AS SELECT 1 AS x", "DROP TABLE products",
-                              "INSERT INTO products (id) VALUES (1)"]:
+                              "INSERT INTO products (id) VALUES (1)", "COPY products FROM STDIN"]:
                 with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
                     conn.execute(statement)
             assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)

@@ -14,7 +14,7 @@ pub mod parse;
 pub mod session;
 mod variables;
 
-pub use copy::{CopyFormat, CopyOptions};
+pub use copy::{CopyFormat, CopyInDecoder, CopyOptions};
 pub use limits::stream_until;
 pub use session::{CommandTag, Engine, LanceSession, Outcome, PreparedStatement, StatementKind};
 

@@ -54,7 +54,7 @@ use datafusion::sql::sqlparser::ast::{self, Visit, Visitor};
 use crate::catalog::live::LiveCatalog;
 use crate::catalog::{CATALOG_NAME, Catalog, SCHEMA_NAME, SYSTEM_SCHEMA_NAME, StatementCatalog};
 use crate::config::{EngineConfig, LanceOptions, StoreConfig, default_memory_limit};
-use crate::engine::copy::{CopyOptions, CopyOut};
+use crate::engine::copy::{Copy, CopyOptions};
 use crate::engine::hidden::hide_row_identity_columns;
 use crate::engine::limits::{query_runtime, stream_until};
 use crate::engine::variables::{SessionCommand, Variables, check_transaction_modes};
@@ -326,6 +326,9 @@ pub enum StatementKind {
     /// `COPY ... TO STDOUT`: rows (with no row description) the front end writes in the COPY
     /// format, then `COPY n`.
     CopyOut(CopyOptions),
+    /// `COPY table FROM STDIN`: the front end decodes the client's data into rows of the
+    /// statement's schema (its target columns) and hands them to [`LanceSession::copy_in`].
+    CopyIn { table: String, options: CopyOptions },
     /// A session command with no rows (`SET`, `RESET`, `PREPARE`, transaction control, ...).
     Command(CommandTag),
 }
@@ -350,7 +353,7 @@ impl StatementKind {
                 as_select: false, ..
             } => CommandTag::CreateTable,
             StatementKind::Query | StatementKind::CreateTable { .. } => CommandTag::Select { rows },
-            StatementKind::CopyOut(_) => CommandTag::Copy { rows },
+            StatementKind::CopyOut(_) | StatementKind::CopyIn { .. } => CommandTag::Copy { rows },
         }
     }
 }
@@ -518,16 +521,31 @@ impl LanceSession {
             });
         }
         let copy = match &statement {
-            DFStatement::Statement(inner) => CopyOut::from_statement(inner)?,
+            DFStatement::Statement(inner) => Copy::from_statement(inner)?,
             _ => None,
         };
-        let copy_options = copy.map(|copy| {
-            statement = DFStatement::Statement(Box::new(copy.query));
-            copy.options
-        });
+        // A COPY is planned as the query that produces (or types) its rows.
+        let copy_kind = match copy {
+            None => None,
+            Some(Copy::Out { query, options }) => {
+                statement = DFStatement::Statement(Box::new(query));
+                Some(StatementKind::CopyOut(options))
+            }
+            Some(Copy::In {
+                table,
+                columns,
+                options,
+            }) => {
+                statement = DFStatement::Statement(Box::new(columns));
+                Some(StatementKind::CopyIn {
+                    table: local_table_name(&table)?,
+                    options,
+                })
+            }
+        };
         hide_in_wildcards(&mut statement);
-        let kind = match copy_options {
-            Some(options) => StatementKind::CopyOut(options),
+        let kind = match copy_kind {
+            Some(kind) => kind,
             None => statement_kind(&statement)?,
         };
         let Planned {
@@ -544,7 +562,7 @@ impl LanceSession {
             _ => self.plan(&statement, &kind).await?,
         };
         let parameter_types = parameter_types(&plan)?;
-        let schema = if kind.returns_rows() {
+        let schema = if kind.returns_rows() || matches!(kind, StatementKind::CopyIn { .. }) {
             Arc::new(plan.schema().as_arrow().clone())
         } else {
             Arc::new(Schema::empty())
@@ -621,6 +639,11 @@ impl LanceSession {
             StatementKind::DropTable { table, if_exists } => {
                 self.drop_table(table, *if_exists).await
             }
+            StatementKind::CopyIn { .. } => Err(Error::Unsupported {
+                what: "COPY ... FROM STDIN here: it reads its rows from a Postgres client (psql, \
+                       drivers); use `lancesql import` locally"
+                    .into(),
+            }),
             // Every statement is its own transaction; BEGIN/COMMIT/ROLLBACK are accepted so
             // clients that send them work.
             StatementKind::Command(tag @ CommandTag::Transaction(_)) => {
@@ -783,6 +806,22 @@ impl LanceSession {
         Ok(())
     }
 
+    /// Appends `rows` (of `prepared.schema()`, the target columns of a prepared `COPY table
+    /// FROM STDIN`) to its table in one commit. If `rows` fails, nothing is committed.
+    pub async fn copy_in(
+        &self,
+        prepared: &PreparedStatement,
+        rows: SendableRecordBatchStream,
+    ) -> Result<CommandTag> {
+        let StatementKind::CopyIn { table, .. } = &prepared.kind else {
+            return Err(Error::invalid(
+                "copy_in takes a prepared COPY ... FROM STDIN",
+            ));
+        };
+        let appended = self.catalog.root().append_table(table, rows).await?;
+        Ok(CommandTag::Copy { rows: appended })
+    }
+
     /// Prepares and runs one parsed statement with no parameters.
     pub async fn run(&self, statement: DFStatement) -> Result<Outcome> {
         let prepared = self.prepare(statement).await?;
@@ -841,8 +880,9 @@ impl LanceSession {
             .and_then(|entry| entry.value)
     }
 
-    /// Executes a statement prepared a moment ago, without checking for newer versions.
-    async fn execute_fresh(&self, prepared: PreparedStatement) -> Result<Outcome> {
+    /// Executes a statement prepared a moment ago (no parameters), without checking for newer
+    /// versions: what [`LanceSession::run`] does after preparing.
+    pub async fn execute_fresh(&self, prepared: PreparedStatement) -> Result<Outcome> {
         let mut prepared = prepared;
         prepared.tables.clear();
         prepared.reads_catalog = false;

@@ -1,15 +1,22 @@
-//! `COPY ... TO STDOUT` on the wire: the engine's rows in Postgres' text, CSV or binary COPY
-//! format, streamed as CopyData messages (one per row) between CopyOutResponse and CopyDone.
+//! COPY on the wire.
 //!
-//! Values are encoded by `arrow-pg`, the same encoders as query results, so a value reads the
-//! same through `SELECT` and through `COPY`.
+//! - `COPY ... TO STDOUT`: the engine's rows in Postgres' text, CSV or binary COPY format,
+//!   streamed as CopyData messages (one per row) between CopyOutResponse and CopyDone. Values
+//!   are encoded by `arrow-pg`, the same encoders as query results, so a value reads the same
+//!   through `SELECT` and through `COPY`.
+//! - `COPY table FROM STDIN`: the client's CopyData goes through the engine's
+//!   [`CopyInDecoder`] into record batches, which stream (a few batches ahead at most) into one
+//!   append of the table, committed at CopyDone. A decoding error, a CopyFail or a lost
+//!   connection ends the stream with an error, so nothing is committed.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use datafusion_postgres::arrow_pg::encoder::{Encoder, encode_value};
 use datafusion_postgres::pgwire::api::portal::Format;
@@ -20,8 +27,13 @@ use datafusion_postgres::pgwire::error::PgWireResult;
 use datafusion_postgres::pgwire::messages::copy::CopyData;
 use datafusion_postgres::pgwire::types::format::FormatOptions;
 use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-use crate::engine::{CopyFormat, CopyOptions};
+use crate::engine::{
+    CommandTag, CopyFormat, CopyInDecoder, CopyOptions, LanceSession, PreparedStatement,
+    StatementKind,
+};
 use crate::error::Error;
 use crate::pgwire::handlers::wire_error;
 
@@ -203,4 +215,94 @@ fn csv_header(options: &CopyOptions, fields: &[FieldInfo]) -> Bytes {
     let mut line = names.join(&delimiter.to_string());
     line.push('\n');
     Bytes::from(line)
+}
+
+/// Batches decoded ahead of the table write.
+const COPY_IN_BATCHES_AHEAD: usize = 2;
+
+type BatchResult = Result<RecordBatch, DataFusionError>;
+
+/// A `COPY table FROM STDIN` receiving data.
+pub struct CopyIn {
+    decoder: CopyInDecoder,
+    batches: mpsc::Sender<BatchResult>,
+    write: JoinHandle<Result<CommandTag, Error>>,
+}
+
+impl CopyIn {
+    /// Starts the table write and returns the CopyInResponse asking the client for rows.
+    pub fn start(session: LanceSession, prepared: Arc<PreparedStatement>) -> (CopyIn, Response) {
+        let schema = prepared.schema();
+        let options = match prepared.kind() {
+            StatementKind::CopyIn { options, .. } => options.clone(),
+            _ => CopyOptions::default(),
+        };
+        let (sender, receiver) = mpsc::channel::<BatchResult>(COPY_IN_BATCHES_AHEAD);
+        let rows = futures::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|batch| (batch, receiver))
+        });
+        let rows = Box::pin(RecordBatchStreamAdapter::new(schema.clone(), rows));
+        let write = tokio::spawn(async move { session.copy_in(&prepared, rows).await });
+        let columns = schema.fields().len();
+        let copy = CopyIn {
+            decoder: CopyInDecoder::new(schema, options),
+            batches: sender,
+            write,
+        };
+        let response = CopyResponse::new(0, columns, futures::stream::empty());
+        (copy, Response::CopyIn(response))
+    }
+
+    /// Decodes one CopyData message and passes on the batches it completed; `Err(None)` when
+    /// the table write already ended (finish or abort says why).
+    pub async fn push(&mut self, data: &[u8]) -> Result<(), Option<Error>> {
+        for batch in self.decoder.push(data).map_err(Some)? {
+            self.batches.send(Ok(batch)).await.map_err(|_| None)?;
+        }
+        Ok(())
+    }
+
+    /// The client's data ended: the last rows, then the commit.
+    pub async fn finish(mut self) -> Result<CommandTag, Error> {
+        let last = match self.decoder.finish() {
+            Ok(last) => last,
+            Err(error) => return Err(self.abort(Some(error)).await),
+        };
+        for batch in last {
+            if self.batches.send(Ok(batch)).await.is_err() {
+                return Err(self.abort(None).await);
+            }
+        }
+        drop(self.batches);
+        joined(self.write.await)
+    }
+
+    /// Ends the write with `error` (nothing is committed) and returns the error to report: the
+    /// write's own when it ended first (`error` is `None`).
+    pub async fn abort(self, error: Option<Error>) -> Error {
+        if let Some(error) = &error {
+            let stopped = Error::CopyFailed {
+                message: error.to_string(),
+            };
+            // A closed channel means the write already ended; its result says why.
+            let _ = self.batches.send(Err(DataFusionError::from(stopped))).await;
+        }
+        drop(self.batches);
+        let written = joined(self.write.await);
+        match (error, written) {
+            (Some(error), _) => error,
+            (None, Err(write_error)) => write_error,
+            (None, Ok(_)) => Error::Internal {
+                message: "a COPY's table write ended before its data".into(),
+            },
+        }
+    }
+}
+
+fn joined(
+    result: Result<Result<CommandTag, Error>, tokio::task::JoinError>,
+) -> Result<CommandTag, Error> {
+    result.map_err(|error| Error::Internal {
+        message: format!("the table write of a COPY stopped: {error}"),
+    })?
 }

@@ -17,6 +17,7 @@ use datafusion_postgres::arrow_pg::datatypes::{
 };
 use datafusion_postgres::pgwire::api::auth::StartupHandler;
 use datafusion_postgres::pgwire::api::cancel::CancelHandler;
+use datafusion_postgres::pgwire::api::copy::CopyHandler;
 use datafusion_postgres::pgwire::api::portal::{Format, Portal};
 use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use datafusion_postgres::pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
@@ -25,6 +26,7 @@ use datafusion_postgres::pgwire::api::store::PortalStore;
 use datafusion_postgres::pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
+use datafusion_postgres::pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use datafusion_postgres::pgwire::messages::data::DataRow;
 use datafusion_postgres::pgwire::messages::startup::ParameterStatus;
 use datafusion_postgres::pgwire::types::format::FormatOptions;
@@ -36,7 +38,7 @@ use crate::engine::{CommandTag, LanceSession, Outcome, PreparedStatement, Statem
 use crate::error::Error;
 use crate::pgwire::access::Access;
 use crate::pgwire::cancel::{CancelSignal, Canceller, Connections, cancellable, until_cancelled};
-use crate::pgwire::copy::copy_out;
+use crate::pgwire::copy::{CopyIn, copy_out};
 use crate::pgwire::startup::Startup;
 
 /// A statement as the extended protocol stores it: `None` for an empty query string.
@@ -73,6 +75,7 @@ impl ConnectionHandlers {
                 }),
                 session,
                 signal,
+                copy_in: tokio::sync::Mutex::new(None),
             }),
             cancel: Arc::new(Canceller { connections }),
         })
@@ -95,6 +98,10 @@ impl PgWireServerHandlers for ConnectionHandlers {
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
         self.cancel.clone()
     }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        self.queries.clone()
+    }
 }
 
 /// Runs simple and extended queries through the session's front door.
@@ -102,6 +109,8 @@ pub struct QueryHandler {
     session: LanceSession,
     parser: Arc<StatementParser>,
     signal: Arc<CancelSignal>,
+    /// The `COPY ... FROM STDIN` receiving data, if any.
+    copy_in: tokio::sync::Mutex<Option<CopyIn>>,
 }
 
 #[async_trait]
@@ -123,15 +132,27 @@ impl SimpleQueryHandler for QueryHandler {
             // Postgres runs a multi-statement query until the first error, and reports it.
             let cancel = self.signal.watch();
             let before = self.session.reported_parameters();
-            let outcome = until_cancelled(self.session.run(statement), cancel.clone()).await;
+            let step = async {
+                let prepared = self.session.prepare(statement).await?;
+                if matches!(prepared.kind(), StatementKind::CopyIn { .. }) {
+                    return Ok(Err(prepared));
+                }
+                self.session.execute_fresh(prepared).await.map(Ok)
+            };
+            let outcome = until_cancelled(step, cancel.clone()).await;
             report_changes(client, &before, &self.session.reported_parameters()).await?;
             match outcome {
-                Ok(outcome) => responses.push(respond(
+                Ok(Ok(outcome)) => responses.push(respond(
                     outcome,
                     &Format::UnifiedText,
                     options.clone(),
                     cancel,
                 )?),
+                // The client sends the rows next; statements after a COPY are not run.
+                Ok(Err(copy)) => {
+                    responses.push(self.start_copy_in(Arc::new(copy)).await);
+                    break;
+                }
                 Err(error) => {
                     responses.push(Response::Error(Box::new(error_info(&error))));
                     break;
@@ -179,6 +200,9 @@ impl ExtendedQueryHandler for QueryHandler {
                 )));
             }
         };
+        if matches!(prepared.kind(), StatementKind::CopyIn { .. }) {
+            return Ok(self.start_copy_in(prepared.clone()).await);
+        }
         let cancel = self.signal.watch();
         let before = self.session.reported_parameters();
         let outcome =
@@ -187,6 +211,73 @@ impl ExtendedQueryHandler for QueryHandler {
         let outcome = outcome.map_err(wire_error)?;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         respond(outcome, &portal.result_column_format, options, cancel)
+    }
+}
+
+impl QueryHandler {
+    /// Starts receiving the rows of a prepared `COPY ... FROM STDIN`.
+    async fn start_copy_in(&self, prepared: Arc<PreparedStatement>) -> Response {
+        let (copy, response) = CopyIn::start(self.session.clone(), prepared);
+        *self.copy_in.lock().await = Some(copy);
+        response
+    }
+
+    async fn take_copy_in(&self) -> PgWireResult<CopyIn> {
+        self.copy_in
+            .lock()
+            .await
+            .take()
+            .ok_or_else(|| wire_error(Error::invalid("no COPY ... FROM STDIN is in progress")))
+    }
+}
+
+#[async_trait]
+impl CopyHandler for QueryHandler {
+    async fn on_copy_data<C>(&self, _client: &mut C, data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut copy = self.take_copy_in().await?;
+        match copy.push(&data.data).await {
+            Ok(()) => {
+                *self.copy_in.lock().await = Some(copy);
+                Ok(())
+            }
+            Err(error) => Err(wire_error(copy.abort(error).await)),
+        }
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let copy = self.take_copy_in().await?;
+        let tag = copy.finish().await.map_err(wire_error)?;
+        client
+            .send(PgWireBackendMessage::CommandComplete(
+                Tag::new(&tag.to_string()).into(),
+            ))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, _client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let failed = Error::CopyFailed {
+            message: fail.message,
+        };
+        match self.take_copy_in().await {
+            Ok(copy) => wire_error(copy.abort(Some(failed)).await),
+            Err(error) => error,
+        }
     }
 }
 

@@ -306,6 +306,50 @@ impl DataRoot {
         }
     }
 
+    /// Appends `data` to `table` as one new version (one Lance commit; concurrent appends by
+    /// other writers are rebased by Lance). Batches may leave out nullable columns, which are
+    /// written as NULL; every other column must be there. If `data` fails, nothing is committed
+    /// and the table stays as it was. Returns the rows appended.
+    pub async fn append_table(&self, table: &str, data: SendableRecordBatchStream) -> Result<u64> {
+        let uri = self.write_uri(table)?;
+        let Some(dataset) = self.open_latest(table).await? else {
+            return Err(Error::TableNotFound {
+                table: table.to_string(),
+            });
+        };
+        let target = Arc::new(arrow::datatypes::Schema::from(dataset.schema()));
+        let appended = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = appended.clone();
+        let shape = target.clone();
+        let widened = data.map(move |batch| {
+            let batch = widen_to(&shape, batch?)?;
+            counter.fetch_add(
+                batch.num_rows() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            Ok(batch)
+        });
+        let (data, input_error) =
+            remember_first_error(Box::pin(RecordBatchStreamAdapter::new(target, widened)));
+        let params = WriteParams {
+            mode: WriteMode::Append,
+            store_params: Some(self.store_params()),
+            session: Some(self.session.clone()),
+            ..Default::default()
+        };
+        let written = InsertBuilder::new(dataset)
+            .with_params(&params)
+            .execute_stream(data)
+            .await;
+        match written {
+            Ok(_) => Ok(appended.load(std::sync::atomic::Ordering::Relaxed)),
+            Err(source) => Err(match input_error.take() {
+                Some(cause) => Error::from(cause),
+                None => Error::lance(format!("appending to table '{table}'"), &uri, source),
+            }),
+        }
+    }
+
     /// The error to report for a read of `table` (at `uri`, `version`) that failed with `error`.
     /// A file that ended early is corruption (XX001), not an I/O failure: the data files shorter
     /// than the manifest records are named, which costs one size lookup per data file, on this
@@ -477,6 +521,31 @@ fn manifest_version(location: &Path) -> Option<u64> {
     } else {
         number
     })
+}
+
+/// `batch` with the columns of `target` in its order: columns it lacks are NULL (refused when
+/// the column is not nullable).
+fn widen_to(
+    target: &arrow::datatypes::SchemaRef,
+    batch: RecordBatch,
+) -> datafusion::error::Result<RecordBatch> {
+    let columns = target
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) if column.data_type() == field.data_type() => Ok(column.clone()),
+            Some(column) => Ok(arrow::compute::cast(column, field.data_type())?),
+            None if field.is_nullable() => Ok(arrow::array::new_null_array(
+                field.data_type(),
+                batch.num_rows(),
+            )),
+            None => Err(DataFusionError::from(Error::invalid(format!(
+                "column '{}' cannot be NULL, so it must be given",
+                field.name()
+            )))),
+        })
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(target.clone(), columns)?)
 }
 
 /// Passes `data` through, keeping the first error it yields so that a write failing because its
