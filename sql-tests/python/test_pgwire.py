@@ -342,3 +342,28 @@ def test_copy_from_stdin_appends_in_one_commit_or_not_at_all(server, data):
             with pytest.raises(error):
                 conn.execute(statement)
         assert conn.execute("SELECT count(*) FROM loads").fetchone() == (before[1],)
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_sqlalchemy_inspector_and_pandas(server, driver):
+    """SQLAlchemy's PostgreSQL dialect over both drivers: connect-time type lookups, the
+    inspector's schema, table and column reflection, and pandas queries with parameters."""
+    import pandas as pd
+    import sqlalchemy as sa
+
+    params = dict(item.split("=", 1) for item in server.split())
+    engine = sa.create_engine(
+        f"postgresql+{driver}://lancesql@{params['host']}:{params['port']}/lancesql")
+    try:
+        inspector = sa.inspect(engine)
+        assert "public" in inspector.get_schema_names()
+        assert {"products", "reviews"} <= set(inspector.get_table_names())
+        columns = {c["name"]: str(c["type"]) for c in inspector.get_columns("products")}
+        assert columns["id"] == "BIGINT" and columns["name"] == "TEXT"
+        assert columns["price"] == "DOUBLE PRECISION"
+        frame = pd.read_sql(sa.text("SELECT id, price FROM products WHERE id < :n ORDER BY id"),
+                            engine, params={"n": 5})
+        assert list(frame["id"]) == [0, 1, 2, 3, 4]
+        assert frame["price"].dtype.kind == "f"
+    finally:
+        engine.dispose()

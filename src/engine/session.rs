@@ -1139,8 +1139,11 @@ fn unknown_function(state: &SessionState, statement: &DFStatement) -> Option<Str
     };
     let mut calls = Calls(Vec::new());
     let _ = inner.visit(&mut calls);
+    // Calls DataFusion's SQL planner turns into plan nodes rather than looking them up.
+    const PLANNED_FORMS: &[&str] = &["unnest"];
     calls.0.into_iter().find(|name| {
-        !state.scalar_functions().contains_key(name)
+        !PLANNED_FORMS.contains(&name.as_str())
+            && !state.scalar_functions().contains_key(name)
             && !state.aggregate_functions().contains_key(name)
             && !state.window_functions().contains_key(name)
             && !state.table_functions().contains_key(name)
@@ -1209,24 +1212,26 @@ fn local_table_name(name: &ast::ObjectName) -> Result<String> {
     Ok(reference.table().to_string())
 }
 
-/// `$1`, `$2`, ... types in order; a gap (`$1` and `$3` only) is an error naming it.
+/// `$1`, `$2`, ... types in order, up to the highest number the plan uses; a number the plan
+/// does not use (a gap, or one in a branch planning removed) has no type of its own, as in
+/// Postgres, and the client's declared type (or text) applies.
 fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
     let found: HashMap<String, Option<DataType>> = plan.get_parameter_types()?;
-    let mut types = Vec::with_capacity(found.len());
-    for position in 1..=found.len() {
-        match found.get(&format!("${position}")) {
-            Some(data_type) => types.push(data_type.clone()),
-            None => {
-                let mut names: Vec<_> = found.keys().cloned().collect();
-                names.sort();
-                return Err(Error::invalid(format!(
-                    "parameters must be numbered $1, $2, ... without gaps; found {}",
-                    names.join(", ")
-                )));
-            }
-        }
+    let mut numbered = HashMap::with_capacity(found.len());
+    for (name, data_type) in found {
+        let position = name
+            .strip_prefix('$')
+            .and_then(|number| number.parse::<usize>().ok())
+            .filter(|position| *position >= 1)
+            .ok_or_else(|| {
+                Error::invalid(format!("parameters are numbered $1, $2, ...; found {name}"))
+            })?;
+        numbered.insert(position, data_type);
     }
-    Ok(types)
+    let highest = numbered.keys().copied().max().unwrap_or(0);
+    Ok((1..=highest)
+        .map(|position| numbered.get(&position).cloned().flatten())
+        .collect())
 }
 
 /// Applies [`hide_row_identity_columns`] to a statement, including the one inside `EXPLAIN`

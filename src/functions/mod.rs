@@ -8,10 +8,12 @@ pub mod postgres;
 use datafusion::execution::context::SessionContext;
 
 /// Registers every function lancesql adds: Lance's own SQL functions, `sum` that fails on
-/// overflow, and `version()` as Postgres clients expect it. Checked integer arithmetic is an expression planner, installed with the session
+/// overflow, and the Postgres functions clients call that the catalog emulation lacks. Checked integer arithmetic is an expression planner, installed with the session
 /// state (see [`overflow::CheckedArithmeticPlanner`]).
 pub fn register_all(context: &SessionContext) {
     lance_datafusion::udf::register_functions(context);
     context.register_udaf(overflow::CheckedSum::udaf().as_ref().clone());
     context.register_udf(postgres::version());
+    context.register_udf(postgres::to_regtype());
+    context.register_udf(postgres::pg_type_is_visible());
 }
