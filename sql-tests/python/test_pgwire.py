@@ -153,6 +153,11 @@ def test_psql_catalog_commands(server):
                for line in described.splitlines())
     assert "lancesql" in psql(server, "\\l")
     assert "public" in psql(server, "\\dn")
+    # No user-defined functions, as on a fresh Postgres database.
+    functions = psql(server, "\\df")
+    assert "List of functions" in functions and "(0 rows)" in functions
+    expanded = psql(server, "\\x", "SELECT id, name FROM products WHERE id = 0")
+    assert "-[ RECORD 1 ]" in expanded and "name | classic novel 0" in expanded
 
 
 def test_tables_written_by_another_process_appear_without_reconnecting(server, data):

@@ -15,5 +15,8 @@ pub fn register_all(context: &SessionContext) {
     context.register_udaf(overflow::CheckedSum::udaf().as_ref().clone());
     context.register_udf(postgres::version());
     context.register_udf(postgres::to_regtype());
-    context.register_udf(postgres::pg_type_is_visible());
+    context.register_udf(postgres::visible("pg_type_is_visible"));
+    context.register_udf(postgres::visible("pg_function_is_visible"));
+    context.register_udf(postgres::function_description("pg_get_function_result"));
+    context.register_udf(postgres::function_description("pg_get_function_arguments"));
 }

@@ -5,8 +5,10 @@
 //!   pgjdbc, DBeaver) parse the number after `PostgreSQL` and refuse a server they cannot place.
 //! - `to_regtype(name)`: the OID of a built-in type (Postgres' OIDs, as `pg_type` lists them),
 //!   NULL for any other name (psycopg looks types up with it on connect).
-//! - `pg_type_is_visible(oid)`: true; every type lancesql has lives in `pg_catalog`, which is
-//!   always on the search path (SQLAlchemy's column reflection asks).
+//! - `pg_type_is_visible(oid)`, `pg_function_is_visible(oid)`: true; every type and function
+//!   lancesql has lives in `pg_catalog`, which is always on the search path (SQLAlchemy's column
+//!   reflection and psql's `\df` ask).
+//! - `pg_get_function_result(oid)`, `pg_get_function_arguments(oid)`: NULL (psql's `\df`).
 
 use std::sync::Arc;
 
@@ -114,10 +116,11 @@ pub fn to_regtype() -> ScalarUDF {
     )
 }
 
-/// `pg_type_is_visible(oid)`: true (see the module docs).
-pub fn pg_type_is_visible() -> ScalarUDF {
+/// `pg_type_is_visible(oid)`, `pg_function_is_visible(oid)`: true for any object (see the
+/// module docs); NULL for NULL.
+pub fn visible(name: &str) -> ScalarUDF {
     create_udf(
-        "pg_type_is_visible",
+        name,
         vec![DataType::Int32],
         DataType::Boolean,
         Volatility::Immutable,
@@ -134,5 +137,18 @@ pub fn pg_type_is_visible() -> ScalarUDF {
                 }
             })
         }),
+    )
+}
+
+/// `pg_get_function_result(oid)`, `pg_get_function_arguments(oid)`: NULL, because lancesql's
+/// `pg_proc` holds no function definitions to describe (psql's `\df` lists no functions, as on
+/// a fresh Postgres database).
+pub fn function_description(name: &str) -> ScalarUDF {
+    create_udf(
+        name,
+        vec![DataType::Int32],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
     )
 }
