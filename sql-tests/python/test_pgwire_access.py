@@ -121,6 +121,18 @@ def make_certificate(folder):
     return cert, key
 
 
+def test_a_key_that_does_not_fit_the_certificate_refuses_to_start(data, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    cert, _ = make_certificate(tmp_path / "a")
+    _, other_key = make_certificate(tmp_path / "b")
+    result = run(["--data", str(data), "serve", "--pg-listen", "127.0.0.1:0", "--pg-auth",
+                  "trust", "--pg-tls-cert", str(cert), "--pg-tls-key", str(other_key)],
+                 check=False)
+    assert result.returncode != 0 and "does not fit the certificate" in result.stderr
+    assert not any(data.iterdir())
+
+
 def test_tls_is_negotiated_and_can_be_required(data, tmp_path):
     cert, key = make_certificate(tmp_path)
     users = write_private(tmp_path / "users", "alice:s3cret\n")
@@ -163,6 +175,15 @@ def test_the_connection_limit_refuses_the_next_client_with_53300(data):
             assert startup_refusal(address)[:2] == ("FATAL", "53300")
             with pytest.raises(psycopg.OperationalError, match="too many clients"):
                 psycopg.connect(trust_conninfo(address))
+            assert held.execute("SELECT 1").fetchone() == (1,)
+            # A cancel request opens a connection too, but takes no slot.
+            timer = threading.Timer(1.0, held.cancel)
+            timer.start()
+            try:
+                with pytest.raises(psycopg.errors.QueryCanceled):
+                    held.execute("SELECT sum(value) FROM generate_series(1, 20000000000)")
+            finally:
+                timer.cancel()
             assert held.execute("SELECT 1").fetchone() == (1,)
         # The slot is free again once the first client leaves.
         assert answers(trust_conninfo(address))

@@ -780,9 +780,15 @@ impl LanceSession {
         self.apply_time_zone();
     }
 
-    /// The Postgres parameters a wire client is told about, with their current values.
+    /// The Postgres parameters a wire client is told about at startup, with their values.
     pub fn reported_parameters(&self) -> Vec<(String, String)> {
         self.variables.reported()
+    }
+
+    /// The reported Postgres parameters statements changed since the last call (`SET
+    /// application_name`, `SET TIME ZONE`, `RESET ALL`), with their values now.
+    pub fn take_reported_changes(&self) -> Vec<(String, String)> {
+        self.variables.take_reported_changes()
     }
 
     /// What a login asked for at connection startup (`application_name`, `DateStyle`, ...) and

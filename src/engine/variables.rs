@@ -12,7 +12,7 @@
 //! Names with a dot (`lance.*`, `datafusion.*`) are DataFusion settings and never come here.
 //! Names are matched case-insensitively and shown as Postgres spells them (`DateStyle`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -153,6 +153,8 @@ pub(crate) struct Variables {
     values: Arc<Mutex<HashMap<&'static str, String>>>,
     /// Defaults that differ from Postgres' for this server (read-only mode, the login's user).
     defaults: Arc<Mutex<HashMap<&'static str, String>>>,
+    /// Reported parameters `SET`/`RESET` touched since [`Variables::take_reported_changes`].
+    touched: Arc<Mutex<BTreeSet<&'static str>>>,
 }
 
 impl Variables {
@@ -166,6 +168,16 @@ impl Variables {
         Variables {
             values: Arc::new(Mutex::new(HashMap::new())),
             defaults: Arc::new(Mutex::new(defaults)),
+            touched: Arc::default(),
+        }
+    }
+
+    fn touch(&self, parameter: &'static Parameter) {
+        if parameter.reported {
+            self.touched
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(parameter.name);
         }
     }
 
@@ -205,6 +217,7 @@ impl Variables {
         let parameter = find(name).ok_or_else(|| unknown(name))?;
         let stored = self.check(parameter, value)?;
         self.values().insert(parameter.name, stored.clone());
+        self.touch(parameter);
         Ok(stored)
     }
 
@@ -227,12 +240,35 @@ impl Variables {
     pub fn reset(&self, name: &str) -> Result<()> {
         let parameter = find(name).ok_or_else(|| unknown(name))?;
         self.values().remove(parameter.name);
+        self.touch(parameter);
         Ok(())
     }
 
     /// Returns every parameter to its default.
     pub fn reset_all(&self) {
-        self.values().clear();
+        let names: Vec<&'static str> = self.values().drain().map(|(name, _)| name).collect();
+        for name in names {
+            if let Some(parameter) = find(name) {
+                self.touch(parameter);
+            }
+        }
+    }
+
+    /// The reported parameters `SET`/`RESET` touched since the last call, with their values
+    /// now (a client is told of each, as Postgres does with ParameterStatus).
+    pub fn take_reported_changes(&self) -> Vec<(String, String)> {
+        let touched = std::mem::take(
+            &mut *self
+                .touched
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        touched
+            .into_iter()
+            .filter_map(|name| {
+                find(name).map(|parameter| (name.to_string(), self.value(parameter)))
+            })
+            .collect()
     }
 
     /// The parameters Postgres-wire clients are told about, with their current values.

@@ -131,7 +131,6 @@ impl SimpleQueryHandler for QueryHandler {
         for statement in statements {
             // Postgres runs a multi-statement query until the first error, and reports it.
             let cancel = self.signal.watch();
-            let before = self.session.reported_parameters();
             let step = async {
                 let prepared = self.session.prepare(statement).await?;
                 if matches!(prepared.kind(), StatementKind::CopyIn { .. }) {
@@ -140,7 +139,7 @@ impl SimpleQueryHandler for QueryHandler {
                 self.session.execute_fresh(prepared).await.map(Ok)
             };
             let outcome = until_cancelled(step, cancel.clone()).await;
-            report_changes(client, &before, &self.session.reported_parameters()).await?;
+            report_changes(client, self.session.take_reported_changes()).await?;
             match outcome {
                 Ok(Ok(outcome)) => responses.push(respond(
                     outcome,
@@ -204,10 +203,9 @@ impl ExtendedQueryHandler for QueryHandler {
             return Ok(self.start_copy_in(prepared.clone()).await);
         }
         let cancel = self.signal.watch();
-        let before = self.session.reported_parameters();
         let outcome =
             until_cancelled(self.session.execute(prepared, parameters), cancel.clone()).await;
-        report_changes(client, &before, &self.session.reported_parameters()).await?;
+        report_changes(client, self.session.take_reported_changes()).await?;
         let outcome = outcome.map_err(wire_error)?;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         respond(outcome, &portal.result_column_format, options, cancel)
@@ -348,27 +346,17 @@ impl QueryParser for StatementParser {
 
 /// Tells the client about Postgres parameters a statement changed (`SET application_name`,
 /// `SET TIME ZONE`, `RESET ALL`), as Postgres does with ParameterStatus messages.
-async fn report_changes<C>(
-    client: &mut C,
-    before: &[(String, String)],
-    after: &[(String, String)],
-) -> PgWireResult<()>
+async fn report_changes<C>(client: &mut C, changes: Vec<(String, String)>) -> PgWireResult<()>
 where
     C: Sink<PgWireBackendMessage> + Unpin + Send,
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
-    for (name, value) in after {
-        let unchanged = before
-            .iter()
-            .any(|(old_name, old_value)| old_name == name && old_value == value);
-        if !unchanged {
-            client
-                .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
-                    name.clone(),
-                    value.clone(),
-                )))
-                .await?;
-        }
+    for (name, value) in changes {
+        client
+            .feed(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                name, value,
+            )))
+            .await?;
     }
     Ok(())
 }

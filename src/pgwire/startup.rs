@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use datafusion_postgres::pgwire::api::auth::sasl::SASLAuthStartupHandler;
@@ -36,9 +36,8 @@ pub struct Startup {
     session: LanceSession,
     access: Arc<Access>,
     /// This connection's slot under the connection limit (`None`: no slot was free). Held for
-    /// as long as the connection lives.
-    slot: Mutex<Option<OwnedSemaphorePermit>>,
-    had_slot: bool,
+    /// as long as the connection lives, and freed when it ends.
+    slot: Option<OwnedSemaphorePermit>,
     /// SCRAM state, when passwords are required.
     sasl: Option<SASLAuthStartupHandler<SessionParameters>>,
     pub connections: Arc<Connections>,
@@ -66,8 +65,7 @@ impl Startup {
         Ok(Startup {
             session,
             access,
-            had_slot: slot.is_some(),
-            slot: Mutex::new(slot),
+            slot,
             sasl,
             connections,
             signal,
@@ -77,7 +75,7 @@ impl Startup {
 
     /// Refusals that come before any password: the connection limit, then TLS.
     fn admit<C: ClientInfo>(&self, client: &C) -> Result<(), Error> {
-        if !self.had_slot {
+        if self.slot.is_none() {
             return Err(Error::TooManyConnections {
                 limit: self.access.max_connections,
             });
@@ -123,7 +121,6 @@ impl Drop for Startup {
         if let Some(key) = self.key.get() {
             self.connections.unregister(key);
         }
-        drop(self.slot.lock().map(|mut slot| slot.take()));
     }
 }
 
