@@ -72,6 +72,22 @@ pub enum Error {
     #[error("unrecognized configuration parameter \"{name}\"")]
     UndefinedParameter { name: String },
 
+    /// A SQL cursor (`FETCH`, `CLOSE`) that is not open in this session.
+    #[error("cursor \"{name}\" does not exist")]
+    UndefinedCursor { name: String },
+
+    /// A `FETCH` from a cursor whose earlier `FETCH` is still handing out rows.
+    #[error("cursor \"{name}\" is still handing out the rows of an earlier FETCH")]
+    CursorBusy { name: String },
+
+    /// `DECLARE` of a cursor name already open in this session.
+    #[error("cursor \"{name}\" already exists")]
+    DuplicateCursor { name: String },
+
+    /// A statement that only works inside `BEGIN ... COMMIT` ran outside one.
+    #[error("{statement} can only be used in transaction blocks")]
+    NoActiveTransaction { statement: String },
+
     /// Something lancesql deliberately does not do; the message says what instead.
     #[error("not supported: {what}")]
     Unsupported { what: String },
@@ -232,6 +248,10 @@ impl Error {
             }
             Error::ReadOnly { .. } => K::ReadOnlyTransaction,
             Error::UndefinedParameter { .. } => K::UndefinedObject,
+            Error::UndefinedCursor { .. } => K::UndefinedCursor,
+            Error::DuplicateCursor { .. } => K::DuplicateCursor,
+            Error::CursorBusy { .. } => K::ObjectNotInPrerequisiteState,
+            Error::NoActiveTransaction { .. } => K::NoActiveTransaction,
             Error::Unsupported { .. } => K::FeatureNotSupported,
             Error::AuthenticationFailed { .. } => K::InvalidPassword,
             Error::ConnectionRejected { .. } => K::InvalidAuthorization,
@@ -275,8 +295,12 @@ pub enum ErrorKind {
     UndefinedFunction,
     /// A setting, index, version or tag that does not exist.
     UndefinedObject,
+    /// A SQL cursor that is not open.
+    UndefinedCursor,
     /// A table that already exists.
     DuplicateTable,
+    /// A SQL cursor name already open.
+    DuplicateCursor,
     /// A column named twice.
     DuplicateColumn,
     /// A column name that matches more than one column.
@@ -311,6 +335,8 @@ pub enum ErrorKind {
     QueryCanceled,
     /// A write on a read-only server.
     ReadOnlyTransaction,
+    /// A statement that needs a transaction block, outside one.
+    NoActiveTransaction,
     /// A login with a wrong password or an unknown user.
     InvalidPassword,
     /// A connection the server's access rules refuse.
@@ -362,7 +388,9 @@ impl ErrorKind {
             K::UndefinedColumn => "42703",
             K::UndefinedFunction => "42883",
             K::UndefinedObject => "42704",
+            K::UndefinedCursor => "34000",
             K::DuplicateTable => "42P07",
+            K::DuplicateCursor => "42P03",
             K::DuplicateColumn => "42701",
             K::AmbiguousColumn => "42702",
             K::DatatypeMismatch => "42804",
@@ -380,6 +408,7 @@ impl ErrorKind {
             K::DiskFull => "53100",
             K::QueryCanceled => "57014",
             K::ReadOnlyTransaction => "25006",
+            K::NoActiveTransaction => "25P01",
             K::InvalidPassword => "28P01",
             K::InvalidAuthorization => "28000",
             K::TooManyConnections => "53300",
@@ -396,9 +425,11 @@ impl ErrorKind {
     pub fn grpc_code(self) -> GrpcCode {
         use ErrorKind as K;
         match self {
-            K::UndefinedTable | K::UndefinedSchema | K::UndefinedObject | K::FileNotFound => {
-                GrpcCode::NotFound
-            }
+            K::UndefinedTable
+            | K::UndefinedSchema
+            | K::UndefinedObject
+            | K::UndefinedCursor
+            | K::FileNotFound => GrpcCode::NotFound,
             K::UndefinedColumn
             | K::UndefinedFunction
             | K::DuplicateColumn
@@ -412,7 +443,7 @@ impl ErrorKind {
             | K::DataException
             | K::StatementTooComplex => GrpcCode::InvalidArgument,
             K::NumericOutOfRange => GrpcCode::OutOfRange,
-            K::DuplicateTable => GrpcCode::AlreadyExists,
+            K::DuplicateTable | K::DuplicateCursor => GrpcCode::AlreadyExists,
             K::FeatureNotSupported => GrpcCode::Unimplemented,
             K::OutOfMemory | K::InsufficientResources | K::DiskFull | K::TooManyConnections => {
                 GrpcCode::ResourceExhausted
@@ -421,7 +452,9 @@ impl ErrorKind {
             K::ReadOnlyTransaction => GrpcCode::PermissionDenied,
             K::InvalidPassword | K::InvalidAuthorization => GrpcCode::Unauthenticated,
             K::SerializationFailure => GrpcCode::Aborted,
-            K::ObjectNotInPrerequisiteState => GrpcCode::FailedPrecondition,
+            K::ObjectNotInPrerequisiteState | K::NoActiveTransaction => {
+                GrpcCode::FailedPrecondition
+            }
             K::StoreUnavailable => GrpcCode::Unavailable,
             K::DataCorrupted => GrpcCode::DataLoss,
             K::Internal => GrpcCode::Internal,
@@ -906,7 +939,7 @@ mod tests {
         assert_eq!(io.kind(), ErrorKind::StoreUnavailable);
     }
 
-    const ALL_KINDS: [ErrorKind; 32] = [
+    const ALL_KINDS: [ErrorKind; 35] = [
         ErrorKind::UndefinedTable,
         ErrorKind::UndefinedSchema,
         ErrorKind::UndefinedColumn,
@@ -939,6 +972,9 @@ mod tests {
         ErrorKind::FileNotFound,
         ErrorKind::DataCorrupted,
         ErrorKind::Internal,
+        ErrorKind::UndefinedCursor,
+        ErrorKind::DuplicateCursor,
+        ErrorKind::NoActiveTransaction,
     ];
 
     #[test]

@@ -245,6 +245,32 @@ def test_asyncpg_reads_through_portals_with_row_limits(server):
     assert [r["id"] for r in second] == [16, 17, 18, 19, 20]
 
 
+@pytest.mark.parametrize("binary", [False, True])
+def test_psycopg_server_side_cursors(server, binary):
+    """psycopg's named cursors: DECLARE with bound parameters, Describe of the cursor as a
+    portal, FETCH FORWARD n in text or binary, CLOSE; WITH HOLD cursors outlive the commit."""
+    query = "SELECT id, name, price FROM products WHERE id >= %s ORDER BY id"
+    expected = rows(server, query, (3,))
+    with psycopg.connect(server) as conn:
+        with conn.cursor("lines", binary=binary) as cur:
+            cur.itersize = 7
+            cur.execute(query, (3,))
+            assert [column.name for column in cur.description] == ["id", "name", "price"]
+            first = cur.fetchmany(5)
+            rest = list(cur)
+        assert first + rest == expected and len(expected) > 20
+        conn.commit()
+        with conn.cursor("held", withhold=True, binary=binary) as cur:
+            cur.execute("SELECT id FROM products WHERE id < %s ORDER BY id", (4,))
+            conn.commit()
+            assert cur.fetchall() == [(0,), (1,), (2,), (3,)]
+        conn.commit()
+        with pytest.raises(psycopg.errors.InvalidCursorName):
+            conn.execute("FETCH 1 FROM lines")
+        conn.rollback()
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
 def test_copy_to_stdout_in_text_csv_and_binary(server, tmp_path):
     query = "SELECT id, name, price FROM products WHERE id < 6 ORDER BY id"
     expected = rows(server, query)
@@ -342,11 +368,129 @@ def test_copy_from_stdin_appends_in_one_commit_or_not_at_all(server, data):
         for statement, error in [
             ("COPY no_such_table FROM STDIN", psycopg.errors.UndefinedTable),
             ("COPY loads (nope) FROM STDIN", psycopg.errors.UndefinedColumn),
-            ("COPY loads FROM STDIN (FORMAT binary)", psycopg.errors.FeatureNotSupported),
+            ("COPY new_binary (a) FROM STDIN (FORMAT binary)", psycopg.errors.FeatureNotSupported),
         ]:
             with pytest.raises(error):
                 conn.execute(statement)
         assert conn.execute("SELECT count(*) FROM loads").fetchone() == (before[1],)
+
+
+def test_binary_copy_from_stdin_loads_typed_values_and_vectors(server, data):
+    """Binary COPY, as drivers bulk-load: every value in its binary encoding, including
+    float4[] into a fixed-size vector column; pylance reads back exactly what was sent."""
+    import lance
+    import pyarrow as pa
+
+    uri = str(data / "embeddings.lance")
+    vector = pa.list_(pa.float32(), 3)
+    lance.write_dataset(pa.table({
+        "id": pa.array([0], pa.int64()), "label": ["zero"],
+        "weight": pa.array([0.0], pa.float32()),
+        "vector": pa.array([[0.0, 0.0, 0.0]], vector)}), uri)
+    sent = [(i, f"row {i}" if i % 5 else None, i / 4, [i, i + 0.5, -i]) for i in range(1, 20001)]
+    with psycopg.connect(server, autocommit=True) as conn:
+        cur = conn.cursor()
+        with cur.copy("COPY embeddings (id, label, weight, vector) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["int8", "text", "float4", "float4[]"])
+            for row in sent:
+                copy.write_row(row)
+        assert cur.rowcount == len(sent)
+        table = lance.dataset(uri).to_table().sort_by("id")
+        assert lance.dataset(uri).version == 2 and table.num_rows == len(sent) + 1
+        assert table["label"].to_pylist()[1:6] == ["row 1", "row 2", "row 3", "row 4", None]
+        assert table["vector"].to_pylist()[2] == [2.0, 2.5, -2.0]
+        assert table["weight"].to_pylist()[3] == 0.75
+        # A vector of the wrong length fails the whole COPY: nothing is committed.
+        with pytest.raises(psycopg.Error):
+            with cur.copy("COPY embeddings (id, vector) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["int8", "float4[]"])
+                copy.write_row((1, [1.0, 2.0, 3.0]))
+                copy.write_row((2, [1.0, 2.0]))
+        assert lance.dataset(uri).version == 2
+        assert conn.execute("SELECT count(*) FROM embeddings").fetchone() == (len(sent) + 1,)
+
+
+def test_copy_from_stdin_creates_a_missing_table_with_the_named_columns(server, data):
+    import lance
+
+    result = subprocess.run(
+        ["psql", server, "-X", "-v", "ON_ERROR_STOP=1", "-c",
+         "COPY fresh (city, population) FROM STDIN WITH (FORMAT csv, HEADER)"],
+        input="city,population\nOslo,709000\nBergen,\n", capture_output=True, text=True,
+        timeout=60)
+    assert result.returncode == 0 and "COPY 2" in result.stdout, result.stderr
+    dataset = lance.dataset(str(data / "fresh.lance"))
+    assert dataset.version == 1 and dataset.schema.names == ["city", "population"]
+    assert rows(server, "SELECT city, CAST(population AS BIGINT) FROM fresh ORDER BY city") == [
+        ("Bergen", None), ("Oslo", 709000)]
+    # A failed COPY creates nothing: the table does not appear.
+    with psycopg.connect(server, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            with conn.cursor().copy("COPY never (a, b) FROM STDIN") as copy:
+                copy.write(b"1\t2\n1\t2\t3\n")
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            conn.execute("SELECT * FROM never")
+        assert conn.execute("SELECT count(*) FROM fresh").fetchone() == (2,)
+
+
+def test_vector_columns_read_as_arrays_in_text_and_binary(server, data):
+    """Fixed-size-list vectors (Lance's embedding columns) are float4[] on the wire; reading
+    one must never cost the connection."""
+    import lance
+    import pyarrow as pa
+
+    vectors = pa.array([[0.5, 1.0], [2.0, -3.5]], pa.list_(pa.float32(), 2))
+    lance.write_dataset(pa.table({"id": pa.array([1, 2], pa.int64()), "v": vectors}),
+                        str(data / "vectors.lance"))
+    for binary in (False, True):
+        assert rows(server, "SELECT id, v FROM vectors ORDER BY id", binary=binary) == [
+            (1, [0.5, 1.0]), (2, [2.0, -3.5])]
+    # (Postgres would print {0.5,1}: arrow-pg keeps a decimal point on whole floats.)
+    assert "{0.5,1.0}" in psql(server, "SELECT v FROM vectors ORDER BY id")
+
+
+def test_adbc_postgresql_driver(server, data):
+    """The ADBC PostgreSQL driver from PyPI: its connect-time type query, queries read through
+    binary COPY, parameters, bulk ingest (CREATE TABLE, then binary COPY) read back by pylance,
+    and catalog listings down to tables."""
+    import adbc_driver_postgresql.dbapi as adbc
+    import lance
+    import pyarrow as pa
+
+    params = dict(item.split("=", 1) for item in server.split())
+    uri = f"postgresql://lancesql@{params['host']}:{params['port']}/lancesql"
+    lance.write_dataset(pa.table({
+        "id": pa.array([1], pa.int64()), "label": ["a"],
+        "v": pa.array([[1.0, 2.0]], pa.list_(pa.float32(), 2))}), str(data / "items.lance"))
+    with adbc.connect(uri) as conn:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1::int AS i, 2.5::double AS f, 'x' AS s, true AS b, "
+                        "DATE '2024-01-02' AS d, TIMESTAMP '2024-01-02 03:04:05' AS ts, "
+                        "CAST(1.25 AS DECIMAL(10,2)) AS n, X'0102' AS by")
+            import datetime
+            assert cur.fetchall() == [(1, 2.5, "x", True, datetime.date(2024, 1, 2),
+                                       datetime.datetime(2024, 1, 2, 3, 4, 5), "1.25", b"\x01\x02")]
+            cur.execute("SELECT id FROM products WHERE id < $1 ORDER BY id", (3,))
+            assert cur.fetchall() == [(0,), (1,), (2,)]
+            appended = pa.table({"id": pa.array([2, 3], pa.int64()), "label": ["b", None],
+                                 "v": pa.array([[3.0, 4.0], [5.0, 6.0]], pa.list_(pa.float32()))})
+            assert cur.adbc_ingest("items", appended, mode="append") == 2
+            assert cur.adbc_ingest("fresh_ingest", pa.table({"a": [1, 2], "b": ["x", "y"]}),
+                                   mode="create") == 2
+            conn.commit()
+            cur.execute("SELECT id, label, v FROM items ORDER BY id")
+            assert cur.fetch_arrow_table().to_pylist() == [
+                {"id": 1, "label": "a", "v": [1.0, 2.0]}, {"id": 2, "label": "b", "v": [3.0, 4.0]},
+                {"id": 3, "label": None, "v": [5.0, 6.0]}]
+        objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
+        (ours,) = [catalog for catalog in objects if catalog["catalog_name"] == "lancesql"]
+        (public,) = ours["catalog_db_schemas"]
+        tables = {table["table_name"] for table in public["db_schema_tables"]}
+        assert {"items", "products", "reviews", "fresh_ingest"} <= tables
+        assert conn.adbc_get_table_schema("items").names[:2] == ["id", "label"]
+    assert lance.dataset(str(data / "items.lance")).count_rows() == 3
+    fresh = lance.dataset(str(data / "fresh_ingest.lance")).to_table()
+    assert fresh.to_pylist() == [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]
 
 
 @pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])

@@ -7,7 +7,9 @@
 //! Front ends receive statements, schemas, record-batch streams and completion tags: never a
 //! DataFusion `DataFrame`, a Lance dataset or the data root.
 
+mod compat;
 mod copy;
+mod cursors;
 pub mod hidden;
 mod limits;
 pub mod parse;
@@ -15,8 +17,11 @@ pub mod session;
 mod variables;
 
 pub use copy::{CopyFormat, CopyInDecoder, CopyOptions};
+pub use cursors::FetchCount;
 pub use limits::stream_until;
-pub use session::{CommandTag, Engine, LanceSession, Outcome, PreparedStatement, StatementKind};
+pub use session::{
+    CommandTag, Engine, LanceSession, Outcome, PreparedStatement, StatementKind, TransactionControl,
+};
 
 #[cfg(test)]
 mod tests;

@@ -30,7 +30,7 @@ use std::fmt;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProviderList};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::{DFSchema, ParamValues, ScalarValue};
@@ -54,7 +54,9 @@ use datafusion::sql::sqlparser::ast::{self, Visit, Visitor};
 use crate::catalog::live::LiveCatalog;
 use crate::catalog::{CATALOG_NAME, Catalog, SCHEMA_NAME, SYSTEM_SCHEMA_NAME, StatementCatalog};
 use crate::config::{EngineConfig, LanceOptions, StoreConfig, default_memory_limit};
-use crate::engine::copy::{Copy, CopyOptions};
+use crate::engine::copy::binary::WireType;
+use crate::engine::copy::{Copy, CopyFormat, CopyOptions};
+use crate::engine::cursors::{CursorStatement, Cursors, FetchCount};
 use crate::engine::hidden::hide_row_identity_columns;
 use crate::engine::limits::{query_runtime, stream_until};
 use crate::engine::variables::{SessionCommand, Variables, check_transaction_modes};
@@ -214,7 +216,6 @@ impl Engine {
             .get_or_insert_with(Vec::new)
             .insert(0, Arc::new(CheckedArithmeticPlanner));
         let context = SessionContext::new_with_state(builder.build());
-        crate::functions::register_all(&context);
         // `lancesql` between statements, where Postgres catalog emulation (`pg_catalog` and
         // its functions) is installed; statements see it through their own snapshot.
         context.register_catalog(
@@ -223,6 +224,7 @@ impl Engine {
         );
         setup_pg_catalog(&context, CATALOG_NAME, EmptyContextProvider)
             .map_err(|error| Error::from(*error))?;
+        crate::functions::register_all(&context);
         let initial_options = Arc::new(context.state().config_options().as_ref().clone());
         Ok(LanceSession {
             context,
@@ -239,6 +241,7 @@ impl Engine {
             )
             .unwrap_or(usize::MAX),
             prepared_names: Arc::default(),
+            cursors: Cursors::default(),
         })
     }
 }
@@ -278,12 +281,52 @@ pub enum CommandTag {
     /// `DEALLOCATE`.
     Deallocate,
     /// `BEGIN`/`START TRANSACTION`, `COMMIT`, `ROLLBACK`, `SAVEPOINT`, `RELEASE`: accepted,
-    /// each statement being its own transaction.
-    Transaction(&'static str),
+    /// each statement being its own transaction (see [`TransactionControl`]).
+    Transaction(TransactionControl),
     /// `DISCARD ALL`.
     Discard,
     /// `COPY ... TO STDOUT`, after `rows` rows.
     Copy { rows: u64 },
+    /// `DECLARE ... CURSOR`.
+    DeclareCursor,
+    /// `FETCH`, after `rows` rows.
+    Fetch { rows: u64 },
+    /// `CLOSE name` (`all: false`) or `CLOSE ALL`.
+    CloseCursor { all: bool },
+}
+
+/// Transaction-control statements. Each statement commits on its own, so a transaction block
+/// only scopes cursors (see [`cursors`](super::cursors)); clients that wrap their work in
+/// `BEGIN ... COMMIT` work unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionControl {
+    Begin,
+    Commit,
+    Rollback,
+    Savepoint,
+    Release,
+    RollbackToSavepoint,
+}
+
+impl TransactionControl {
+    /// Postgres' completion tag.
+    pub fn tag(self) -> &'static str {
+        match self {
+            TransactionControl::Begin => "BEGIN",
+            TransactionControl::Commit => "COMMIT",
+            TransactionControl::Rollback | TransactionControl::RollbackToSavepoint => "ROLLBACK",
+            TransactionControl::Savepoint => "SAVEPOINT",
+            TransactionControl::Release => "RELEASE",
+        }
+    }
+
+    /// Whether the statement ends the transaction block (`COMMIT`, `ROLLBACK`).
+    pub fn ends_block(self) -> bool {
+        matches!(
+            self,
+            TransactionControl::Commit | TransactionControl::Rollback
+        )
+    }
 }
 
 impl fmt::Display for CommandTag {
@@ -298,9 +341,13 @@ impl fmt::Display for CommandTag {
             CommandTag::Explain => f.write_str("EXPLAIN"),
             CommandTag::Prepare => f.write_str("PREPARE"),
             CommandTag::Deallocate => f.write_str("DEALLOCATE"),
-            CommandTag::Transaction(word) => f.write_str(word),
+            CommandTag::Transaction(control) => f.write_str(control.tag()),
             CommandTag::Discard => f.write_str("DISCARD ALL"),
             CommandTag::Copy { rows } => write!(f, "COPY {rows}"),
+            CommandTag::DeclareCursor => f.write_str("DECLARE CURSOR"),
+            CommandTag::Fetch { rows } => write!(f, "FETCH {rows}"),
+            CommandTag::CloseCursor { all: false } => f.write_str("CLOSE CURSOR"),
+            CommandTag::CloseCursor { all: true } => f.write_str("CLOSE CURSOR ALL"),
         }
     }
 }
@@ -328,7 +375,19 @@ pub enum StatementKind {
     CopyOut(CopyOptions),
     /// `COPY table FROM STDIN`: the front end decodes the client's data into rows of the
     /// statement's schema (its target columns) and hands them to [`LanceSession::copy_in`].
-    CopyIn { table: String, options: CopyOptions },
+    /// With `creates`, the table does not exist yet and the COPY creates it with the columns
+    /// it names, as text.
+    CopyIn {
+        table: String,
+        options: CopyOptions,
+        creates: bool,
+    },
+    /// `DECLARE name CURSOR FOR query`: runs the query and keeps its rows for `FETCH`.
+    DeclareCursor { name: String, holdable: bool },
+    /// `FETCH`: the next rows of an open cursor, then `FETCH n`.
+    Fetch { name: String, count: FetchCount },
+    /// `CLOSE name` or `CLOSE ALL` (`None`).
+    CloseCursor(Option<String>),
     /// A session command with no rows (`SET`, `RESET`, `PREPARE`, transaction control, ...).
     Command(CommandTag),
 }
@@ -338,7 +397,10 @@ impl StatementKind {
     pub fn returns_rows(&self) -> bool {
         matches!(
             self,
-            StatementKind::Query | StatementKind::Show | StatementKind::Explain
+            StatementKind::Query
+                | StatementKind::Show
+                | StatementKind::Explain
+                | StatementKind::Fetch { .. }
         )
     }
 
@@ -354,6 +416,11 @@ impl StatementKind {
             } => CommandTag::CreateTable,
             StatementKind::Query | StatementKind::CreateTable { .. } => CommandTag::Select { rows },
             StatementKind::CopyOut(_) | StatementKind::CopyIn { .. } => CommandTag::Copy { rows },
+            StatementKind::DeclareCursor { .. } => CommandTag::DeclareCursor,
+            StatementKind::Fetch { .. } => CommandTag::Fetch { rows },
+            StatementKind::CloseCursor(name) => CommandTag::CloseCursor {
+                all: name.is_none(),
+            },
         }
     }
 }
@@ -433,6 +500,8 @@ pub struct LanceSession {
     query_memory_limit: usize,
     /// Names `PREPARE` gave statements (for `DEALLOCATE ALL` and `DISCARD ALL`).
     prepared_names: Arc<std::sync::Mutex<BTreeSet<String>>>,
+    /// Open SQL cursors and the transaction block that scopes them.
+    cursors: Cursors,
 }
 
 impl LanceSession {
@@ -440,6 +509,7 @@ impl LanceSession {
     /// refusing statements too complex to plan safely (SQLSTATE 54001), and rewrites the
     /// Postgres idioms clients send into SQL DataFusion plans.
     pub fn parse(&self, sql: &str) -> Result<Vec<DFStatement>> {
+        tracing::debug!(sql, "statement received");
         let statements = crate::engine::parse::parse_statements(sql)?;
         if let Some(known) = self.known_client_query(sql, statements.len()) {
             return Ok(known);
@@ -448,7 +518,9 @@ impl LanceSession {
             .into_iter()
             .map(|statement| match statement {
                 DFStatement::Statement(inner) => {
-                    DFStatement::Statement(Box::new(self.postgres.rewrite(*inner)))
+                    let mut statement = self.postgres.rewrite(*inner);
+                    crate::engine::compat::rewrite(&mut statement);
+                    DFStatement::Statement(Box::new(statement))
                 }
                 other => other,
             })
@@ -474,7 +546,10 @@ impl LanceSession {
         (parsed.len() == statements).then(|| {
             parsed
                 .into_iter()
-                .map(|statement| DFStatement::Statement(Box::new(statement)))
+                .map(|mut statement| {
+                    crate::engine::compat::rewrite(&mut statement);
+                    DFStatement::Statement(Box::new(statement))
+                })
                 .collect()
         })
     }
@@ -520,31 +595,59 @@ impl LanceSession {
                 command: Some(command),
             });
         }
-        let copy = match &statement {
-            DFStatement::Statement(inner) => Copy::from_statement(inner)?,
-            _ => None,
+        let (copy, cursor) = match &statement {
+            DFStatement::Statement(inner) => (
+                Copy::from_statement(inner)?,
+                CursorStatement::from_statement(inner)?,
+            ),
+            _ => (None, None),
         };
-        // A COPY is planned as the query that produces (or types) its rows.
-        let copy_kind = match copy {
-            None => None,
-            Some(Copy::Out { query, options }) => {
+        // A COPY is planned as the query that produces (or types) its rows, a DECLARE as its
+        // cursor's query.
+        let special_kind = match (copy, cursor) {
+            (
+                _,
+                Some(CursorStatement::Declare {
+                    name,
+                    holdable,
+                    query,
+                }),
+            ) => {
+                statement = DFStatement::Statement(Box::new(ast::Statement::Query(query)));
+                Some(StatementKind::DeclareCursor { name, holdable })
+            }
+            (_, Some(CursorStatement::Fetch { name, count })) => {
+                Some(StatementKind::Fetch { name, count })
+            }
+            (_, Some(CursorStatement::Close(name))) => Some(StatementKind::CloseCursor(name)),
+            (None, None) => None,
+            (Some(Copy::Out { query, options }), None) => {
                 statement = DFStatement::Statement(Box::new(query));
                 Some(StatementKind::CopyOut(options))
             }
-            Some(Copy::In {
-                table,
-                columns,
-                options,
-            }) => {
+            (
+                Some(Copy::In {
+                    table,
+                    columns,
+                    column_names,
+                    options,
+                }),
+                None,
+            ) => {
+                let table = local_table_name(&table)?;
+                if self.catalog.table(&table).await?.is_none() && !column_names.is_empty() {
+                    return self.prepare_creating_copy(statement, table, column_names, options);
+                }
                 statement = DFStatement::Statement(Box::new(columns));
                 Some(StatementKind::CopyIn {
-                    table: local_table_name(&table)?,
+                    table,
                     options,
+                    creates: false,
                 })
             }
         };
         hide_in_wildcards(&mut statement);
-        let kind = match copy_kind {
+        let kind = match special_kind {
             Some(kind) => kind,
             None => statement_kind(&statement)?,
         };
@@ -553,16 +656,28 @@ impl LanceSession {
             tables,
             reads_catalog,
         } = match kind {
-            // DataFusion has no transactions; nothing to plan.
-            StatementKind::Command(CommandTag::Transaction(_)) => Planned {
+            // DataFusion has no transactions or cursors; nothing to plan.
+            StatementKind::Command(CommandTag::Transaction(_))
+            | StatementKind::Fetch { .. }
+            | StatementKind::CloseCursor(_) => Planned {
                 plan: empty_plan(),
                 tables: Vec::new(),
                 reads_catalog: false,
             },
             _ => self.plan(&statement, &kind).await?,
         };
+        let plan = type_array_placeholders(plan)?;
         let parameter_types = parameter_types(&plan)?;
-        let schema = if kind.returns_rows() || matches!(kind, StatementKind::CopyIn { .. }) {
+        if let StatementKind::CopyIn { options, .. } = &kind
+            && options.format == CopyFormat::Binary
+        {
+            for field in plan.schema().fields() {
+                WireType::of(field.name(), field.data_type())?;
+            }
+        }
+        let schema = if let StatementKind::Fetch { name, .. } = &kind {
+            self.cursors.schema(name)?
+        } else if kind.returns_rows() || matches!(kind, StatementKind::CopyIn { .. }) {
             Arc::new(plan.schema().as_arrow().clone())
         } else {
             Arc::new(Schema::empty())
@@ -575,6 +690,48 @@ impl LanceSession {
             reads_catalog,
             parameter_types,
             schema,
+            command: None,
+        })
+    }
+
+    /// `COPY table (columns) FROM STDIN` for a table that does not exist: the COPY creates it,
+    /// with the columns it names as nullable text (text and CSV carry no types).
+    fn prepare_creating_copy(
+        &self,
+        statement: DFStatement,
+        table: String,
+        column_names: Vec<String>,
+        options: CopyOptions,
+    ) -> Result<PreparedStatement> {
+        if options.format == CopyFormat::Binary {
+            return Err(Error::Unsupported {
+                what: format!(
+                    "binary COPY into table '{table}', which does not exist: binary data carries \
+                     no column types, so create the table first or COPY in text or CSV"
+                ),
+            });
+        }
+        let mut fields = Vec::with_capacity(column_names.len());
+        for name in column_names {
+            if fields.iter().any(|field: &Field| field.name() == &name) {
+                return Err(Error::invalid(format!(
+                    "column \"{name}\" is named more than once in the COPY"
+                )));
+            }
+            fields.push(Field::new(name, DataType::Utf8, true));
+        }
+        Ok(PreparedStatement {
+            statement,
+            kind: StatementKind::CopyIn {
+                table,
+                options,
+                creates: true,
+            },
+            plan: empty_plan(),
+            tables: Vec::new(),
+            reads_catalog: false,
+            parameter_types: Vec::new(),
+            schema: Arc::new(Schema::new(fields)),
             command: None,
         })
     }
@@ -645,9 +802,29 @@ impl LanceSession {
                     .into(),
             }),
             // Every statement is its own transaction; BEGIN/COMMIT/ROLLBACK are accepted so
-            // clients that send them work.
-            StatementKind::Command(tag @ CommandTag::Transaction(_)) => {
-                Ok(Outcome::Done(tag.clone()))
+            // clients that send them work, and scope cursors.
+            StatementKind::Command(CommandTag::Transaction(control)) => {
+                if *control == TransactionControl::Begin {
+                    self.cursors.begin();
+                } else if control.ends_block() {
+                    self.cursors.end_transaction();
+                }
+                Ok(Outcome::Done(CommandTag::Transaction(*control)))
+            }
+            StatementKind::DeclareCursor { name, holdable } => {
+                // Refused before the query starts, not after.
+                self.cursors.check_declare(name, *holdable)?;
+                let stream = self.stream(plan).await?;
+                self.cursors.declare(name, *holdable, stream)?;
+                Ok(Outcome::Done(CommandTag::DeclareCursor))
+            }
+            StatementKind::Fetch { name, count } => Ok(Outcome::Rows {
+                stream: self.cursors.fetch(name, *count)?,
+                kind: prepared.kind.clone(),
+            }),
+            StatementKind::CloseCursor(name) => {
+                self.cursors.close(name.as_deref())?;
+                Ok(Outcome::Done(prepared.kind.tag_after(0)))
             }
             StatementKind::Command(tag) => {
                 // SET, RESET, PREPARE and friends change this session's state.
@@ -741,6 +918,7 @@ impl LanceSession {
             }
             SessionCommand::DiscardAll => {
                 self.reset_all();
+                self.cursors.discard();
                 self.deallocate_all().await?;
                 Ok(Outcome::Done(CommandTag::Discard))
             }
@@ -785,6 +963,11 @@ impl LanceSession {
         self.variables.reported()
     }
 
+    /// The columns of the open SQL cursor `name` (a front end may describe it as a portal).
+    pub fn cursor_schema(&self, name: &str) -> Result<SchemaRef> {
+        self.cursors.schema(name)
+    }
+
     /// The reported Postgres parameters statements changed since the last call (`SET
     /// application_name`, `SET TIME ZONE`, `RESET ALL`), with their values now.
     pub fn take_reported_changes(&self) -> Vec<(String, String)> {
@@ -819,13 +1002,17 @@ impl LanceSession {
         prepared: &PreparedStatement,
         rows: SendableRecordBatchStream,
     ) -> Result<CommandTag> {
-        let StatementKind::CopyIn { table, .. } = &prepared.kind else {
+        let StatementKind::CopyIn { table, creates, .. } = &prepared.kind else {
             return Err(Error::invalid(
                 "copy_in takes a prepared COPY ... FROM STDIN",
             ));
         };
-        let appended = self.catalog.root().append_table(table, rows).await?;
-        Ok(CommandTag::Copy { rows: appended })
+        let rows = if *creates {
+            self.create_table(table, rows).await?
+        } else {
+            self.catalog.root().append_table(table, rows).await?
+        };
+        Ok(CommandTag::Copy { rows })
     }
 
     /// Prepares and runs one parsed statement with no parameters.
@@ -1195,12 +1382,23 @@ fn statement_kind(statement: &DFStatement) -> Result<StatementKind> {
         S::Deallocate { .. } => StatementKind::Command(CommandTag::Deallocate),
         S::StartTransaction { modes, .. } => {
             check_transaction_modes(modes)?;
-            StatementKind::Command(CommandTag::Transaction("BEGIN"))
+            StatementKind::Command(CommandTag::Transaction(TransactionControl::Begin))
         }
-        S::Commit { .. } => StatementKind::Command(CommandTag::Transaction("COMMIT")),
-        S::Rollback { .. } => StatementKind::Command(CommandTag::Transaction("ROLLBACK")),
-        S::Savepoint { .. } => StatementKind::Command(CommandTag::Transaction("SAVEPOINT")),
-        S::ReleaseSavepoint { .. } => StatementKind::Command(CommandTag::Transaction("RELEASE")),
+        S::Commit { .. } => {
+            StatementKind::Command(CommandTag::Transaction(TransactionControl::Commit))
+        }
+        S::Rollback {
+            savepoint: None, ..
+        } => StatementKind::Command(CommandTag::Transaction(TransactionControl::Rollback)),
+        S::Rollback { .. } => StatementKind::Command(CommandTag::Transaction(
+            TransactionControl::RollbackToSavepoint,
+        )),
+        S::Savepoint { .. } => {
+            StatementKind::Command(CommandTag::Transaction(TransactionControl::Savepoint))
+        }
+        S::ReleaseSavepoint { .. } => {
+            StatementKind::Command(CommandTag::Transaction(TransactionControl::Release))
+        }
         _ => StatementKind::Query,
     })
 }
@@ -1238,6 +1436,52 @@ fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
     Ok((1..=highest)
         .map(|position| numbered.get(&position).cloned().flatten())
         .collect())
+}
+
+/// Gives `$n` in `x = ANY($n)` (planned as `array_has($n, x)`) the type Postgres infers for
+/// it, an array of `x`'s type, where DataFusion leaves it unknown: clients that send parameters
+/// untyped (the ADBC driver's catalog queries) then bind their array text as an array.
+fn type_array_placeholders(plan: LogicalPlan) -> Result<LogicalPlan> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::expr::Placeholder;
+    use datafusion::logical_expr::{Expr, ExprSchemable};
+    let typed = plan.transform_up_with_subqueries(|node| {
+        let inputs = node.inputs();
+        let schema = match inputs.as_slice() {
+            [] => node.schema().as_ref().clone(),
+            [input] => input.schema().as_ref().clone(),
+            [first, rest @ ..] => {
+                let mut merged = first.schema().as_ref().clone();
+                for input in rest {
+                    merged.merge(input.schema());
+                }
+                merged
+            }
+        };
+        node.map_expressions(|expr| {
+            expr.transform_up(|expr| {
+                let Expr::ScalarFunction(mut call) = expr else {
+                    return Ok(Transformed::no(expr));
+                };
+                let untyped = matches!(
+                    call.args.first(),
+                    Some(Expr::Placeholder(Placeholder { field: None, .. }))
+                );
+                if call.func.name() != "array_has" || call.args.len() != 2 || !untyped {
+                    return Ok(Transformed::no(Expr::ScalarFunction(call)));
+                }
+                let Ok(element) = call.args[1].get_type(&schema) else {
+                    return Ok(Transformed::no(Expr::ScalarFunction(call)));
+                };
+                if let Expr::Placeholder(placeholder) = &mut call.args[0] {
+                    let list = DataType::List(Arc::new(Field::new("item", element, true)));
+                    placeholder.field = Some(Arc::new(Field::new("", list, true)));
+                }
+                Ok(Transformed::yes(Expr::ScalarFunction(call)))
+            })
+        })
+    })?;
+    Ok(typed.data)
 }
 
 /// Applies [`hide_row_identity_columns`] to a statement, including the one inside `EXPLAIN`

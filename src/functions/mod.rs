@@ -8,8 +8,10 @@ pub mod postgres;
 use datafusion::execution::context::SessionContext;
 
 /// Registers every function lancesql adds: Lance's own SQL functions, `sum` that fails on
-/// overflow, and the Postgres functions clients call that the catalog emulation lacks. Checked integer arithmetic is an expression planner, installed with the session
-/// state (see [`overflow::CheckedArithmeticPlanner`]).
+/// overflow, and the Postgres functions clients call that the catalog emulation lacks or gets
+/// wrong. Called after the catalog emulation installed its functions, so ours win where both
+/// define a name. Checked integer arithmetic is an expression planner, installed with the
+/// session state (see [`overflow::CheckedArithmeticPlanner`]).
 pub fn register_all(context: &SessionContext) {
     lance_datafusion::udf::register_functions(context);
     context.register_udaf(overflow::CheckedSum::udaf().as_ref().clone());
@@ -19,4 +21,7 @@ pub fn register_all(context: &SessionContext) {
     context.register_udf(postgres::visible("pg_function_is_visible"));
     context.register_udf(postgres::function_description("pg_get_function_result"));
     context.register_udf(postgres::function_description("pg_get_function_arguments"));
+    context.register_udf(postgres::column_description());
+    context.register_udf(postgres::my_temp_schema());
+    context.register_udf(postgres::parse_ident());
 }

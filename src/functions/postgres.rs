@@ -9,10 +9,20 @@
 //!   lancesql has lives in `pg_catalog`, which is always on the search path (SQLAlchemy's column
 //!   reflection and psql's `\df` ask).
 //! - `pg_get_function_result(oid)`, `pg_get_function_arguments(oid)`: NULL (psql's `\df`).
+//! - `col_description(table oid, column number)`: NULL; lancesql keeps no column comments (the
+//!   ADBC driver's column listing).
+//! - `pg_my_temp_schema()`: 0, as in a session without temporary tables (the ADBC driver's
+//!   schema listing).
+//! - `parse_ident(text [, strict])`: Postgres' rules (whitespace around dots, unquoted names
+//!   folded to lower case, `""` inside quotes), replacing the catalog emulation's, which keeps
+//!   spaces and case. `'"public" . "products"'::regclass` resolves through it (the ADBC driver's
+//!   ingest).
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Int32Array, StringArray};
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Int32Array, ListBuilder, StringArray, StringBuilder,
+};
 use arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
@@ -151,4 +161,181 @@ pub fn function_description(name: &str) -> ScalarUDF {
         Volatility::Immutable,
         Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
     )
+}
+
+/// `col_description(oid, attnum)`: NULL (see the module docs).
+pub fn column_description() -> ScalarUDF {
+    create_udf(
+        "col_description",
+        vec![DataType::Int64, DataType::Int64],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
+    )
+}
+
+/// `pg_my_temp_schema()`: the OID of the session's temporary schema, 0 for none.
+pub fn my_temp_schema() -> ScalarUDF {
+    create_udf(
+        "pg_my_temp_schema",
+        Vec::new(),
+        DataType::Int32,
+        Volatility::Stable,
+        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Int32(Some(0))))),
+    )
+}
+
+/// `parse_ident(text [, strict boolean])`: a qualified name split into its parts (see the
+/// module docs).
+pub fn parse_ident() -> ScalarUDF {
+    let parts = DataType::List(Arc::new(arrow::datatypes::Field::new(
+        "item",
+        DataType::Utf8,
+        true,
+    )));
+    let signature = datafusion::logical_expr::Signature::one_of(
+        vec![
+            datafusion::logical_expr::TypeSignature::Exact(vec![DataType::Utf8]),
+            datafusion::logical_expr::TypeSignature::Exact(vec![DataType::Utf8, DataType::Boolean]),
+        ],
+        Volatility::Immutable,
+    );
+    datafusion::logical_expr::ScalarUDF::new_from_impl(ParseIdent { signature, parts })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ParseIdent {
+    signature: datafusion::logical_expr::Signature,
+    parts: DataType,
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for ParseIdent {
+    fn name(&self) -> &str {
+        "parse_ident"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(self.parts.clone())
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let names = arrays[0]
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| {
+                datafusion::error::DataFusionError::Internal(
+                    "parse_ident: names are not text".into(),
+                )
+            })?;
+        let strict = match arrays.get(1) {
+            Some(flags) => Some(flags.as_any().downcast_ref::<BooleanArray>().ok_or_else(
+                || {
+                    datafusion::error::DataFusionError::Internal(
+                        "parse_ident: strict is not boolean".into(),
+                    )
+                },
+            )?),
+            None => None,
+        };
+        let mut builder = ListBuilder::new(StringBuilder::new());
+        for row in 0..rows {
+            if names.is_null(row) || strict.is_some_and(|flags| flags.is_null(row)) {
+                builder.append_null();
+                continue;
+            }
+            let strict = strict.is_none_or(|flags| flags.value(row));
+            let parts = split_identifier(names.value(row), strict).map_err(|reason| {
+                datafusion::error::DataFusionError::External(Box::new(
+                    crate::error::Error::invalid(format!(
+                        "string is not a valid identifier: \"{}\" ({reason})",
+                        names.value(row)
+                    )),
+                ))
+            })?;
+            for part in parts {
+                builder.values().append_value(part);
+            }
+            builder.append(true);
+        }
+        let parts: ArrayRef = Arc::new(builder.finish());
+        Ok(ColumnarValue::Array(parts))
+    }
+}
+
+/// Splits a qualified SQL name as Postgres' `parse_ident` does; with `strict`, nothing may
+/// follow the last part.
+fn split_identifier(text: &str, strict: bool) -> Result<Vec<String>, &'static str> {
+    let mut parts = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut part = String::new();
+        if chars.next_if_eq(&'"').is_some() {
+            loop {
+                match chars.next() {
+                    Some('"') if chars.next_if_eq(&'"').is_some() => part.push('"'),
+                    Some('"') => break,
+                    Some(c) => part.push(c),
+                    None => return Err("unclosed double quotes"),
+                }
+            }
+            if part.is_empty() {
+                return Err("quoted identifier must not be empty");
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| c.is_alphanumeric() || *c == '_' || *c == '$') {
+                part.extend(c.to_lowercase());
+            }
+            if part.is_empty() {
+                return Err(if parts.is_empty() {
+                    "no valid identifier"
+                } else {
+                    "no valid identifier after \".\""
+                });
+            }
+        }
+        parts.push(part);
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next_if_eq(&'.').is_none() {
+            break;
+        }
+    }
+    if strict && chars.peek().is_some() {
+        return Err("text after the identifier");
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_identifier;
+
+    #[test]
+    fn identifiers_split_as_in_postgres() {
+        assert_eq!(
+            split_identifier("\"public\" . \"products\"", true),
+            Ok(vec!["public".to_string(), "products".to_string()])
+        );
+        assert_eq!(
+            split_identifier("  MySchema.\"Odd \"\"Name\"\"\"", true),
+            Ok(vec!["myschema".to_string(), "Odd \"Name\"".to_string()])
+        );
+        assert_eq!(
+            split_identifier("a.b junk", false),
+            Ok(vec!["a".to_string(), "b".to_string()])
+        );
+        assert!(split_identifier("a.b junk", true).is_err());
+        assert!(split_identifier("a.", true).is_err());
+        assert!(split_identifier("\"open", true).is_err());
+        assert!(split_identifier("", true).is_err());
+    }
 }

@@ -244,12 +244,14 @@ impl CopyIn {
         let rows = Box::pin(RecordBatchStreamAdapter::new(schema.clone(), rows));
         let write = tokio::spawn(async move { session.copy_in(&prepared, rows).await });
         let columns = schema.fields().len();
+        // The overall format tells the client what to send (psycopg follows it).
+        let format = i8::from(options.format == CopyFormat::Binary);
         let copy = CopyIn {
             decoder: CopyInDecoder::new(schema, options),
             batches: sender,
             write,
         };
-        let response = CopyResponse::new(0, columns, futures::stream::empty());
+        let response = CopyResponse::new(format, columns, futures::stream::empty());
         (copy, Response::CopyIn(response))
     }
 

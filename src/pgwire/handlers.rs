@@ -9,9 +9,6 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::DataType;
-use datafusion::common::ParamValues;
-use datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters;
 use datafusion_postgres::arrow_pg::datatypes::{
     arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type,
 };
@@ -19,8 +16,12 @@ use datafusion_postgres::pgwire::api::auth::StartupHandler;
 use datafusion_postgres::pgwire::api::cancel::CancelHandler;
 use datafusion_postgres::pgwire::api::copy::CopyHandler;
 use datafusion_postgres::pgwire::api::portal::{Format, Portal};
-use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use datafusion_postgres::pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use datafusion_postgres::pgwire::api::query::{
+    ExtendedQueryHandler, SimpleQueryHandler, send_describe_response,
+};
+use datafusion_postgres::pgwire::api::results::{
+    DescribePortalResponse, FieldInfo, QueryResponse, Response, Tag,
+};
 use datafusion_postgres::pgwire::api::stmt::QueryParser;
 use datafusion_postgres::pgwire::api::store::PortalStore;
 use datafusion_postgres::pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
@@ -28,18 +29,23 @@ use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
 use datafusion_postgres::pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use datafusion_postgres::pgwire::messages::data::DataRow;
+use datafusion_postgres::pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_PORTAL};
 use datafusion_postgres::pgwire::messages::startup::ParameterStatus;
 use datafusion_postgres::pgwire::types::format::FormatOptions;
 use futures::SinkExt;
 use futures::{Sink, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
-use crate::engine::{CommandTag, LanceSession, Outcome, PreparedStatement, StatementKind};
+use crate::engine::{
+    CommandTag, LanceSession, Outcome, PreparedStatement, StatementKind, TransactionControl,
+};
 use crate::error::Error;
 use crate::pgwire::access::Access;
 use crate::pgwire::cancel::{CancelSignal, Canceller, Connections, cancellable, until_cancelled};
 use crate::pgwire::copy::{CopyIn, copy_out};
+use crate::pgwire::parameters::bound_values;
 use crate::pgwire::startup::Startup;
+use crate::pgwire::wire_types::encodable;
 
 /// A statement as the extended protocol stores it: `None` for an empty query string.
 pub type WireStatement = Option<Arc<PreparedStatement>>;
@@ -171,6 +177,26 @@ impl ExtendedQueryHandler for QueryHandler {
         self.parser.clone()
     }
 
+    /// A SQL cursor is also a portal of the same name, as in Postgres: psycopg describes the
+    /// cursor it declared to learn its columns.
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if message.target_type == TARGET_TYPE_BYTE_PORTAL
+            && let Some(name) = message.name.as_deref()
+            && client.portal_store().get_portal(name).is_none()
+            && let Ok(schema) = self.session.cursor_schema(name)
+        {
+            let fields = arrow_schema_to_pg_fields(&schema, &Format::UnifiedText, None)?;
+            return send_describe_response(client, &DescribePortalResponse::new(fields)).await;
+        }
+        self._on_describe(client, message).await
+    }
+
     async fn do_query<C>(
         &self,
         client: &mut C,
@@ -186,19 +212,8 @@ impl ExtendedQueryHandler for QueryHandler {
         let Some(prepared) = &portal.statement.statement else {
             return Ok(Response::EmptyQuery);
         };
-        let types: Vec<Option<&DataType>> = prepared
-            .parameter_types()
-            .iter()
-            .map(Option::as_ref)
-            .collect();
-        let parameters = match deserialize_parameters(portal, &types)? {
-            ParamValues::List(values) => values.into_iter().map(|value| value.value).collect(),
-            ParamValues::Map(_) => {
-                return Err(wire_error(Error::invalid(
-                    "parameters are positional ($1, $2, ...)",
-                )));
-            }
-        };
+        let parameters = bound_values(portal, prepared)?;
+        tracing::debug!(?parameters, "binding");
         if matches!(prepared.kind(), StatementKind::CopyIn { .. }) {
             return Ok(self.start_copy_in(prepared.clone()).await);
         }
@@ -372,9 +387,9 @@ fn respond(
         Outcome::Rows {
             stream,
             kind: StatementKind::CopyOut(copy),
-        } => copy_out(cancellable(stream, cancel), &copy, options),
+        } => copy_out(encodable(cancellable(stream, cancel)), &copy, options),
         Outcome::Rows { stream, kind } => {
-            let stream = cancellable(stream, cancel);
+            let stream = encodable(cancellable(stream, cancel));
             let fields = Arc::new(arrow_schema_to_pg_fields(
                 stream.schema().as_ref(),
                 format,
@@ -397,6 +412,7 @@ fn respond(
             response.set_command_tag(match kind {
                 StatementKind::Show => "SHOW",
                 StatementKind::Explain => "EXPLAIN",
+                StatementKind::Fetch { .. } => "FETCH",
                 _ => "SELECT",
             });
             Ok(Response::Query(response))
@@ -405,8 +421,12 @@ fn respond(
             CommandTag::Select { rows } => Response::Execution(
                 Tag::new("SELECT").with_rows(usize::try_from(rows).unwrap_or(usize::MAX)),
             ),
-            CommandTag::Transaction("BEGIN") => Response::TransactionStart(Tag::new("BEGIN")),
-            CommandTag::Transaction(word) => Response::TransactionEnd(Tag::new(word)),
+            CommandTag::Transaction(TransactionControl::Begin) => {
+                Response::TransactionStart(Tag::new("BEGIN"))
+            }
+            CommandTag::Transaction(control) if control.ends_block() => {
+                Response::TransactionEnd(Tag::new(control.tag()))
+            }
             other => Response::Execution(Tag::new(&other.to_string())),
         }),
     }

@@ -14,7 +14,9 @@ pub mod access;
 mod cancel;
 mod copy;
 mod handlers;
+mod parameters;
 mod startup;
+mod wire_types;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -5,12 +5,15 @@
 //!   the rows (the engine plans and runs it like any other; the front end encodes the rows);
 //! - `COPY table [(columns)] FROM STDIN` into the table and the query naming its target columns
 //!   (planned to resolve and type them); the front end feeds the client's bytes to a
-//!   [`CopyInDecoder`], whose record batches the session appends in one commit;
+//!   [`CopyInDecoder`] (text and CSV here, binary in [`binary`]), whose record batches the
+//!   session appends in one commit;
 //!
 //! each with its checked [`CopyOptions`] (text, CSV or binary; delimiter, NULL string, header,
 //! quote, escape). It refuses, with a reason, what lancesql does not do: COPY to or from files or
-//! programs on the server (SQL never touches the server's files), binary `COPY FROM`, and options
-//! such as `FORCE_QUOTE`.
+//! programs on the server (SQL never touches the server's files), and options such as
+//! `FORCE_QUOTE`.
+
+pub mod binary;
 
 use datafusion::sql::sqlparser::ast::{
     CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Ident, ObjectName,
@@ -19,10 +22,11 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use arrow::array::{Array, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow::compute::{CastOptions, cast_with_options};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Field, SchemaRef};
 
+use crate::engine::copy::binary::BinaryDecoder;
 use crate::error::{Error, Result};
 
 /// The COPY format.
@@ -59,10 +63,12 @@ pub(crate) enum Copy {
         query: Statement,
         options: CopyOptions,
     },
-    /// `COPY table FROM STDIN`: the table, and the query selecting its target columns.
+    /// `COPY table FROM STDIN`: the table, the query selecting its target columns, and the
+    /// columns the statement names (empty: all of them).
     In {
         table: ObjectName,
         columns: Statement,
+        column_names: Vec<String>,
         options: CopyOptions,
     },
 }
@@ -115,18 +121,12 @@ impl Copy {
                     columns,
                 },
                 false,
-            ) => {
-                if options.format == CopyFormat::Binary {
-                    return Err(unsupported(
-                        "binary COPY ... FROM STDIN (yet): use text or CSV",
-                    ));
-                }
-                Copy::In {
-                    table: table_name.clone(),
-                    columns: select_columns(table_name, columns)?,
-                    options,
-                }
-            }
+            ) => Copy::In {
+                table: table_name.clone(),
+                columns: select_columns(table_name, columns)?,
+                column_names: columns.iter().map(|column| column.value.clone()).collect(),
+                options,
+            },
             (CopySource::Query(_), false) => {
                 return Err(Error::Syntax {
                     message: "COPY FROM needs a table, not a query".into(),
@@ -232,13 +232,15 @@ fn copy_options(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<C
 /// Rows decoded per record batch.
 const COPY_BATCH_ROWS: usize = 8192;
 
-/// Turns the bytes of a `COPY ... FROM STDIN` (text or CSV), as they arrive in pieces, into
-/// record batches of the target columns. Values are read as text and cast to the column types;
-/// a value that does not convert fails the COPY with 22P02, a line with the wrong number of
-/// fields with 22P04-like context (its line number).
+/// Turns the bytes of a `COPY ... FROM STDIN`, as they arrive in pieces, into record batches of
+/// the target columns. Text and CSV values are read as text and cast to the column types; a
+/// value that does not convert fails the COPY with 22P02, a line with the wrong number of
+/// fields with its line number. Binary data is decoded by [`BinaryDecoder`].
 pub struct CopyInDecoder {
     schema: SchemaRef,
     options: CopyOptions,
+    /// Set for binary COPY, which decodes typed values instead of text records.
+    binary: Option<BinaryDecoder>,
     /// Bytes of a record not yet complete.
     pending: Vec<u8>,
     /// Complete records not yet in a batch.
@@ -251,9 +253,12 @@ pub struct CopyInDecoder {
 
 impl CopyInDecoder {
     pub fn new(schema: SchemaRef, options: CopyOptions) -> Self {
+        let binary =
+            (options.format == CopyFormat::Binary).then(|| BinaryDecoder::new(schema.clone()));
         CopyInDecoder {
             schema,
             options,
+            binary,
             pending: Vec::new(),
             rows: Vec::new(),
             records: 0,
@@ -264,6 +269,11 @@ impl CopyInDecoder {
     /// Takes the next piece of data; returns the batches it completed.
     pub fn push(&mut self, data: &[u8]) -> Result<Vec<RecordBatch>> {
         self.pending.extend_from_slice(data);
+        if let Some(binary) = self.binary.as_mut() {
+            let used = binary.decode(&self.pending)?;
+            self.pending.drain(..used);
+            return self.full_batches(false);
+        }
         let mut start = 0;
         while let Some(end) = self.record_end(start) {
             let record = self.pending[start..end].to_vec();
@@ -276,6 +286,10 @@ impl CopyInDecoder {
 
     /// The data ended: the last record (without a final newline) and the last batch.
     pub fn finish(&mut self) -> Result<Vec<RecordBatch>> {
+        if let Some(binary) = &self.binary {
+            binary.check_end(self.pending.len())?;
+            return self.full_batches(true);
+        }
         if !self.pending.is_empty() {
             let record = std::mem::take(&mut self.pending);
             self.take_record(&record)?;
@@ -443,6 +457,13 @@ impl CopyInDecoder {
     /// Batches of the rows read so far: full ones, and with `last` the rest.
     fn full_batches(&mut self, last: bool) -> Result<Vec<RecordBatch>> {
         let mut batches = Vec::new();
+        if let Some(binary) = self.binary.as_mut() {
+            while binary.rows() >= COPY_BATCH_ROWS || (last && binary.rows() > 0) {
+                let take = binary.rows().min(COPY_BATCH_ROWS);
+                batches.push(binary.batch(take)?);
+            }
+            return Ok(batches);
+        }
         while self.rows.len() >= COPY_BATCH_ROWS || (last && !self.rows.is_empty()) {
             let take = self.rows.len().min(COPY_BATCH_ROWS);
             let rows: Vec<Vec<Option<String>>> = self.rows.drain(..take).collect();
@@ -452,10 +473,6 @@ impl CopyInDecoder {
     }
 
     fn batch(&self, rows: Vec<Vec<Option<String>>>) -> Result<RecordBatch> {
-        let options = CastOptions {
-            safe: false,
-            ..CastOptions::default()
-        };
         let columns = self
             .schema
             .fields()
@@ -469,16 +486,26 @@ impl CopyInDecoder {
                         field.name()
                     )));
                 }
-                cast_with_options(&text, field.data_type(), &options).map_err(|error| {
-                    Error::from(datafusion::error::DataFusionError::ArrowError(
-                        Box::new(error),
-                        Some(format!("COPY column '{}'", field.name())),
-                    ))
-                })
+                cast_column(&text, field)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
+}
+
+/// Decoded values cast to their column's type, strictly: a value that does not fit fails the
+/// COPY, naming the column.
+fn cast_column(decoded: &dyn Array, field: &Field) -> Result<ArrayRef> {
+    let options = CastOptions {
+        safe: false,
+        ..CastOptions::default()
+    };
+    cast_with_options(decoded, field.data_type(), &options).map_err(|error| {
+        Error::from(datafusion::error::DataFusionError::ArrowError(
+            Box::new(error),
+            Some(format!("COPY column '{}'", field.name())),
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,136 @@
+//! Bound parameter values of an extended-protocol portal, as the engine takes them.
+//!
+//! Values are decoded by `arrow-pg` from the type the client declared, or else the type the
+//! engine inferred for the parameter. Array text is made canonical first: Postgres ignores
+//! whitespace around unquoted elements (`{r, v}` is `{r,v}`), the decoder below does not, and
+//! clients send it (the ADBC driver's catalog queries).
+
+use bytes::Bytes;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters;
+use datafusion_postgres::pgwire::api::Type;
+use datafusion_postgres::pgwire::api::portal::Portal;
+use datafusion_postgres::pgwire::error::PgWireResult;
+use postgres_types::Kind;
+
+use crate::engine::PreparedStatement;
+use crate::error::Error;
+use crate::pgwire::handlers::wire_error;
+
+/// The values bound to `$1`, `$2`, ... of `prepared` in `portal`.
+pub fn bound_values<S: Clone + Default>(
+    portal: &Portal<S>,
+    prepared: &PreparedStatement,
+) -> PgWireResult<Vec<ScalarValue>> {
+    let types: Vec<Option<&DataType>> = prepared
+        .parameter_types()
+        .iter()
+        .map(Option::as_ref)
+        .collect();
+    let arrays: Vec<usize> = (0..portal.parameters.len())
+        .filter(|&index| {
+            let declared = portal
+                .statement
+                .parameter_types
+                .get(index)
+                .cloned()
+                .flatten();
+            let declared_array = declared
+                .as_ref()
+                .is_some_and(|pg_type| matches!(pg_type.kind(), Kind::Array(_)));
+            let inferred_array = declared
+                .as_ref()
+                .is_none_or(|pg_type| *pg_type == Type::UNKNOWN)
+                && types
+                    .get(index)
+                    .copied()
+                    .flatten()
+                    .is_some_and(|data_type| {
+                        matches!(
+                            data_type,
+                            DataType::List(_)
+                                | DataType::LargeList(_)
+                                | DataType::FixedSizeList(..)
+                        )
+                    });
+            !portal.parameter_format.is_binary(index) && (declared_array || inferred_array)
+        })
+        .collect();
+    let values = if arrays.is_empty() {
+        deserialize_parameters(portal, &types)?
+    } else {
+        // Portals cannot be built field by field outside pgwire; a default one can be filled.
+        let mut canonical = Portal::default();
+        canonical.statement = portal.statement.clone();
+        canonical.parameter_format = portal.parameter_format.clone();
+        canonical.parameters = portal.parameters.clone();
+        for index in arrays {
+            if let Some(Some(text)) = canonical.parameters.get_mut(index) {
+                *text = canonical_array_text(text);
+            }
+        }
+        deserialize_parameters(&canonical, &types)?
+    };
+    match values {
+        ParamValues::List(values) => Ok(values.into_iter().map(|value| value.value).collect()),
+        ParamValues::Map(_) => Err(wire_error(Error::invalid(
+            "parameters are positional ($1, $2, ...)",
+        ))),
+    }
+}
+
+/// Array text without the whitespace Postgres ignores: around braces, commas and unquoted
+/// elements (whitespace inside an element, or inside quotes, is kept).
+fn canonical_array_text(text: &Bytes) -> Bytes {
+    let mut out = Vec::with_capacity(text.len());
+    let mut spaces = Vec::new();
+    let mut quoted = false;
+    let mut escaped = false;
+    for &byte in text.iter() {
+        if quoted {
+            out.push(byte);
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        if byte.is_ascii_whitespace() {
+            spaces.push(byte);
+            continue;
+        }
+        let after_separator = matches!(out.last(), None | Some(b'{' | b','));
+        if !matches!(byte, b',' | b'}' | b'{') && !after_separator {
+            out.append(&mut spaces);
+        }
+        spaces.clear();
+        if byte == b'"' {
+            quoted = true;
+        }
+        out.push(byte);
+    }
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_array_text;
+    use bytes::Bytes;
+
+    fn canonical(text: &str) -> String {
+        String::from_utf8(canonical_array_text(&Bytes::from(text.to_string())).to_vec())
+            .expect("utf-8")
+    }
+
+    #[test]
+    fn whitespace_is_dropped_only_where_postgres_ignores_it() {
+        assert_eq!(canonical("{p, f,  t ,m}"), "{p,f,t,m}");
+        assert_eq!(canonical(" { 1.5 , -2 } "), "{1.5,-2}");
+        assert_eq!(canonical("{a b, \" c ,d \"}"), "{a b,\" c ,d \"}");
+        assert_eq!(canonical("{\"x\\\" y\" , z}"), "{\"x\\\" y\",z}");
+        assert_eq!(canonical("{}"), "{}");
+    }
+}
