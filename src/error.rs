@@ -104,6 +104,10 @@ pub enum Error {
     #[error("cannot execute {statement} in a read-only server")]
     ReadOnly { statement: String },
 
+    /// A statement that writes, inside a `READ ONLY` transaction block.
+    #[error("cannot execute {statement} in a read-only transaction")]
+    ReadOnlyTransaction { statement: String },
+
     /// A login whose password (or user) does not match; the message never says which.
     #[error("password authentication failed for user \"{user}\"")]
     AuthenticationFailed { user: String },
@@ -246,7 +250,7 @@ impl Error {
             Error::Cancelled | Error::StatementTimeout { .. } | Error::CopyFailed { .. } => {
                 K::QueryCanceled
             }
-            Error::ReadOnly { .. } => K::ReadOnlyTransaction,
+            Error::ReadOnly { .. } | Error::ReadOnlyTransaction { .. } => K::ReadOnlyTransaction,
             Error::UndefinedParameter { .. } => K::UndefinedObject,
             Error::UndefinedCursor { .. } => K::UndefinedCursor,
             Error::DuplicateCursor { .. } => K::DuplicateCursor,

@@ -493,6 +493,68 @@ def test_adbc_postgresql_driver(server, data):
     assert fresh.to_pylist() == [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]
 
 
+def test_transaction_blocks_read_one_snapshot_or_refuse_writes(server, data):
+    """REPEATABLE READ and SERIALIZABLE blocks read each table at the version they first read it
+    at while pylance appends; writes inside them, or inside READ ONLY blocks, are refused."""
+    import lance
+    import pyarrow as pa
+
+    uri = str(data / "counted.lance")
+    lance.write_dataset(pa.table({"n": pa.array([1, 2], pa.int64())}), uri)
+    more = pa.table({"n": pa.array([3], pa.int64())})
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        assert conn.execute("SELECT count(*) FROM counted").fetchone() == (2,)
+        lance.write_dataset(more, uri, mode="append")
+        assert conn.execute("SELECT count(*), max(n) FROM counted").fetchone() == (2, 2)
+        conn.execute("COMMIT")
+        assert conn.execute("SELECT count(*) FROM counted").fetchone() == (3,)
+        # READ COMMITTED (the default) sees each commit as it lands.
+        conn.execute("BEGIN")
+        lance.write_dataset(more, uri, mode="append")
+        assert conn.execute("SELECT count(*) FROM counted").fetchone() == (4,)
+        conn.execute("COMMIT")
+        for begin, error in [
+            ("BEGIN READ ONLY", psycopg.errors.ReadOnlySqlTransaction),
+            ("BEGIN ISOLATION LEVEL SERIALIZABLE", psycopg.errors.FeatureNotSupported),
+        ]:
+            conn.execute(begin)
+            with pytest.raises(error):
+                conn.execute("CREATE TABLE copied AS SELECT * FROM counted")
+            conn.execute("ROLLBACK")
+        assert lance.dataset(uri).count_rows() == 4
+        assert not (data / "copied.lance").exists()
+
+
+def test_duckdb_attaches_lancesql_and_reads_filters_and_joins(server, data):
+    """DuckDB 1.5.5 with its postgres extension (from PyPI): ATTACH, the catalog it reads on
+    attach, scans in REPEATABLE READ blocks split by ctid ranges (Lance row addresses)."""
+    import os
+    import shutil
+
+    import duckdb
+    import duckdb_extension_postgres
+
+    packaged = os.path.join(os.path.dirname(duckdb_extension_postgres.__file__), "extensions",
+                            f"v{duckdb.__version__}", "postgres.duckdb_extension")
+    extension = data.parent / "postgres_scanner.duckdb_extension"
+    shutil.copy(packaged, extension)
+    duck = duckdb.connect()
+    duck.execute(f"LOAD '{extension}'")
+    duck.execute(f"ATTACH '{server}' AS ls (TYPE postgres, READ_ONLY)")
+    tables = {row[2] for row in duck.execute("SHOW ALL TABLES").fetchall() if row[0] == "ls"}
+    assert {"products", "reviews"} <= tables
+    expected_count = rows(server, "SELECT count(*) FROM products")[0][0]
+    assert duck.execute("SELECT count(*) FROM ls.public.products").fetchone() == (expected_count,)
+    query = "SELECT id, name FROM {products} WHERE price > 100 ORDER BY id LIMIT 5"
+    assert duck.execute(query.format(products="ls.public.products")).fetchall() == rows(
+        server, query.format(products="products"))
+    join = ("SELECT p.id, count(*) AS n FROM {p} p JOIN {r} r ON r.product_id = p.id "
+            "GROUP BY p.id ORDER BY n DESC, p.id LIMIT 5")
+    assert duck.execute(join.format(p="ls.public.products", r="ls.public.reviews")).fetchall() == \
+        rows(server, join.format(p="products", r="reviews"))
+
+
 @pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
 def test_sqlalchemy_inspector_and_pandas(server, driver):
     """SQLAlchemy's PostgreSQL dialect over both drivers: connect-time type lookups, the

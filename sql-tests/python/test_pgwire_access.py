@@ -237,7 +237,8 @@ def test_postgres_parameters_and_session_commands(data):
                 ("SET no_such_parameter = 1", psycopg.errors.UndefinedObject),
                 ("SET server_version = '9.6'", psycopg.errors.InvalidParameterValue),
                 ("SET search_path = analytics", psycopg.errors.InvalidParameterValue),
-                ("BEGIN ISOLATION LEVEL SERIALIZABLE", psycopg.errors.FeatureNotSupported),
+                ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+                 psycopg.errors.FeatureNotSupported),
                 ("COPY (SELECT 1) TO '/tmp/lancesql-copy.csv'", psycopg.errors.FeatureNotSupported),
                 ("CREATE VIEW v AS SELECT 1", psycopg.errors.FeatureNotSupported),
             ]:

@@ -143,11 +143,13 @@ impl Catalog {
         self.listing.invalidate(&()).await;
     }
 
-    /// Opens the tables of `public` among `names` and, when `with_listing`, takes the listing:
-    /// the snapshot one statement is planned against. Names that are no table are left out.
+    /// Opens the tables of `public` among `names` (those in `pinned` at the version given there)
+    /// and, when `with_listing`, takes the listing: the snapshot one statement is planned
+    /// against. Names that are no table are left out.
     pub async fn resolve(
         self: &Arc<Self>,
         names: &[String],
+        pinned: &HashMap<String, Arc<LanceTable>>,
         with_listing: bool,
         others: Option<Arc<dyn CatalogProvider>>,
     ) -> Result<StatementCatalog> {
@@ -156,11 +158,14 @@ impl Catalog {
         } else {
             None
         };
-        let opened =
-            futures::future::try_join_all(names.iter().map(|name| async move {
-                Ok::<_, Error>((name.clone(), self.table(name).await?))
-            }))
-            .await?;
+        let opened = futures::future::try_join_all(names.iter().map(|name| async move {
+            let table = match pinned.get(name) {
+                Some(table) => Some(table.clone()),
+                None => self.table(name).await?,
+            };
+            Ok::<_, Error>((name.clone(), table))
+        }))
+        .await?;
         let tables = opened
             .into_iter()
             .filter_map(|(name, table)| table.map(|table| (name, table)))

@@ -8,6 +8,10 @@
 //! - `pg_catalog.pg_constraint` is read through a view whose `conkey` and `confkey` are
 //!   `smallint[]`, as in Postgres: the emulation stores them as text, and clients unnest them
 //!   (the ADBC driver's column listing, SQLAlchemy's key reflection).
+//! - `pg_indexes`, which the emulation lacks, is an empty view with Postgres' columns.
+//! - `ctid BETWEEN '(page,tuple)'::tid AND '(page,tuple)'::tid` (DuckDB's postgres scanner splits
+//!   its reads so) is a range of Lance row addresses (`_rowaddr`, fragment << 32 | offset): both
+//!   name where a row is stored, so every row falls in exactly one of the scanner's ranges.
 
 use std::ops::ControlFlow;
 
@@ -41,14 +45,82 @@ const PG_CONSTRAINT_VIEW: &str = "SELECT oid, conname, connamespace, contype, co
      conpfeqop, conppeqop, conffeqop, confdelsetcols, conexclop, conbin \
      FROM pg_catalog.pg_constraint";
 
+/// `pg_indexes`, which the emulation lacks: no rows yet (lancesql's indices are Lance's, listed
+/// with their tables), with Postgres' columns (DuckDB's postgres scanner reads it on attach).
+const PG_INDEXES_VIEW: &str = "SELECT CAST(NULL AS TEXT) AS schemaname, \
+     CAST(NULL AS TEXT) AS tablename, CAST(NULL AS TEXT) AS indexname, \
+     CAST(NULL AS TEXT) AS tablespace, CAST(NULL AS TEXT) AS indexdef WHERE false";
+
 /// Applies every rewrite of this module to `statement`.
 pub fn rewrite(statement: &mut ast::Statement) {
     let _ = statement.visit(&mut RegprocZero);
     let _ = statement.visit(&mut ConstraintKeys);
+    let _ = statement.visit(&mut TupleIdRanges);
 }
 
-/// Reads of `pg_catalog.pg_constraint` go through [`PG_CONSTRAINT_VIEW`], under the name (or
-/// alias) the statement gave the table.
+/// `ctid BETWEEN '(a,b)'::tid AND '(c,d)'::tid` as `_rowaddr BETWEEN a << 32 | b AND ...`.
+struct TupleIdRanges;
+
+impl VisitorMut for TupleIdRanges {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        let Expr::Between {
+            expr: column,
+            low,
+            high,
+            ..
+        } = expr
+        else {
+            return ControlFlow::Continue(());
+        };
+        let (Some(low_address), Some(high_address)) = (tuple_id(low), tuple_id(high)) else {
+            return ControlFlow::Continue(());
+        };
+        let renamed = match column.as_mut() {
+            Expr::Identifier(name) if name.value.eq_ignore_ascii_case("ctid") => name,
+            Expr::CompoundIdentifier(parts) => match parts.last_mut() {
+                Some(name) if name.value.eq_ignore_ascii_case("ctid") => name,
+                _ => return ControlFlow::Continue(()),
+            },
+            _ => return ControlFlow::Continue(()),
+        };
+        *renamed = Ident::new("_rowaddr");
+        **low = Expr::Value(Value::Number(low_address.to_string(), false).into());
+        **high = Expr::Value(Value::Number(high_address.to_string(), false).into());
+        ControlFlow::Continue(())
+    }
+}
+
+/// The row address a `'(page,tuple)'::tid` literal stands for.
+fn tuple_id(expr: &Expr) -> Option<u64> {
+    let Expr::Cast {
+        expr, data_type, ..
+    } = expr
+    else {
+        return None;
+    };
+    if !data_type.to_string().eq_ignore_ascii_case("tid") {
+        return None;
+    }
+    let Expr::Value(value) = expr.as_ref() else {
+        return None;
+    };
+    let Value::SingleQuotedString(text) = &value.value else {
+        return None;
+    };
+    let (page, tuple) = text
+        .trim()
+        .strip_prefix('(')?
+        .strip_suffix(')')?
+        .split_once(',')?;
+    let page: u32 = page.trim().parse().ok()?;
+    let tuple: u32 = tuple.trim().parse().ok()?;
+    Some(u64::from(page) << 32 | u64::from(tuple))
+}
+
+/// Reads of `pg_catalog.pg_constraint` go through [`PG_CONSTRAINT_VIEW`] and reads of
+/// `pg_indexes` through [`PG_INDEXES_VIEW`], under the name (or alias) the statement gave.
 struct ConstraintKeys;
 
 impl VisitorMut for ConstraintKeys {
@@ -70,20 +142,17 @@ impl VisitorMut for ConstraintKeys {
                     .map(|ident| ident.value.to_ascii_lowercase())
             })
             .collect();
-        let is_constraints = args.is_none()
-            && matches!(
-                parts
-                    .iter()
-                    .map(String::as_str)
-                    .collect::<Vec<_>>()
-                    .as_slice(),
-                ["pg_catalog", "pg_constraint"] | ["lancesql", "pg_catalog", "pg_constraint"]
-            );
-        if !is_constraints {
-            return ControlFlow::Continue(());
-        }
-        let Ok(mut statements) = Parser::parse_sql(&PostgreSqlDialect {}, PG_CONSTRAINT_VIEW)
-        else {
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let relation = match parts.as_slice() {
+            ["pg_catalog" | "lancesql", .., relation] | [relation] if args.is_none() => *relation,
+            _ => return ControlFlow::Continue(()),
+        };
+        let (view, default_alias) = match relation {
+            "pg_constraint" if parts.len() > 1 => (PG_CONSTRAINT_VIEW, "pg_constraint"),
+            "pg_indexes" => (PG_INDEXES_VIEW, "pg_indexes"),
+            _ => return ControlFlow::Continue(()),
+        };
+        let Ok(mut statements) = Parser::parse_sql(&PostgreSqlDialect {}, view) else {
             return ControlFlow::Continue(());
         };
         let Some(ast::Statement::Query(view)) = statements.pop() else {
@@ -92,7 +161,7 @@ impl VisitorMut for ConstraintKeys {
         let alias = alias.take().unwrap_or_else(|| TableAlias {
             explicit: true,
             at: None,
-            name: Ident::new("pg_constraint"),
+            name: Ident::new(default_alias),
             columns: Vec::new(),
         });
         *factor = TableFactor::Derived {
@@ -169,6 +238,20 @@ mod tests {
         assert_eq!(sql.matches("pg_catalog.pg_constraint").count(), 1, "{sql}");
         let unaliased = rewritten("SELECT conkey FROM pg_catalog.pg_constraint");
         assert!(unaliased.ends_with(") AS pg_constraint"), "{unaliased}");
+    }
+
+    #[test]
+    fn tuple_id_ranges_are_row_address_ranges() {
+        assert_eq!(
+            rewritten(
+                "SELECT a FROM t WHERE ctid BETWEEN '(0,0)'::tid AND '(4294967295,0)'::tid AND a > 1"
+            ),
+            "SELECT a FROM t WHERE _rowaddr BETWEEN 0 AND 18446744069414584320 AND a > 1"
+        );
+        assert_eq!(
+            rewritten("SELECT 1 FROM t WHERE t.ctid BETWEEN '(2,5)'::tid AND '(3,0)'::tid"),
+            "SELECT 1 FROM t WHERE t._rowaddr BETWEEN 8589934597 AND 12884901888"
+        );
     }
 
     #[test]

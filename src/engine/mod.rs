@@ -9,19 +9,19 @@
 
 mod compat;
 mod copy;
-mod cursors;
 pub mod hidden;
 mod limits;
 pub mod parse;
 pub mod session;
+mod transaction;
 mod variables;
 
 pub use copy::{CopyFormat, CopyInDecoder, CopyOptions};
-pub use cursors::FetchCount;
 pub use limits::stream_until;
 pub use session::{
     CommandTag, Engine, LanceSession, Outcome, PreparedStatement, StatementKind, TransactionControl,
 };
+pub use transaction::FetchCount;
 
 #[cfg(test)]
 mod tests;

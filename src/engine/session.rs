@@ -56,9 +56,9 @@ use crate::catalog::{CATALOG_NAME, Catalog, SCHEMA_NAME, SYSTEM_SCHEMA_NAME, Sta
 use crate::config::{EngineConfig, LanceOptions, StoreConfig, default_memory_limit};
 use crate::engine::copy::binary::WireType;
 use crate::engine::copy::{Copy, CopyFormat, CopyOptions};
-use crate::engine::cursors::{CursorStatement, Cursors, FetchCount};
 use crate::engine::hidden::hide_row_identity_columns;
 use crate::engine::limits::{query_runtime, stream_until};
+use crate::engine::transaction::{BlockModes, CursorStatement, FetchCount, TransactionBlock};
 use crate::engine::variables::{SessionCommand, Variables, check_transaction_modes};
 use crate::error::{Error, Result};
 use crate::functions::overflow::CheckedArithmeticPlanner;
@@ -241,7 +241,7 @@ impl Engine {
             )
             .unwrap_or(usize::MAX),
             prepared_names: Arc::default(),
-            cursors: Cursors::default(),
+            transaction: TransactionBlock::default(),
         })
     }
 }
@@ -295,12 +295,12 @@ pub enum CommandTag {
     CloseCursor { all: bool },
 }
 
-/// Transaction-control statements. Each statement commits on its own, so a transaction block
-/// only scopes cursors (see [`cursors`](super::cursors)); clients that wrap their work in
-/// `BEGIN ... COMMIT` work unchanged.
+/// Transaction-control statements. Each statement commits on its own; what a block means is in
+/// [`transaction`](super::transaction). Clients that wrap their work in `BEGIN ... COMMIT` work
+/// unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransactionControl {
-    Begin,
+    Begin(BlockModes),
     Commit,
     Rollback,
     Savepoint,
@@ -312,7 +312,7 @@ impl TransactionControl {
     /// Postgres' completion tag.
     pub fn tag(self) -> &'static str {
         match self {
-            TransactionControl::Begin => "BEGIN",
+            TransactionControl::Begin(_) => "BEGIN",
             TransactionControl::Commit => "COMMIT",
             TransactionControl::Rollback | TransactionControl::RollbackToSavepoint => "ROLLBACK",
             TransactionControl::Savepoint => "SAVEPOINT",
@@ -501,7 +501,7 @@ pub struct LanceSession {
     /// Names `PREPARE` gave statements (for `DEALLOCATE ALL` and `DISCARD ALL`).
     prepared_names: Arc<std::sync::Mutex<BTreeSet<String>>>,
     /// Open SQL cursors and the transaction block that scopes them.
-    cursors: Cursors,
+    transaction: TransactionBlock,
 }
 
 impl LanceSession {
@@ -569,12 +569,26 @@ impl LanceSession {
     /// Resolves the tables `statement` names and plans it (see the module docs).
     pub async fn prepare(&self, mut statement: DFStatement) -> Result<PreparedStatement> {
         refuse_unsupported(&statement)?;
-        if self.read_only
-            && let Some(what) = writes(&statement)
-        {
-            return Err(Error::ReadOnly {
-                statement: what.to_string(),
-            });
+        if let Some(what) = writes(&statement) {
+            let block = self.transaction.modes();
+            if self.read_only {
+                return Err(Error::ReadOnly {
+                    statement: what.to_string(),
+                });
+            }
+            if block.read_only {
+                return Err(Error::ReadOnlyTransaction {
+                    statement: what.to_string(),
+                });
+            }
+            if block.snapshot {
+                return Err(Error::Unsupported {
+                    what: format!(
+                        "{what} inside a REPEATABLE READ or SERIALIZABLE block: writes commit on \
+                         their own, outside its snapshot; COMMIT first"
+                    ),
+                });
+            }
         }
         if let Some(command) = SessionCommand::from_statement(&statement)? {
             return Ok(PreparedStatement {
@@ -676,7 +690,7 @@ impl LanceSession {
             }
         }
         let schema = if let StatementKind::Fetch { name, .. } = &kind {
-            self.cursors.schema(name)?
+            self.transaction.schema(name)?
         } else if kind.returns_rows() || matches!(kind, StatementKind::CopyIn { .. }) {
             Arc::new(plan.schema().as_arrow().clone())
         } else {
@@ -804,26 +818,26 @@ impl LanceSession {
             // Every statement is its own transaction; BEGIN/COMMIT/ROLLBACK are accepted so
             // clients that send them work, and scope cursors.
             StatementKind::Command(CommandTag::Transaction(control)) => {
-                if *control == TransactionControl::Begin {
-                    self.cursors.begin();
+                if let TransactionControl::Begin(modes) = control {
+                    self.transaction.begin(*modes);
                 } else if control.ends_block() {
-                    self.cursors.end_transaction();
+                    self.transaction.end_transaction();
                 }
                 Ok(Outcome::Done(CommandTag::Transaction(*control)))
             }
             StatementKind::DeclareCursor { name, holdable } => {
                 // Refused before the query starts, not after.
-                self.cursors.check_declare(name, *holdable)?;
+                self.transaction.check_declare(name, *holdable)?;
                 let stream = self.stream(plan).await?;
-                self.cursors.declare(name, *holdable, stream)?;
+                self.transaction.declare(name, *holdable, stream)?;
                 Ok(Outcome::Done(CommandTag::DeclareCursor))
             }
             StatementKind::Fetch { name, count } => Ok(Outcome::Rows {
-                stream: self.cursors.fetch(name, *count)?,
+                stream: self.transaction.fetch(name, *count)?,
                 kind: prepared.kind.clone(),
             }),
             StatementKind::CloseCursor(name) => {
-                self.cursors.close(name.as_deref())?;
+                self.transaction.close(name.as_deref())?;
                 Ok(Outcome::Done(prepared.kind.tag_after(0)))
             }
             StatementKind::Command(tag) => {
@@ -918,7 +932,7 @@ impl LanceSession {
             }
             SessionCommand::DiscardAll => {
                 self.reset_all();
-                self.cursors.discard();
+                self.transaction.discard();
                 self.deallocate_all().await?;
                 Ok(Outcome::Done(CommandTag::Discard))
             }
@@ -965,7 +979,7 @@ impl LanceSession {
 
     /// The columns of the open SQL cursor `name` (a front end may describe it as a portal).
     pub fn cursor_schema(&self, name: &str) -> Result<SchemaRef> {
-        self.cursors.schema(name)
+        self.transaction.schema(name)
     }
 
     /// The reported Postgres parameters statements changed since the last call (`SET
@@ -1087,7 +1101,10 @@ impl LanceSession {
     async fn current_plan(&self, prepared: &PreparedStatement) -> Result<LogicalPlan> {
         let mut current = !prepared.reads_catalog;
         for (name, planned) in &prepared.tables {
-            let latest = self.catalog.table(name).await?;
+            let latest = match self.transaction.pinned(name) {
+                Some(pinned) => Some(pinned),
+                None => self.catalog.table(name).await?,
+            };
             if latest.is_none_or(|latest| !Arc::ptr_eq(&latest, planned)) {
                 current = false;
                 break;
@@ -1142,7 +1159,20 @@ impl LanceSession {
                 )
         });
         let others = base.catalog_list().catalog(CATALOG_NAME);
-        let snapshot = Arc::new(self.catalog.resolve(&ours, reads_catalog, others).await?);
+        let pinned: HashMap<String, Arc<LanceTable>> = ours
+            .iter()
+            .filter_map(|name| Some((name.clone(), self.transaction.pinned(name)?)))
+            .collect();
+        let snapshot = Arc::new(
+            self.catalog
+                .resolve(&ours, &pinned, reads_catalog, others)
+                .await?,
+        );
+        for name in &ours {
+            if let Some(table) = snapshot.table(name) {
+                self.transaction.pin(name, table);
+            }
+        }
         let state = statement_state(base, snapshot.clone());
         let target = match kind {
             StatementKind::CreateTable { table, .. } => Some(table.as_str()),
@@ -1380,10 +1410,9 @@ fn statement_kind(statement: &DFStatement) -> Result<StatementKind> {
         S::Explain { .. } => StatementKind::Explain,
         S::Prepare { .. } => StatementKind::Command(CommandTag::Prepare),
         S::Deallocate { .. } => StatementKind::Command(CommandTag::Deallocate),
-        S::StartTransaction { modes, .. } => {
-            check_transaction_modes(modes)?;
-            StatementKind::Command(CommandTag::Transaction(TransactionControl::Begin))
-        }
+        S::StartTransaction { modes, .. } => StatementKind::Command(CommandTag::Transaction(
+            TransactionControl::Begin(check_transaction_modes(modes)?),
+        )),
         S::Commit { .. } => {
             StatementKind::Command(CommandTag::Transaction(TransactionControl::Commit))
         }

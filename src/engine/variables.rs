@@ -22,6 +22,7 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{self, Expr};
 
 use crate::config::POSTGRES_VERSION;
+use crate::engine::transaction::BlockModes;
 use crate::error::{Error, Result};
 
 /// [`POSTGRES_VERSION`] as `server_version_num`.
@@ -495,7 +496,13 @@ impl SessionCommand {
                     ast::TransactionMode::IsolationLevel(level) => Some(level),
                     ast::TransactionMode::AccessMode(_) => None,
                 });
-                check_transaction_modes(modes)?;
+                if check_transaction_modes(modes)?.snapshot {
+                    return Err(Error::Unsupported {
+                        what: "SET TRANSACTION to REPEATABLE READ or SERIALIZABLE: begin the \
+                               block with BEGIN ISOLATION LEVEL ... instead"
+                            .into(),
+                    });
+                }
                 isolation.map(|level| SessionCommand::Set {
                     name: "default_transaction_isolation".to_string(),
                     value: Some(level.to_string().to_ascii_lowercase()),
@@ -544,27 +551,32 @@ impl SessionCommand {
     }
 }
 
-/// Refuses transaction modes lancesql cannot provide: isolation stronger than READ COMMITTED
-/// (statements in one "transaction" see different versions), and READ WRITE on a read-only
-/// server is left to the statements themselves.
-pub(crate) fn check_transaction_modes(modes: &[ast::TransactionMode]) -> Result<()> {
+/// The modes of `BEGIN` / `START TRANSACTION` (see [`BlockModes`]): REPEATABLE READ and
+/// SERIALIZABLE read one snapshot; READ WRITE on a read-only server is left to the statements
+/// themselves.
+pub(crate) fn check_transaction_modes(modes: &[ast::TransactionMode]) -> Result<BlockModes> {
+    let mut block = BlockModes::default();
     for mode in modes {
-        if let ast::TransactionMode::IsolationLevel(level) = mode
-            && !matches!(
-                level,
-                ast::TransactionIsolationLevel::ReadCommitted
-                    | ast::TransactionIsolationLevel::ReadUncommitted
-            )
-        {
-            return Err(Error::Unsupported {
-                what: format!(
-                    "isolation level {level}: every statement commits on its own and reads the \
-                     latest committed version of each table (READ COMMITTED)"
-                ),
-            });
+        match mode {
+            ast::TransactionMode::IsolationLevel(level) => {
+                block.snapshot = match level {
+                    ast::TransactionIsolationLevel::ReadCommitted
+                    | ast::TransactionIsolationLevel::ReadUncommitted => false,
+                    ast::TransactionIsolationLevel::RepeatableRead
+                    | ast::TransactionIsolationLevel::Serializable => true,
+                    other => {
+                        return Err(Error::Unsupported {
+                            what: format!("isolation level {other}"),
+                        });
+                    }
+                }
+            }
+            ast::TransactionMode::AccessMode(access) => {
+                block.read_only = matches!(access, ast::TransactionAccessMode::ReadOnly);
+            }
         }
     }
-    Ok(())
+    Ok(block)
 }
 
 /// The text of a `SET` value list: strings unquoted, words and numbers as written, several

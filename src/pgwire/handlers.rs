@@ -421,7 +421,7 @@ fn respond(
             CommandTag::Select { rows } => Response::Execution(
                 Tag::new("SELECT").with_rows(usize::try_from(rows).unwrap_or(usize::MAX)),
             ),
-            CommandTag::Transaction(TransactionControl::Begin) => {
+            CommandTag::Transaction(TransactionControl::Begin(_)) => {
                 Response::TransactionStart(Tag::new("BEGIN"))
             }
             CommandTag::Transaction(control) if control.ends_block() => {

@@ -1,9 +1,17 @@
-//! SQL cursors (`DECLARE ... CURSOR FOR`, `FETCH`, `CLOSE`) and the transaction block that
-//! scopes them.
+//! The transaction block (`BEGIN ... COMMIT`) and the SQL cursors (`DECLARE ... CURSOR FOR`,
+//! `FETCH`, `CLOSE`) it scopes.
+//!
+//! Every statement commits on its own (one Lance commit per write), so a block does not make
+//! writes atomic. What it does:
+//! - `READ ONLY` refuses writes until the block ends (25006).
+//! - `REPEATABLE READ` and `SERIALIZABLE` give the block one snapshot: each table reads at the
+//!   version the block first read it at, whatever other writers commit meanwhile. Writes in such
+//!   a block are refused (0A000), since they would commit at once, outside the snapshot.
+//! - It scopes cursors, as below.
 //!
 //! A cursor is a query executed once, at `DECLARE`, whose rows are handed out a `FETCH` at a
 //! time: it reads one snapshot of its tables however long it stays open, and holds no more rows
-//! in memory than the batch being handed out. Cursors scroll forward only. As in Postgres, a
+//! in memory than the batch being handed out. TransactionBlock scroll forward only. As in Postgres, a
 //! cursor without `WITH HOLD` needs a transaction block (`BEGIN`) and closes at its end; a
 //! `WITH HOLD` cursor stays open until `CLOSE` or the end of the session. Transaction blocks
 //! have no other meaning here: every statement still commits on its own.
@@ -19,6 +27,7 @@ use datafusion::sql::sqlparser::ast;
 use futures::StreamExt;
 
 use crate::error::{Error, Result};
+use crate::provider::table::LanceTable;
 
 /// A cursor statement, as the session carries it out.
 #[derive(Debug, Clone, PartialEq)]
@@ -137,15 +146,26 @@ fn backwards() -> Error {
     }
 }
 
-/// One session's open cursors and whether it is inside `BEGIN ... COMMIT`.
+/// How a block was begun (`BEGIN ISOLATION LEVEL ... READ ONLY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlockModes {
+    /// `REPEATABLE READ` or `SERIALIZABLE`: one snapshot for the whole block.
+    pub snapshot: bool,
+    pub read_only: bool,
+}
+
+/// One session's transaction block and open cursors.
 #[derive(Clone, Default)]
-pub struct Cursors {
+pub struct TransactionBlock {
     state: Arc<Mutex<State>>,
 }
 
 #[derive(Default)]
 struct State {
     in_transaction: bool,
+    modes: BlockModes,
+    /// The tables a snapshot block has read, at the versions it read them.
+    pinned: HashMap<String, Arc<LanceTable>>,
     open: HashMap<String, Cursor>,
 }
 
@@ -164,7 +184,7 @@ struct Rows {
     finished: bool,
 }
 
-impl Cursors {
+impl TransactionBlock {
     fn state(&self) -> MutexGuard<'_, State> {
         // Every change below is a single map or flag update: a poisoned lock is still consistent.
         self.state
@@ -172,16 +192,50 @@ impl Cursors {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// `BEGIN`: cursors without `WITH HOLD` may be declared until the block ends.
-    pub fn begin(&self) {
-        self.state().in_transaction = true;
+    /// `BEGIN`: cursors without `WITH HOLD` may be declared until the block ends. A `BEGIN`
+    /// inside a block changes nothing (Postgres warns and goes on).
+    pub fn begin(&self, modes: BlockModes) {
+        let mut state = self.state();
+        if !state.in_transaction {
+            state.in_transaction = true;
+            state.modes = modes;
+        }
     }
 
-    /// `COMMIT` or `ROLLBACK`: the block ends and closes its cursors without `WITH HOLD`.
+    /// `COMMIT` or `ROLLBACK`: the block ends, with its snapshot and its cursors without
+    /// `WITH HOLD`.
     pub fn end_transaction(&self) {
         let mut state = self.state();
         state.in_transaction = false;
+        state.modes = BlockModes::default();
+        state.pinned.clear();
         state.open.retain(|_, cursor| cursor.holdable);
+    }
+
+    /// The modes of the block the session is in (defaults outside a block).
+    pub fn modes(&self) -> BlockModes {
+        self.state().modes
+    }
+
+    /// In a snapshot block, the version of `name` the block read first.
+    pub fn pinned(&self, name: &str) -> Option<Arc<LanceTable>> {
+        let state = self.state();
+        if !state.modes.snapshot {
+            return None;
+        }
+        state.pinned.get(name).cloned()
+    }
+
+    /// In a snapshot block, keeps `table` as the version of `name` the block reads from now on
+    /// (the first version read wins).
+    pub fn pin(&self, name: &str, table: &Arc<LanceTable>) {
+        let mut state = self.state();
+        if state.modes.snapshot {
+            state
+                .pinned
+                .entry(name.to_string())
+                .or_insert_with(|| table.clone());
+        }
     }
 
     /// Checks that `name` may be declared now (before its query runs).
@@ -276,15 +330,14 @@ impl Cursors {
 
     /// `DISCARD ALL`: every cursor closed and the transaction block left.
     pub fn discard(&self) {
-        let mut state = self.state();
-        state.open.clear();
-        state.in_transaction = false;
+        self.end_transaction();
+        self.state().open.clear();
     }
 }
 
 /// A cursor's rows, borrowed by one `FETCH` and given back when it is dropped.
 struct Lease {
-    cursors: Cursors,
+    cursors: TransactionBlock,
     name: String,
     rows: Option<Rows>,
     /// Rows still to hand out; `None` for `FETCH ALL`.
@@ -363,7 +416,7 @@ mod tests {
         Box::pin(MemoryStream::try_new(batches, schema, None).expect("a memory stream"))
     }
 
-    async fn fetch(cursors: &Cursors, name: &str, count: FetchCount) -> Vec<i64> {
+    async fn fetch(cursors: &TransactionBlock, name: &str, count: FetchCount) -> Vec<i64> {
         let batches: Vec<RecordBatch> = cursors
             .fetch(name, count)
             .expect("the cursor is open")
@@ -386,8 +439,8 @@ mod tests {
 
     #[tokio::test]
     async fn fetches_continue_where_the_last_one_stopped_across_batches() {
-        let cursors = Cursors::default();
-        cursors.begin();
+        let cursors = TransactionBlock::default();
+        cursors.begin(BlockModes::default());
         cursors
             .declare("c", false, numbers(&[&[0, 1, 2], &[3, 4, 5, 6]]))
             .expect("declared");
@@ -403,10 +456,10 @@ mod tests {
 
     #[tokio::test]
     async fn cursors_without_hold_need_a_transaction_and_end_with_it() {
-        let cursors = Cursors::default();
+        let cursors = TransactionBlock::default();
         let outside = cursors.declare("c", false, numbers(&[&[0]]));
         assert!(matches!(outside, Err(Error::NoActiveTransaction { .. })));
-        cursors.begin();
+        cursors.begin(BlockModes::default());
         cursors
             .declare("c", false, numbers(&[&[0]]))
             .expect("declared");
