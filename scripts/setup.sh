@@ -5,7 +5,10 @@
 #   - GNU time (the tests measure a process's peak memory with it)
 #   - psql (a real Postgres client for the wire-protocol tests), openssl (test certificates)
 #   - a Python virtualenv with the real clients the tests use (pylance, pyarrow, pytest, moto's S3
-#     server, psycopg 3, psycopg2, asyncpg, SQLAlchemy with pandas)
+#     server, psycopg 3, psycopg2, asyncpg, SQLAlchemy with pandas, the ADBC PostgreSQL driver,
+#     DuckDB with its postgres extension)
+#   - pgjdbc (Debian's libpostgresql-jdbc-java, run with the machine's java) and node-postgres
+#     (npm, into the cache)
 set -euo pipefail
 
 cache="${LANCESQL_CACHE:-$HOME/.cache/lancesql}"
@@ -17,6 +20,7 @@ command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 [ -x /usr/bin/time ] || missing+=(time)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+[ -f /usr/share/java/postgresql.jar ] || missing+=(libpostgresql-jdbc-java)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -32,4 +36,16 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
   echo "$want" > "$stamp"
+fi
+
+# node-postgres, pinned by sql-tests/clients/package.json, installed into the cache.
+clients="$(cd "$(dirname "$0")/.." && pwd)/sql-tests/clients"
+node_cache="$cache/node"
+node_want="$(sha256sum "$clients/package.json" | cut -d' ' -f1)"
+if [ "$(cat "$node_cache/.package.sha256" 2>/dev/null)" != "$node_want" ]; then
+  echo "setup: installing node-postgres in $node_cache" >&2
+  mkdir -p "$node_cache"
+  cp "$clients/package.json" "$node_cache/package.json"
+  (cd "$node_cache" && npm install --silent --no-audit --no-fund >/dev/null)
+  echo "$node_want" > "$node_cache/.package.sha256"
 fi

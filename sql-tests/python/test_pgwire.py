@@ -555,6 +555,50 @@ def test_duckdb_attaches_lancesql_and_reads_filters_and_joins(server, data):
         rows(server, join.format(p="products", r="reviews"))
 
 
+CLIENTS = os.path.join(os.path.dirname(__file__), "..", "clients")
+CACHE = os.environ.get("LANCESQL_CACHE", os.path.expanduser("~/.cache/lancesql"))
+
+
+def test_pgjdbc_metadata_query_and_prepared_statement(server, tmp_path):
+    """pgjdbc from Debian (what DBeaver, DataGrip and most JVM tools use), run with java."""
+    params = dict(item.split("=", 1) for item in server.split())
+    jar = "/usr/share/java/postgresql.jar"
+    subprocess.run(["javac", "-d", str(tmp_path), os.path.join(CLIENTS, "JdbcProbe.java")],
+                   check=True, timeout=120)
+    result = subprocess.run(
+        ["java", "-cp", f"{jar}:{tmp_path}", "JdbcProbe",
+         f"jdbc:postgresql://{params['host']}:{params['port']}/lancesql"],
+        capture_output=True, text=True, timeout=120)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0 and "ERR" not in result.stdout, result.stdout + result.stderr
+    assert lines[0] == "product PostgreSQL 16.6"
+    assert {"table public.products TABLE", "table public.reviews TABLE"} <= set(lines)
+    assert "column id int8 -5 nullable=0" in lines and "column price float8 8 nullable=0" in lines
+    expected = rows(server, "SELECT id, name, price FROM products WHERE id < 3 ORDER BY id")
+    assert f"count {rows(server, 'SELECT count(*) FROM products')[0][0]}" in lines
+    assert [line for line in lines if line.startswith("row ")] == [
+        f"row {i} {n} {p}" for i, n, p in expected]
+
+
+def test_node_postgres(server):
+    params = dict(item.split("=", 1) for item in server.split())
+    # node-postgres reads timestamps without zone in the local zone.
+    env = dict(os.environ, NODE_PATH=os.path.join(CACHE, "node", "node_modules"), TZ="UTC")
+    result = subprocess.run(
+        ["node", os.path.join(CLIENTS, "node_probe.js"),
+         f"postgresql://lancesql@{params['host']}:{params['port']}/lancesql"],
+        capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    import json
+    count, some, types, error, again = result.stdout.splitlines()
+    assert json.loads(count) == [{"n": str(rows(server, "SELECT count(*) FROM products")[0][0])}]
+    expected = rows(server, "SELECT id, name, price FROM products WHERE id < 3 ORDER BY id")
+    assert json.loads(some) == [{"id": str(i), "name": n, "price": p} for i, n, p in expected]
+    assert json.loads(types) == [{"i": 1, "f": 2.5, "b": True, "v": [1.5, 2],
+                                  "ts": "2024-01-02T03:04:05.000Z"}]
+    assert error == "error 42P01" and json.loads(again) == [{"answer": "42"}]
+
+
 @pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
 def test_sqlalchemy_inspector_and_pandas(server, driver):
     """SQLAlchemy's PostgreSQL dialect over both drivers: connect-time type lookups, the
