@@ -8,7 +8,11 @@
 //! - `pg_catalog.pg_constraint` is read through a view whose `conkey` and `confkey` are
 //!   `smallint[]`, as in Postgres: the emulation stores them as text, and clients unnest them
 //!   (the ADBC driver's column listing, SQLAlchemy's key reflection).
+//! - `pg_catalog.pg_index` likewise has `indkey` and `indoption` as `smallint[]`.
 //! - `pg_indexes`, which the emulation lacks, is an empty view with Postgres' columns.
+//! - `generate_subscripts(array, dim)` in a select list (SQLAlchemy's key reflection, beside
+//!   `unnest(array)`) is `unnest(range(1, array_length(array, dim) + 1))`: DataFusion zips the
+//!   unnests of one select list as Postgres zips its set-returning functions.
 //! - `ctid BETWEEN '(page,tuple)'::tid AND '(page,tuple)'::tid` (DuckDB's postgres scanner splits
 //!   its reads so) is a range of Lance row addresses (`_rowaddr`, fragment << 32 | offset): both
 //!   name where a row is stored, so every row falls in exactly one of the scanner's ranges.
@@ -45,6 +49,15 @@ const PG_CONSTRAINT_VIEW: &str = "SELECT oid, conname, connamespace, contype, co
      conpfeqop, conppeqop, conffeqop, confdelsetcols, conexclop, conbin \
      FROM pg_catalog.pg_constraint";
 
+/// `pg_index` with its `int2vector` columns as `smallint[]` (the emulation stores `"1 2"`), which
+/// clients unnest (SQLAlchemy's index reflection).
+const PG_INDEX_VIEW: &str = "SELECT indexrelid, indrelid, indnatts, indnkeyatts, indisunique, \
+     indnullsnotdistinct, indisprimary, indisexclusion, indimmediate, indisclustered, indisvalid, \
+     indcheckxmin, indisready, indislive, indisreplident, \
+     CAST(string_to_array(indkey, ' ') AS SMALLINT[]) AS indkey, indcollation, indclass, \
+     CAST(string_to_array(indoption, ' ') AS SMALLINT[]) AS indoption, indexprs, indpred \
+     FROM pg_catalog.pg_index";
+
 /// `pg_indexes`, which the emulation lacks: no rows yet (lancesql's indices are Lance's, listed
 /// with their tables), with Postgres' columns (DuckDB's postgres scanner reads it on attach).
 const PG_INDEXES_VIEW: &str = "SELECT CAST(NULL AS TEXT) AS schemaname, \
@@ -56,6 +69,41 @@ pub fn rewrite(statement: &mut ast::Statement) {
     let _ = statement.visit(&mut RegprocZero);
     let _ = statement.visit(&mut ConstraintKeys);
     let _ = statement.visit(&mut TupleIdRanges);
+    let _ = statement.visit(&mut GenerateSubscripts);
+}
+
+/// `generate_subscripts(array, dim)` as `unnest(range(1, array_length(array, dim) + 1))`.
+struct GenerateSubscripts;
+
+impl VisitorMut for GenerateSubscripts {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        let Expr::Function(function) = expr else {
+            return ControlFlow::Continue(());
+        };
+        let named = function
+            .name
+            .0
+            .last()
+            .and_then(|part| part.as_ident())
+            .is_some_and(|name| name.value.eq_ignore_ascii_case("generate_subscripts"));
+        let ast::FunctionArguments::List(list) = &function.args else {
+            return ControlFlow::Continue(());
+        };
+        let (true, [array, dimension]) = (named, list.args.as_slice()) else {
+            return ControlFlow::Continue(());
+        };
+        let sql =
+            format!("unnest(range(1, CAST(array_length({array}, {dimension}) AS BIGINT) + 1))");
+        if let Ok(rewritten) = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(&sql)
+            .and_then(|mut parser| parser.parse_expr())
+        {
+            *expr = rewritten;
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 /// `ctid BETWEEN '(a,b)'::tid AND '(c,d)'::tid` as `_rowaddr BETWEEN a << 32 | b AND ...`.
@@ -149,6 +197,7 @@ impl VisitorMut for ConstraintKeys {
         };
         let (view, default_alias) = match relation {
             "pg_constraint" if parts.len() > 1 => (PG_CONSTRAINT_VIEW, "pg_constraint"),
+            "pg_index" if parts.len() > 1 => (PG_INDEX_VIEW, "pg_index"),
             "pg_indexes" => (PG_INDEXES_VIEW, "pg_indexes"),
             _ => return ControlFlow::Continue(()),
         };
@@ -238,6 +287,13 @@ mod tests {
         assert_eq!(sql.matches("pg_catalog.pg_constraint").count(), 1, "{sql}");
         let unaliased = rewritten("SELECT conkey FROM pg_catalog.pg_constraint");
         assert!(unaliased.ends_with(") AS pg_constraint"), "{unaliased}");
+        let index = rewritten("SELECT indkey FROM pg_catalog.pg_index JOIN pg_indexes ON true");
+        assert!(index.contains("AS SMALLINT[]) AS indkey"), "{index}");
+        assert!(index.contains(") AS pg_index JOIN (SELECT"), "{index}");
+        assert!(
+            index.ends_with("WHERE false) AS pg_indexes ON true"),
+            "{index}"
+        );
     }
 
     #[test]
@@ -251,6 +307,15 @@ mod tests {
         assert_eq!(
             rewritten("SELECT 1 FROM t WHERE t.ctid BETWEEN '(2,5)'::tid AND '(3,0)'::tid"),
             "SELECT 1 FROM t WHERE t._rowaddr BETWEEN 8589934597 AND 12884901888"
+        );
+    }
+
+    #[test]
+    fn generate_subscripts_is_an_unnest_of_a_range() {
+        assert_eq!(
+            rewritten("SELECT unnest(c.conkey), generate_subscripts(c.conkey, $1::INTEGER) FROM c"),
+            "SELECT unnest(c.conkey), unnest(range(1, CAST(array_length(c.conkey, $1::INTEGER) \
+             AS BIGINT) + 1)) FROM c"
         );
     }
 

@@ -22,6 +22,7 @@ pub fn register_all(context: &SessionContext) {
     context.register_udf(postgres::function_description("pg_get_function_result"));
     context.register_udf(postgres::function_description("pg_get_function_arguments"));
     context.register_udf(postgres::column_description());
+    context.register_udf(postgres::index_definition());
     context.register_udf(postgres::my_temp_schema());
     context.register_udf(postgres::parse_ident());
 }

@@ -9,6 +9,8 @@
 //!   lancesql has lives in `pg_catalog`, which is always on the search path (SQLAlchemy's column
 //!   reflection and psql's `\df` ask).
 //! - `pg_get_function_result(oid)`, `pg_get_function_arguments(oid)`: NULL (psql's `\df`).
+//! - `pg_get_indexdef(index oid [, column, pretty])`: NULL; lancesql's `pg_index` has no rows
+//!   (SQLAlchemy's index reflection).
 //! - `col_description(table oid, column number)`: NULL; lancesql keeps no column comments (the
 //!   ADBC driver's column listing).
 //! - `pg_my_temp_schema()`: 0, as in a session without temporary tables (the ADBC driver's
@@ -172,6 +174,43 @@ pub fn column_description() -> ScalarUDF {
         Volatility::Stable,
         Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
     )
+}
+
+/// `pg_get_indexdef(oid [, column, pretty])`: NULL (see the module docs).
+pub fn index_definition() -> ScalarUDF {
+    let signature = datafusion::logical_expr::Signature::variadic_any(Volatility::Stable);
+    ScalarUDF::new_from_impl(NullText {
+        name: "pg_get_indexdef",
+        signature,
+    })
+}
+
+/// A function of any arguments that answers NULL text.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NullText {
+    name: &'static str,
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for NullText {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        _: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))
+    }
 }
 
 /// `pg_my_temp_schema()`: the OID of the session's temporary schema, 0 for none.
