@@ -4,7 +4,7 @@
 //! Contract: a rewrite here changes only expressions whose Postgres meaning is certain from the
 //! syntax alone, and leaves every other statement untouched.
 //!
-//! - `typreceive != 0` and other `regproc` columns compared with `0` (see [`RegprocZero`]).
+//! - `typreceive != 0` and other `regproc` columns compared with `0` (see [`regproc_zero`]).
 //! - `pg_catalog.pg_constraint` is read through a view whose `conkey` and `confkey` are
 //!   `smallint[]`, as in Postgres: the emulation stores them as text, and clients unnest them
 //!   (the ADBC driver's column listing, SQLAlchemy's key reflection).
@@ -66,78 +66,80 @@ const PG_INDEXES_VIEW: &str = "SELECT CAST(NULL AS TEXT) AS schemaname, \
 
 /// Applies every rewrite of this module to `statement`.
 pub fn rewrite(statement: &mut ast::Statement) {
-    let _ = statement.visit(&mut RegprocZero);
-    let _ = statement.visit(&mut ConstraintKeys);
-    let _ = statement.visit(&mut TupleIdRanges);
-    let _ = statement.visit(&mut GenerateSubscripts);
+    let _ = statement.visit(&mut Rewrites);
 }
 
-/// `generate_subscripts(array, dim)` as `unnest(range(1, array_length(array, dim) + 1))`.
-struct GenerateSubscripts;
+/// Every rewrite below, in one walk of the statement.
+struct Rewrites;
 
-impl VisitorMut for GenerateSubscripts {
+impl VisitorMut for Rewrites {
     type Break = ();
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        let Expr::Function(function) = expr else {
-            return ControlFlow::Continue(());
-        };
-        let named = function
-            .name
-            .0
-            .last()
-            .and_then(|part| part.as_ident())
-            .is_some_and(|name| name.value.eq_ignore_ascii_case("generate_subscripts"));
-        let ast::FunctionArguments::List(list) = &function.args else {
-            return ControlFlow::Continue(());
-        };
-        let (true, [array, dimension]) = (named, list.args.as_slice()) else {
-            return ControlFlow::Continue(());
-        };
-        let sql =
-            format!("unnest(range(1, CAST(array_length({array}, {dimension}) AS BIGINT) + 1))");
-        if let Ok(rewritten) = Parser::new(&PostgreSqlDialect {})
-            .try_with_sql(&sql)
-            .and_then(|mut parser| parser.parse_expr())
-        {
-            *expr = rewritten;
-        }
+        regproc_zero(expr);
+        tuple_id_range(expr);
+        generate_subscripts(expr);
         ControlFlow::Continue(())
+    }
+
+    // After the children: a view's own read of its table is not visited again.
+    fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        catalog_view(factor);
+        ControlFlow::Continue(())
+    }
+}
+
+/// `generate_subscripts(array, dim)` as `unnest(range(1, array_length(array, dim) + 1))`.
+fn generate_subscripts(expr: &mut Expr) {
+    let Expr::Function(function) = expr else {
+        return;
+    };
+    let named = function
+        .name
+        .0
+        .last()
+        .and_then(|part| part.as_ident())
+        .is_some_and(|name| name.value.eq_ignore_ascii_case("generate_subscripts"));
+    let ast::FunctionArguments::List(list) = &function.args else {
+        return;
+    };
+    let (true, [array, dimension]) = (named, list.args.as_slice()) else {
+        return;
+    };
+    let sql = format!("unnest(range(1, CAST(array_length({array}, {dimension}) AS BIGINT) + 1))");
+    if let Ok(rewritten) = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&sql)
+        .and_then(|mut parser| parser.parse_expr())
+    {
+        *expr = rewritten;
     }
 }
 
 /// `ctid BETWEEN '(a,b)'::tid AND '(c,d)'::tid` as `_rowaddr BETWEEN a << 32 | b AND ...`.
-struct TupleIdRanges;
-
-impl VisitorMut for TupleIdRanges {
-    type Break = ();
-
-    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        let Expr::Between {
-            expr: column,
-            low,
-            high,
-            ..
-        } = expr
-        else {
-            return ControlFlow::Continue(());
-        };
-        let (Some(low_address), Some(high_address)) = (tuple_id(low), tuple_id(high)) else {
-            return ControlFlow::Continue(());
-        };
-        let renamed = match column.as_mut() {
-            Expr::Identifier(name) if name.value.eq_ignore_ascii_case("ctid") => name,
-            Expr::CompoundIdentifier(parts) => match parts.last_mut() {
-                Some(name) if name.value.eq_ignore_ascii_case("ctid") => name,
-                _ => return ControlFlow::Continue(()),
-            },
-            _ => return ControlFlow::Continue(()),
-        };
-        *renamed = Ident::new("_rowaddr");
-        **low = Expr::Value(Value::Number(low_address.to_string(), false).into());
-        **high = Expr::Value(Value::Number(high_address.to_string(), false).into());
-        ControlFlow::Continue(())
-    }
+fn tuple_id_range(expr: &mut Expr) {
+    let Expr::Between {
+        expr: column,
+        low,
+        high,
+        ..
+    } = expr
+    else {
+        return;
+    };
+    let (Some(low_address), Some(high_address)) = (tuple_id(low), tuple_id(high)) else {
+        return;
+    };
+    let renamed = match column.as_mut() {
+        Expr::Identifier(name) if name.value.eq_ignore_ascii_case("ctid") => name,
+        Expr::CompoundIdentifier(parts) => match parts.last_mut() {
+            Some(name) if name.value.eq_ignore_ascii_case("ctid") => name,
+            _ => return,
+        },
+        _ => return,
+    };
+    *renamed = Ident::new("_rowaddr");
+    **low = Expr::Value(Value::Number(low_address.to_string(), false).into());
+    **high = Expr::Value(Value::Number(high_address.to_string(), false).into());
 }
 
 /// The row address a `'(page,tuple)'::tid` literal stands for.
@@ -167,78 +169,64 @@ fn tuple_id(expr: &Expr) -> Option<u64> {
     Some(u64::from(page) << 32 | u64::from(tuple))
 }
 
-/// Reads of `pg_catalog.pg_constraint` go through [`PG_CONSTRAINT_VIEW`] and reads of
-/// `pg_indexes` through [`PG_INDEXES_VIEW`], under the name (or alias) the statement gave.
-struct ConstraintKeys;
-
-impl VisitorMut for ConstraintKeys {
-    type Break = ();
-
-    // After the children: the view's own read of `pg_constraint` is not visited again.
-    fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
-        let TableFactor::Table {
-            name, alias, args, ..
-        } = factor
-        else {
-            return ControlFlow::Continue(());
-        };
-        let parts: Vec<String> = name
-            .0
-            .iter()
-            .filter_map(|part| {
-                part.as_ident()
-                    .map(|ident| ident.value.to_ascii_lowercase())
-            })
-            .collect();
-        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-        let relation = match parts.as_slice() {
-            ["pg_catalog" | "lancesql", .., relation] | [relation] if args.is_none() => *relation,
-            _ => return ControlFlow::Continue(()),
-        };
-        let (view, default_alias) = match relation {
-            "pg_constraint" if parts.len() > 1 => (PG_CONSTRAINT_VIEW, "pg_constraint"),
-            "pg_index" if parts.len() > 1 => (PG_INDEX_VIEW, "pg_index"),
-            "pg_indexes" => (PG_INDEXES_VIEW, "pg_indexes"),
-            _ => return ControlFlow::Continue(()),
-        };
-        let Ok(mut statements) = Parser::parse_sql(&PostgreSqlDialect {}, view) else {
-            return ControlFlow::Continue(());
-        };
-        let Some(ast::Statement::Query(view)) = statements.pop() else {
-            return ControlFlow::Continue(());
-        };
-        let alias = alias.take().unwrap_or_else(|| TableAlias {
-            explicit: true,
-            at: None,
-            name: Ident::new(default_alias),
-            columns: Vec::new(),
-        });
-        *factor = TableFactor::Derived {
-            lateral: false,
-            subquery: view,
-            alias: Some(alias),
-            sample: None,
-        };
-        ControlFlow::Continue(())
-    }
+/// Reads of `pg_catalog.pg_constraint`, `pg_catalog.pg_index` and `pg_indexes` go through
+/// [`PG_CONSTRAINT_VIEW`], [`PG_INDEX_VIEW`] and [`PG_INDEXES_VIEW`], under the name (or alias)
+/// the statement gave.
+fn catalog_view(factor: &mut TableFactor) {
+    let TableFactor::Table {
+        name, alias, args, ..
+    } = factor
+    else {
+        return;
+    };
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .filter_map(|part| {
+            part.as_ident()
+                .map(|ident| ident.value.to_ascii_lowercase())
+        })
+        .collect();
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let relation = match parts.as_slice() {
+        ["pg_catalog" | "lancesql", .., relation] | [relation] if args.is_none() => *relation,
+        _ => return,
+    };
+    let (view, default_alias) = match relation {
+        "pg_constraint" if parts.len() > 1 => (PG_CONSTRAINT_VIEW, "pg_constraint"),
+        "pg_index" if parts.len() > 1 => (PG_INDEX_VIEW, "pg_index"),
+        "pg_indexes" => (PG_INDEXES_VIEW, "pg_indexes"),
+        _ => return,
+    };
+    let Ok(mut statements) = Parser::parse_sql(&PostgreSqlDialect {}, view) else {
+        return;
+    };
+    let Some(ast::Statement::Query(view)) = statements.pop() else {
+        return;
+    };
+    let alias = alias.take().unwrap_or_else(|| TableAlias {
+        explicit: true,
+        at: None,
+        name: Ident::new(default_alias),
+        columns: Vec::new(),
+    });
+    *factor = TableFactor::Derived {
+        lateral: false,
+        subquery: view,
+        alias: Some(alias),
+        sample: None,
+    };
 }
 
 /// `typreceive != 0` (the ADBC PostgreSQL driver's type query) compares a `regproc` with the
 /// null function reference: over names it is `typreceive != '-'`.
-struct RegprocZero;
-
-impl VisitorMut for RegprocZero {
-    type Break = ();
-
-    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        if let Expr::BinaryOp { left, right, .. } = expr {
-            if is_regproc_column(left) && is_zero(right) {
-                **right = none_function();
-            } else if is_regproc_column(right) && is_zero(left) {
-                **left = none_function();
-            }
+fn regproc_zero(expr: &mut Expr) {
+    if let Expr::BinaryOp { left, right, .. } = expr {
+        if is_regproc_column(left) && is_zero(right) {
+            **right = none_function();
+        } else if is_regproc_column(right) && is_zero(left) {
+            **left = none_function();
         }
-        ControlFlow::Continue(())
     }
 }
 

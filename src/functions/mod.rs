@@ -19,10 +19,14 @@ pub fn register_all(context: &SessionContext) {
     context.register_udf(postgres::to_regtype());
     context.register_udf(postgres::visible("pg_type_is_visible"));
     context.register_udf(postgres::visible("pg_function_is_visible"));
-    context.register_udf(postgres::function_description("pg_get_function_result"));
-    context.register_udf(postgres::function_description("pg_get_function_arguments"));
-    context.register_udf(postgres::column_description());
-    context.register_udf(postgres::index_definition());
+    for name in [
+        "pg_get_function_result",
+        "pg_get_function_arguments",
+        "col_description",
+        "pg_get_indexdef",
+    ] {
+        context.register_udf(postgres::null_text(name));
+    }
     context.register_udf(postgres::my_temp_schema());
     context.register_udf(postgres::parse_ident());
 }

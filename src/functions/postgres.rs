@@ -152,40 +152,17 @@ pub fn visible(name: &str) -> ScalarUDF {
     )
 }
 
-/// `pg_get_function_result(oid)`, `pg_get_function_arguments(oid)`: NULL, because lancesql's
-/// `pg_proc` holds no function definitions to describe (psql's `\df` lists no functions, as on
-/// a fresh Postgres database).
-pub fn function_description(name: &str) -> ScalarUDF {
-    create_udf(
-        name,
-        vec![DataType::Int32],
-        DataType::Utf8,
-        Volatility::Immutable,
-        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
-    )
-}
-
-/// `col_description(oid, attnum)`: NULL (see the module docs).
-pub fn column_description() -> ScalarUDF {
-    create_udf(
-        "col_description",
-        vec![DataType::Int64, DataType::Int64],
-        DataType::Utf8,
-        Volatility::Stable,
-        Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))),
-    )
-}
-
-/// `pg_get_indexdef(oid [, column, pretty])`: NULL (see the module docs).
-pub fn index_definition() -> ScalarUDF {
-    let signature = datafusion::logical_expr::Signature::variadic_any(Volatility::Stable);
+/// A function of any arguments that answers NULL text: what Postgres describes and lancesql
+/// has nothing of (see the module docs): `pg_get_function_result`, `pg_get_function_arguments`
+/// (`pg_proc` holds no definitions, so psql's `\df` lists no functions, as on a fresh Postgres
+/// database), `col_description` (no comments) and `pg_get_indexdef` (`pg_index` has no rows).
+pub fn null_text(name: &'static str) -> ScalarUDF {
     ScalarUDF::new_from_impl(NullText {
-        name: "pg_get_indexdef",
-        signature,
+        name,
+        signature: datafusion::logical_expr::Signature::variadic_any(Volatility::Stable),
     })
 }
 
-/// A function of any arguments that answers NULL text.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct NullText {
     name: &'static str,
