@@ -6,9 +6,11 @@
 #   - psql (a real Postgres client for the wire-protocol tests), openssl (test certificates)
 #   - a Python virtualenv with the real clients the tests use (pylance, pyarrow, pytest, moto's S3
 #     server, psycopg 3, psycopg2, asyncpg, SQLAlchemy with pandas, the ADBC PostgreSQL driver,
-#     DuckDB with its postgres extension)
+#     DuckDB with its postgres extension, Trino's Python client)
 #   - pgjdbc (Debian's libpostgresql-jdbc-java, run with the machine's java) and node-postgres
 #     (npm, into the cache)
+#   - Trino's server (Maven Central, into the cache, with only the PostgreSQL connector's
+#     plugins kept); it needs Java 24 or newer, which the test finds under /usr/lib/jvm
 set -euo pipefail
 
 cache="${LANCESQL_CACHE:-$HOME/.cache/lancesql}"
@@ -48,4 +50,24 @@ if [ "$(cat "$node_cache/.package.sha256" 2>/dev/null)" != "$node_want" ]; then
   cp "$clients/package.json" "$node_cache/package.json"
   (cd "$node_cache" && npm install --silent --no-audit --no-fund >/dev/null)
   echo "$node_want" > "$node_cache/.package.sha256"
+fi
+
+# Trino's server, pinned with its SHA-1 from Maven Central. Unpacked with only the plugins its
+# PostgreSQL connector needs, so it starts in seconds.
+trino_version=476
+trino_sha1=c9b38be4017ebd2f7095455aaac772fb40247ebe
+trino_home="$cache/trino/trino-server-$trino_version"
+if [ ! -x "$trino_home/bin/launcher" ]; then
+  echo "setup: downloading Trino $trino_version into $cache/trino" >&2
+  mkdir -p "$cache/trino"
+  tarball="$cache/trino/trino-server-$trino_version.tar.gz"
+  curl -sSf -o "$tarball.part" \
+    "https://repo1.maven.org/maven2/io/trino/trino-server/$trino_version/trino-server-$trino_version.tar.gz"
+  echo "$trino_sha1  $tarball.part" | sha1sum --check --quiet
+  rm -rf "$trino_home.part" && mkdir -p "$trino_home.part"
+  tar xzf "$tarball.part" -C "$trino_home.part" --strip-components=1
+  find "$trino_home.part/plugin" -mindepth 1 -maxdepth 1 \
+    ! -name postgresql ! -name geospatial -exec rm -rf {} +
+  rm -f "$tarball.part"
+  mv "$trino_home.part" "$trino_home"
 fi

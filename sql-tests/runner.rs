@@ -365,7 +365,6 @@ async fn session_for(engine: &Engine, oracle: &[fixtures::Oracle]) -> LanceSessi
 
 async fn run_slt_files(
     engine: &Engine,
-    oracle: &[fixtures::Oracle],
     filter: &str,
     complete: bool,
     server: &str,
@@ -385,7 +384,8 @@ async fn run_slt_files(
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
-        let session = session_for(engine, oracle).await;
+        // As the server's sessions are: no oracle catalog beside the engine's.
+        let session = engine.session().expect("session");
         let embedded = sqllogictest::Runner::new(move || {
             let session = session.clone();
             async move { Ok(SltDb(Embedded { session })) }
@@ -622,8 +622,7 @@ fn main() {
         )
         .expect("engine over the fixture root");
         let (mut server, address) = start_server(&root_path);
-        let (slt_passed, mut failures) =
-            run_slt_files(&engine, &oracle, &filter, complete, &address).await;
+        let (slt_passed, mut failures) = run_slt_files(&engine, &filter, complete, &address).await;
         let _ = server.kill();
         let _ = server.wait();
         let (oracle_passed, oracle_failures) = run_oracle_queries(&engine, &oracle, &filter).await;

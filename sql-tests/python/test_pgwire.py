@@ -245,6 +245,60 @@ def test_asyncpg_reads_through_portals_with_row_limits(server):
     assert [r["id"] for r in second] == [16, 17, 18, 19, 20]
 
 
+def test_asyncpg_binds_arrays_and_reads_settings(server):
+    """asyncpg learns array codecs from its type introspection query (answered with an
+    equivalent, see engine/compat.rs), binding `int8[]` row ids and `float4[]` vectors; its
+    `current_setting('jit')` probe gets Postgres' 42704, which it expects."""
+    import asyncio
+
+    import asyncpg
+
+    params = dict(item.split("=", 1) for item in server.split())
+
+    async def run():
+        conn = await asyncpg.connect(host=params["host"], port=int(params["port"]),
+                                     user="analyst", database="lancesql", ssl=False)
+        try:
+            chosen = await conn.fetch(
+                "SELECT id FROM products WHERE id = ANY($1::bigint[]) ORDER BY id", [7, 3, 5])
+            vector = await conn.fetchval("SELECT $1::real[]", [0.5, -1.0, 2.25])
+            user = await conn.fetchval("SELECT session_user")
+            with pytest.raises(asyncpg.UndefinedObjectError, match='"jit"'):
+                await conn.fetchval("SELECT current_setting('jit')")
+            path = await conn.fetchval("SELECT current_setting('search_path')")
+            return [r["id"] for r in chosen], vector, user, path
+        finally:
+            await conn.close()
+
+    chosen, vector, user, path = asyncio.run(run())
+    assert chosen == [3, 5, 7] and vector == [0.5, -1.0, 2.25]
+    assert user == "analyst" and path == '"$user", public'
+
+
+def test_psql_tab_completes_table_names(server):
+    """psql's completion queries (readline, in a terminal) list lancesql's tables."""
+    import pexpect
+
+    params = dict(item.split("=", 1) for item in server.split())
+    child = pexpect.spawn(
+        "psql", ["-X", "-h", params["host"], "-p", params["port"], "-U", "lancesql", "lancesql"],
+        encoding="utf-8", timeout=30, env=dict(os.environ, TERM="dumb"))
+    try:
+        child.expect("lancesql=> ")
+        child.send("SELECT count(*) FROM prod\t")
+        child.expect("products")
+        child.send(";\r")
+        child.expect(r"\(1 row\)")
+        child.send("\\d revi\t")
+        child.expect("reviews")
+        child.send("\r")
+        child.expect("product_id")
+        child.sendline("\\q")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+
+
 @pytest.mark.parametrize("binary", [False, True])
 def test_psycopg_server_side_cursors(server, binary):
     """psycopg's named cursors: DECLARE with bound parameters, Describe of the cursor as a

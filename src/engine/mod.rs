@@ -13,6 +13,7 @@ pub mod hidden;
 mod limits;
 pub mod parse;
 pub mod session;
+mod session_functions;
 mod transaction;
 mod variables;
 

@@ -30,7 +30,7 @@ use std::fmt;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProviderList};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::{DFSchema, ParamValues, ScalarValue};
@@ -58,6 +58,7 @@ use crate::engine::copy::binary::WireType;
 use crate::engine::copy::{Copy, CopyFormat, CopyOptions};
 use crate::engine::hidden::hide_row_identity_columns;
 use crate::engine::limits::{query_runtime, stream_until};
+use crate::engine::session_functions::session_functions;
 use crate::engine::transaction::{BlockModes, CursorStatement, FetchCount, TransactionBlock};
 use crate::engine::variables::{SessionCommand, Variables, check_transaction_modes};
 use crate::error::{Error, Result};
@@ -225,12 +226,16 @@ impl Engine {
         setup_pg_catalog(&context, CATALOG_NAME, EmptyContextProvider)
             .map_err(|error| Error::from(*error))?;
         crate::functions::register_all(&context);
+        let variables = Variables::new(config.read_only);
+        for function in session_functions(&variables) {
+            context.register_udf(function);
+        }
         let initial_options = Arc::new(context.state().config_options().as_ref().clone());
         Ok(LanceSession {
             context,
             catalog: self.shared.catalog.clone(),
             postgres: self.shared.postgres.clone(),
-            variables: Variables::new(config.read_only),
+            variables,
             initial_options,
             runtime: self.shared.runtime.clone(),
             read_only: config.read_only,
@@ -434,7 +439,7 @@ pub struct PreparedStatement {
     tables: Vec<(String, Arc<LanceTable>)>,
     /// Planned against a listing of the root, which every execution takes afresh.
     reads_catalog: bool,
-    parameter_types: Vec<Option<DataType>>,
+    parameter_fields: Vec<Option<FieldRef>>,
     schema: SchemaRef,
     /// Set when the session carries the statement out itself (Postgres parameters).
     command: Option<SessionCommand>,
@@ -447,9 +452,11 @@ impl PreparedStatement {
     }
 
     /// The types of `$1`, `$2`, ... in order; `None` where the statement does not determine one
-    /// (the client's declared type, or text, applies).
-    pub fn parameter_types(&self) -> &[Option<DataType>] {
-        &self.parameter_types
+    /// (the client's declared type, or text, applies). A field's metadata says which Postgres
+    /// type an Arrow type stands for where that is not the usual one (`oid` is an `Int32`
+    /// marked by the catalog emulation).
+    pub fn parameter_fields(&self) -> &[Option<FieldRef>] {
+        &self.parameter_fields
     }
 
     /// The columns executing the statement yields (no columns for commands).
@@ -510,6 +517,7 @@ impl LanceSession {
     /// Postgres idioms clients send into SQL DataFusion plans.
     pub fn parse(&self, sql: &str) -> Result<Vec<DFStatement>> {
         tracing::debug!(sql, "statement received");
+        let sql = crate::engine::compat::known_statement(sql).unwrap_or(sql);
         let statements = crate::engine::parse::parse_statements(sql)?;
         if let Some(known) = self.known_client_query(sql, statements.len()) {
             return Ok(known);
@@ -605,7 +613,7 @@ impl LanceSession {
                 plan: empty_plan(),
                 tables: Vec::new(),
                 reads_catalog: false,
-                parameter_types: Vec::new(),
+                parameter_fields: Vec::new(),
                 command: Some(command),
             });
         }
@@ -681,7 +689,7 @@ impl LanceSession {
             _ => self.plan(&statement, &kind).await?,
         };
         let plan = type_array_placeholders(plan)?;
-        let parameter_types = parameter_types(&plan)?;
+        let parameter_fields = parameter_fields(&plan)?;
         if let StatementKind::CopyIn { options, .. } = &kind
             && options.format == CopyFormat::Binary
         {
@@ -702,7 +710,7 @@ impl LanceSession {
             plan,
             tables,
             reads_catalog,
-            parameter_types,
+            parameter_fields,
             schema,
             command: None,
         })
@@ -744,7 +752,7 @@ impl LanceSession {
             plan: empty_plan(),
             tables: Vec::new(),
             reads_catalog: false,
-            parameter_types: Vec::new(),
+            parameter_fields: Vec::new(),
             schema: Arc::new(Schema::new(fields)),
             command: None,
         })
@@ -786,7 +794,7 @@ impl LanceSession {
             return self.carry_out(command).await;
         }
         let plan = self.current_plan(prepared).await?;
-        let plan = if parameters.is_empty() && prepared.parameter_types.is_empty() {
+        let plan = if parameters.is_empty() && prepared.parameter_fields.is_empty() {
             plan
         } else {
             plan.with_param_values(ParamValues::List(
@@ -1448,8 +1456,8 @@ fn local_table_name(name: &ast::ObjectName) -> Result<String> {
 /// `$1`, `$2`, ... types in order, up to the highest number the plan uses; a number the plan
 /// does not use (a gap, or one in a branch planning removed) has no type of its own, as in
 /// Postgres, and the client's declared type (or text) applies.
-fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
-    let found: HashMap<String, Option<DataType>> = plan.get_parameter_types()?;
+fn parameter_fields(plan: &LogicalPlan) -> Result<Vec<Option<FieldRef>>> {
+    let found: HashMap<String, Option<FieldRef>> = plan.get_parameter_fields()?;
     let mut numbered = HashMap::with_capacity(found.len());
     for (name, data_type) in found {
         let position = name
@@ -1468,8 +1476,9 @@ fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
 }
 
 /// Gives `$n` in `x = ANY($n)` (planned as `array_has($n, x)`) the type Postgres infers for
-/// it, an array of `x`'s type, where DataFusion leaves it unknown: clients that send parameters
-/// untyped (the ADBC driver's catalog queries) then bind their array text as an array.
+/// it, an array of `x`'s type, and `$n` in `$n::type` that type, where DataFusion leaves them
+/// unknown: clients that send parameters untyped (the ADBC driver's catalog queries) or take
+/// the described type (asyncpg) then bind their arrays as arrays.
 fn type_array_placeholders(plan: LogicalPlan) -> Result<LogicalPlan> {
     use datafusion::common::tree_node::{Transformed, TreeNode};
     use datafusion::logical_expr::expr::Placeholder;
@@ -1489,6 +1498,17 @@ fn type_array_placeholders(plan: LogicalPlan) -> Result<LogicalPlan> {
         };
         node.map_expressions(|expr| {
             expr.transform_up(|expr| {
+                if let Expr::Cast(mut cast) = expr {
+                    // `$n::int8[]`: the placeholder has the type it is cast to, as in Postgres.
+                    if let Expr::Placeholder(placeholder @ Placeholder { field: None, .. }) =
+                        cast.expr.as_mut()
+                    {
+                        // The cast's field, metadata included (`oid` is marked so).
+                        placeholder.field = Some(cast.field.clone());
+                        return Ok(Transformed::yes(Expr::Cast(cast)));
+                    }
+                    return Ok(Transformed::no(Expr::Cast(cast)));
+                }
                 let Expr::ScalarFunction(mut call) = expr else {
                     return Ok(Transformed::no(expr));
                 };

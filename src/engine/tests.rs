@@ -95,7 +95,12 @@ fn a_statement_is_planned_once_and_executed_with_new_parameters() {
             .await
             .expect("prepare");
         // Known before anything runs.
-        assert_eq!(prepared.parameter_types(), &[Some(DataType::Int64)]);
+        let types: Vec<Option<&DataType>> = prepared
+            .parameter_fields()
+            .iter()
+            .map(|field| field.as_ref().map(|field| field.data_type()))
+            .collect();
+        assert_eq!(types, [Some(&DataType::Int64)]);
         let schema = prepared.schema();
         let columns: Vec<(&str, &DataType)> = schema
             .fields()

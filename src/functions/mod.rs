@@ -2,16 +2,20 @@
 //!
 //! May depend on: `error`, `config`; never on `engine` or front ends.
 
+pub mod columns;
 pub mod overflow;
 pub mod postgres;
+
+use std::sync::Arc;
 
 use datafusion::execution::context::SessionContext;
 
 /// Registers every function lancesql adds: Lance's own SQL functions, `sum` that fails on
 /// overflow, and the Postgres functions clients call that the catalog emulation lacks or gets
 /// wrong. Called after the catalog emulation installed its functions, so ours win where both
-/// define a name. Checked integer arithmetic is an expression planner, installed with the
-/// session state (see [`overflow::CheckedArithmeticPlanner`]).
+/// define a name. `lancesql_columns()` lists the columns of the context's catalogs. Checked
+/// integer arithmetic is an expression planner, installed with the session state (see
+/// [`overflow::CheckedArithmeticPlanner`]).
 pub fn register_all(context: &SessionContext) {
     lance_datafusion::udf::register_functions(context);
     context.register_udaf(overflow::CheckedSum::udaf().as_ref().clone());
@@ -29,4 +33,10 @@ pub fn register_all(context: &SessionContext) {
     }
     context.register_udf(postgres::my_temp_schema());
     context.register_udf(postgres::parse_ident());
+    context.register_udtf(
+        columns::NAME,
+        Arc::new(columns::ColumnsFunction::new(
+            context.state().catalog_list().clone(),
+        )),
+    );
 }

@@ -9,9 +9,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion_postgres::arrow_pg::datatypes::{
-    arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type,
-};
+use datafusion_postgres::arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
 use datafusion_postgres::pgwire::api::auth::StartupHandler;
 use datafusion_postgres::pgwire::api::cancel::CancelHandler;
 use datafusion_postgres::pgwire::api::copy::CopyHandler;
@@ -45,7 +43,7 @@ use crate::pgwire::cancel::{CancelSignal, Canceller, Connections, cancellable, u
 use crate::pgwire::copy::{CopyIn, copy_out};
 use crate::pgwire::parameters::bound_values;
 use crate::pgwire::startup::Startup;
-use crate::pgwire::wire_types::encodable;
+use crate::pgwire::wire_types::{encodable, parameter_type};
 
 /// A statement as the extended protocol stores it: `None` for an empty query string.
 pub type WireStatement = Option<Arc<PreparedStatement>>;
@@ -334,10 +332,10 @@ impl QueryParser for StatementParser {
             return Ok(Vec::new());
         };
         prepared
-            .parameter_types()
+            .parameter_fields()
             .iter()
-            .map(|data_type| match data_type {
-                Some(data_type) => into_pg_type(data_type),
+            .map(|field| match field {
+                Some(field) => parameter_type(field),
                 None => Ok(Type::UNKNOWN),
             })
             .collect()

@@ -24,9 +24,9 @@ pub fn bound_values<S: Clone + Default>(
     prepared: &PreparedStatement,
 ) -> PgWireResult<Vec<ScalarValue>> {
     let types: Vec<Option<&DataType>> = prepared
-        .parameter_types()
+        .parameter_fields()
         .iter()
-        .map(Option::as_ref)
+        .map(|field| field.as_ref().map(|field| field.data_type()))
         .collect();
     let arrays: Vec<usize> = (0..portal.parameters.len())
         .filter(|&index| {

@@ -2,6 +2,11 @@
 //! into types they can, keeping every value: fixed-size and large lists (vectors) become lists,
 //! `float16` becomes `float4`, fixed-size binary becomes binary, inside lists and structs too.
 //! The Postgres types clients are told (RowDescription) are the same either way.
+//!
+//! Parameters are described by their Arrow type, except where the field is marked as a Postgres
+//! `oid` (the catalog emulation's `Int32` with `pg.oid_alias = oid`): those are `oid` and
+//! `oid[]`, which asyncpg's type introspection binds (its array codecs come from that query, so
+//! it must need none it lacks).
 
 use std::sync::Arc;
 
@@ -11,7 +16,28 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion_pg_catalog::pg_catalog::oid_field::{OID_ALIAS_KEY, kind};
+use datafusion_postgres::arrow_pg::datatypes::into_pg_type;
+use datafusion_postgres::pgwire::api::Type;
+use datafusion_postgres::pgwire::error::PgWireResult;
 use futures::StreamExt;
+
+/// The Postgres type a parameter of `field` is described with.
+pub fn parameter_type(field: &Field) -> PgWireResult<Type> {
+    let is_oid = |field: &Field| {
+        field
+            .metadata()
+            .get(OID_ALIAS_KEY)
+            .is_some_and(|alias| alias == kind::OID)
+    };
+    match field.data_type() {
+        DataType::Int32 if is_oid(field) => Ok(Type::OID),
+        DataType::List(element) if element.data_type() == &DataType::Int32 && is_oid(element) => {
+            Ok(Type::OID_ARRAY)
+        }
+        other => into_pg_type(other),
+    }
+}
 
 /// The type values of `data_type` are encoded as.
 fn wire_type(data_type: &DataType) -> DataType {
