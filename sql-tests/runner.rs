@@ -472,10 +472,13 @@ fn start_server(root: &str) -> (std::process::Child, String) {
         .spawn()
         .expect("lancesql serve starts");
     let stdout = child.stdout.take().expect("its stdout");
+    let mut lines = std::io::BufReader::new(stdout);
     let mut first = String::new();
-    std::io::BufReader::new(stdout)
+    lines
         .read_line(&mut first)
         .expect("lancesql serve prints its address");
+    // The server prints more (its connect lines): keep reading, or it writes into a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
     let address = first
         .trim()
         .rsplit(' ')

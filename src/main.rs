@@ -219,7 +219,9 @@ async fn serve(server: PgServer, config: &PgConfig) -> Result<(), Error> {
         conninfo.push_str(" sslmode=require");
     }
     let mut stdout = std::io::stdout();
-    writeln!(stdout, "lancesql: Postgres wire protocol on {address}")
+    // Whoever started the server may stop reading after the address (`| head -1`): the server
+    // goes on serving.
+    let banner = writeln!(stdout, "lancesql: Postgres wire protocol on {address}")
         .and_then(|()| writeln!(stdout, "  psql \"{conninfo}\""))
         .and_then(|()| {
             writeln!(
@@ -234,8 +236,10 @@ async fn serve(server: PgServer, config: &PgConfig) -> Result<(), Error> {
             ),
             AuthMethod::Trust => Ok(()),
         })
-        .and_then(|()| stdout.flush())
-        .map_err(lancesql::cli::output::output_error)?;
+        .and_then(|()| stdout.flush());
+    if let Err(error) = banner {
+        tracing::warn!(%error, "could not print the connect lines");
+    }
     server.serve(shutdown_signal()).await?;
     eprintln!("lancesql: stopped");
     Ok(())

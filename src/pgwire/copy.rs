@@ -17,7 +17,6 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use datafusion_postgres::arrow_pg::encoder::{Encoder, encode_value};
 use datafusion_postgres::pgwire::api::portal::Format;
 use datafusion_postgres::pgwire::api::results::{
@@ -36,6 +35,7 @@ use crate::engine::{
 };
 use crate::error::Error;
 use crate::pgwire::handlers::wire_error;
+use crate::pgwire::wire_types::pg_fields;
 
 /// The binary COPY signature, flags and header extension length.
 const BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -55,11 +55,7 @@ pub fn copy_out(
     } else {
         Format::UnifiedText
     };
-    let fields = Arc::new(arrow_schema_to_pg_fields(
-        &schema,
-        &column_format,
-        Some(format_options),
-    )?);
+    let fields = Arc::new(pg_fields(&schema, &column_format, Some(format_options))?);
     let columns = fields.len();
     let state = CopyRows {
         encoder: encoder(options, fields.clone()),

@@ -9,7 +9,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion_postgres::arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
+use datafusion_postgres::arrow_pg::datatypes::encode_recordbatch;
 use datafusion_postgres::pgwire::api::auth::StartupHandler;
 use datafusion_postgres::pgwire::api::cancel::CancelHandler;
 use datafusion_postgres::pgwire::api::copy::CopyHandler;
@@ -43,7 +43,7 @@ use crate::pgwire::cancel::{CancelSignal, Canceller, Connections, cancellable, u
 use crate::pgwire::copy::{CopyIn, copy_out};
 use crate::pgwire::parameters::bound_values;
 use crate::pgwire::startup::Startup;
-use crate::pgwire::wire_types::{encodable, parameter_type};
+use crate::pgwire::wire_types::{encodable, parameter_type, pg_fields};
 
 /// A statement as the extended protocol stores it: `None` for an empty query string.
 pub type WireStatement = Option<Arc<PreparedStatement>>;
@@ -189,7 +189,7 @@ impl ExtendedQueryHandler for QueryHandler {
             && client.portal_store().get_portal(name).is_none()
             && let Ok(schema) = self.session.cursor_schema(name)
         {
-            let fields = arrow_schema_to_pg_fields(&schema, &Format::UnifiedText, None)?;
+            let fields = pg_fields(&schema, &Format::UnifiedText, None)?;
             return send_describe_response(client, &DescribePortalResponse::new(fields)).await;
         }
         self._on_describe(client, message).await
@@ -347,7 +347,7 @@ impl QueryParser for StatementParser {
         format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
         match statement {
-            Some(prepared) if prepared.kind().returns_rows() => arrow_schema_to_pg_fields(
+            Some(prepared) if prepared.kind().returns_rows() => pg_fields(
                 &prepared.schema(),
                 format.unwrap_or(&Format::UnifiedText),
                 None,
@@ -388,11 +388,7 @@ fn respond(
         } => copy_out(encodable(cancellable(stream, cancel)), &copy, options),
         Outcome::Rows { stream, kind } => {
             let stream = encodable(cancellable(stream, cancel));
-            let fields = Arc::new(arrow_schema_to_pg_fields(
-                stream.schema().as_ref(),
-                format,
-                Some(options),
-            )?);
+            let fields = Arc::new(pg_fields(stream.schema().as_ref(), format, Some(options))?);
             let encoding = fields.clone();
             let rows = stream
                 .map(move |batch| {
