@@ -670,9 +670,18 @@ def test_sqlalchemy_inspector_and_pandas(server, driver):
         columns = {c["name"]: str(c["type"]) for c in inspector.get_columns("products")}
         assert columns["id"] == "BIGINT" and columns["name"] == "TEXT"
         assert columns["price"] == "DOUBLE PRECISION"
+        # Types as the wire sends them; the row-identity columns are system columns.
+        assert columns["launched_at"] == "TIMESTAMP"
+        assert columns["embedding"] == "ARRAY" and "_rowid" not in columns
         frame = pd.read_sql(sa.text("SELECT id, price FROM products WHERE id < :n ORDER BY id"),
                             engine, params={"n": 5})
         assert list(frame["id"]) == [0, 1, 2, 3, 4]
         assert frame["price"].dtype.kind == "f"
+        # A table name: the table's columns, read after SQLAlchemy reflects its keys and indices.
+        whole = pd.read_sql("reviews", engine)
+        assert len(whole) == rows(server, "SELECT count(*) FROM reviews")[0][0]
+        assert list(whole.columns) == ["id", "product_id", "stars", "body", "created_at",
+                                       "helpful_votes"]
+        assert str(whole["created_at"].dtype) == "datetime64[ns, UTC]"
     finally:
         engine.dispose()

@@ -10,6 +10,8 @@
 //!   (the ADBC driver's column listing, SQLAlchemy's key reflection).
 //! - `pg_catalog.pg_index` likewise has `indkey` and `indoption` as `smallint[]`.
 //! - `pg_indexes`, which the emulation lacks, is an empty view with Postgres' columns.
+//! - `pg_class` gains `reloptions` and `relacl` (NULL), which SQLAlchemy's index reflection
+//!   reads.
 //! - `information_schema.columns` likewise has Postgres' type names and numbering.
 //! - `pg_attribute` (qualified or not) is read through a view that takes each column's type
 //!   and number from `lancesql_columns()`: the emulation types arrays, `timestamptz` and
@@ -75,6 +77,8 @@ const PG_INDEX_VIEW: &str = "SELECT indexrelid, indrelid, indnatts, indnkeyatts,
 
 /// `pg_attribute` with each column's type, width, array dimensions and number as the wire
 /// describes them (`lancesql_columns()`); the emulation's own values where that has no row.
+/// In column order, as Postgres reads it out: clients list columns without `ORDER BY` (the
+/// ADBC driver's table schema).
 const PG_ATTRIBUTE_VIEW: &str = "SELECT a.attrelid, a.attname, \
      COALESCE(t.pg_type_oid, a.atttypid) AS atttypid, a.attstattarget, \
      COALESCE(t.pg_type_len, a.attlen) AS attlen, COALESCE(t.attnum, a.attnum) AS attnum, \
@@ -87,7 +91,8 @@ const PG_ATTRIBUTE_VIEW: &str = "SELECT a.attrelid, a.attname, \
      LEFT JOIN pg_catalog.pg_class AS c ON c.oid = a.attrelid \
      LEFT JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace \
      LEFT JOIN lancesql_columns() AS t ON t.table_schema = n.nspname \
-     AND t.table_name = c.relname AND t.column_name = a.attname";
+     AND t.table_name = c.relname AND t.column_name = a.attname \
+     ORDER BY 1, 6";
 
 /// `information_schema.columns` (DataFusion's) with Postgres' type names (`bigint`, `ARRAY`,
 /// `timestamp with time zone`, with `udt_name` the `pg_type` name), numbered from 1, and without
@@ -106,6 +111,11 @@ const INFORMATION_SCHEMA_COLUMNS_VIEW: &str = "SELECT c.table_catalog, c.table_s
      AND t.table_schema = c.table_schema AND t.table_name = c.table_name \
      AND t.column_name = c.column_name \
      WHERE t.attnum IS NULL OR t.attnum > 0";
+
+/// `pg_class` with the columns the emulation lacks that clients read: `reloptions` (SQLAlchemy's
+/// index reflection, so `pandas.read_sql` of a table name) and `relacl`, both NULL.
+const PG_CLASS_VIEW: &str = "SELECT *, CAST(NULL AS TEXT[]) AS reloptions, \
+     CAST(NULL AS TEXT[]) AS relacl FROM pg_catalog.pg_class";
 
 /// `pg_indexes`, which the emulation lacks: no rows yet (lancesql's indices are Lance's, listed
 /// with their tables), with Postgres' columns (DuckDB's postgres scanner reads it on attach).
@@ -256,10 +266,10 @@ fn tuple_id(expr: &Expr) -> Option<u64> {
     Some(u64::from(page) << 32 | u64::from(tuple))
 }
 
-/// Reads of `pg_catalog.pg_constraint`, `pg_catalog.pg_index`, `pg_indexes`, `pg_attribute`
-/// and `information_schema.columns` go through [`PG_CONSTRAINT_VIEW`], [`PG_INDEX_VIEW`],
-/// [`PG_INDEXES_VIEW`], [`PG_ATTRIBUTE_VIEW`] and [`INFORMATION_SCHEMA_COLUMNS_VIEW`], under the
-/// name (or alias) the statement gave.
+/// Reads of `pg_catalog.pg_constraint`, `pg_catalog.pg_index`, `pg_indexes`, `pg_attribute`,
+/// `pg_class` and `information_schema.columns` go through [`PG_CONSTRAINT_VIEW`],
+/// [`PG_INDEX_VIEW`], [`PG_INDEXES_VIEW`], [`PG_ATTRIBUTE_VIEW`], [`PG_CLASS_VIEW`] and
+/// [`INFORMATION_SCHEMA_COLUMNS_VIEW`], under the name (or alias) the statement gave.
 fn catalog_view(factor: &mut TableFactor) {
     let TableFactor::Table { name, args, .. } = factor else {
         return;
@@ -291,6 +301,7 @@ fn catalog_view(factor: &mut TableFactor) {
         "pg_index" if parts.len() > 1 => (PG_INDEX_VIEW, "pg_index"),
         "pg_indexes" => (PG_INDEXES_VIEW, "pg_indexes"),
         "pg_attribute" => (PG_ATTRIBUTE_VIEW, "pg_attribute"),
+        "pg_class" => (PG_CLASS_VIEW, "pg_class"),
         _ => return,
     };
     replace_with_view(factor, view, default_alias);

@@ -205,6 +205,14 @@ impl Engine {
         session_config
             .options_mut()
             .set("datafusion.sql_parser.dialect", SQL_DIALECT)?;
+        // DataFusion 54.1 executes uncorrelated scalar subqueries in a `ScalarSubqueryExec`, and
+        // a plan with one loses its top sort when ORDER BY names a column the select list does
+        // not (`SELECT a ... WHERE a < (SELECT 5) ORDER BY b` comes back unordered). Planned as
+        // joins, as before 54, the order holds (`slt/safety.slt` asserts it).
+        session_config
+            .options_mut()
+            .optimizer
+            .enable_physical_uncorrelated_scalar_subquery = false;
         let mut builder = SessionStateBuilder::new()
             .with_config(session_config)
             .with_runtime_env(self.shared.runtime.clone())
