@@ -1,12 +1,15 @@
 //! The SQL test runner: `.slt` files and oracle comparisons against the embedded engine, and the
-//! same `.slt` files over the Postgres wire protocol.
+//! same `.slt` files over the Postgres wire protocol and Arrow Flight SQL.
 //!
 //! - Every `slt/*.slt` file runs in a fresh session over the same fixture root, with
-//!   sqllogictest's own runner (`query`, `statement ok`, `statement error <regex>`), twice: in
-//!   the embedded engine (label `embedded`) and through the real `lancesql serve` binary with a
-//!   real Postgres client (label `pgwire`), against the same expectations. Values are compared
-//!   as the engine formats them; the wire's text forms of booleans are mapped back, and the few
-//!   records whose text differs by protocol say so with `skipif`/`onlyif`.
+//!   sqllogictest's own runner (`query`, `statement ok`, `statement error <regex>`), three
+//!   times: in the embedded engine (label `embedded`), and through the real `lancesql serve`
+//!   binary with a real Postgres client (label `pgwire`) and with arrow-flight's Flight SQL
+//!   client (label `flightsql`), against the same expectations. Values are compared as the
+//!   engine formats them (Flight SQL brings Arrow, formatted as embedded results are); the
+//!   wire's text forms of booleans are mapped back, and the few records whose text differs by
+//!   protocol say so with `skipif`/`onlyif`. Errors read `[SQLSTATE] message` on every path
+//!   (Flight SQL sends the SQLSTATE in the `x-sqlstate` header).
 //! - Every query in `oracle.sql` runs twice, once over the Lance fixture and once over the same
 //!   rows in a DataFusion `MemTable` (`oracle.public.<table>`), and the sorted results must match.
 //!   `{t}` stands for each table with the basic schema, `{evolved}` for the schema-evolved one,
@@ -255,6 +258,85 @@ impl SqlTarget for PgWire {
     }
 }
 
+/// The same SQL through `lancesql serve` and arrow-flight's Flight SQL client (logged in, so
+/// one session keeps its settings).
+struct FlightSql {
+    client: arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>,
+}
+
+impl FlightSql {
+    async fn connect(address: &str) -> FlightSql {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
+            .expect("a Flight SQL URI")
+            .connect()
+            .await
+            .expect("a connection to lancesql serve's Flight SQL");
+        let mut client = arrow_flight::sql::client::FlightSqlServiceClient::new(channel);
+        // The server admits anyone (it trusts loopback); the handshake gives the session a token.
+        client
+            .handshake("lancesql", "")
+            .await
+            .expect("a Flight SQL session");
+        FlightSql { client }
+    }
+}
+
+impl From<arrow_flight::error::FlightError> for TargetError {
+    fn from(error: arrow_flight::error::FlightError) -> Self {
+        match error {
+            arrow_flight::error::FlightError::Tonic(status) => TargetError {
+                sqlstate: status
+                    .metadata()
+                    .get("x-sqlstate")
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or("XX000")
+                    .to_string(),
+                message: status.message().to_string(),
+            },
+            other => TargetError {
+                sqlstate: "08000".to_string(),
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl SqlTarget for FlightSql {
+    const LABEL: &'static str = "flightsql";
+
+    async fn query(&mut self, sql: &str) -> Result<Option<Rows>, TargetError> {
+        let info = self.client.execute(sql.to_string(), None).await?;
+        // A statement without rows ran at GetFlightInfo and names no endpoint.
+        if info.endpoint.is_empty() {
+            return Ok(None);
+        }
+        let schema = info
+            .clone()
+            .try_decode_schema()
+            .map_err(|error| TargetError {
+                sqlstate: "08000".to_string(),
+                message: error.to_string(),
+            })?;
+        let mut batches = Vec::new();
+        for endpoint in info.endpoint {
+            let Some(ticket) = endpoint.ticket else {
+                continue;
+            };
+            let stream = self.client.do_get(ticket).await?;
+            batches.extend(stream.try_collect::<Vec<_>>().await?);
+        }
+        Ok(Some(Rows {
+            types: schema
+                .fields()
+                .iter()
+                .map(|field| field.data_type().clone())
+                .collect(),
+            rows: format_rows(&batches)?,
+        }))
+    }
+}
+
 /// The Arrow type class of a Postgres column type, for sqllogictest's column letters.
 fn arrow_type_of(pg: &tokio_postgres::types::Type) -> DataType {
     use tokio_postgres::types::Type;
@@ -367,7 +449,7 @@ async fn run_slt_files(
     engine: &Engine,
     filter: &str,
     complete: bool,
-    server: &str,
+    server: &Served,
 ) -> (usize, Vec<String>) {
     let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql-tests/slt");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&directory)
@@ -408,14 +490,20 @@ async fn run_slt_files(
             }
             continue;
         }
-        let address = server.to_string();
+        let address = server.pg.clone();
         let pgwire = sqllogictest::Runner::new(move || {
             let address = address.clone();
             async move { Ok(SltDb(PgWire::connect(&address).await)) }
         });
+        let address = server.flight.clone();
+        let flightsql = sqllogictest::Runner::new(move || {
+            let address = address.clone();
+            async move { Ok(SltDb(FlightSql::connect(&address).await)) }
+        });
         for outcome in [
             run_file(prepared_runner(embedded), &file).await,
             run_file(prepared_runner(pgwire), &file).await,
+            run_file(prepared_runner(flightsql), &file).await,
         ] {
             match outcome {
                 Ok(label) => {
@@ -461,32 +549,54 @@ where
         .map_err(|error| (T::LABEL, error.to_string()))
 }
 
-/// Starts the real binary serving `root` over the Postgres wire on a free loopback port;
-/// returns the process and its address.
-fn start_server(root: &str) -> (std::process::Child, String) {
+/// Where the real binary serves the fixture root.
+struct Served {
+    pg: String,
+    flight: String,
+}
+
+/// Starts the real binary serving `root` over the Postgres wire and Flight SQL on free loopback
+/// ports; returns the process and its addresses.
+fn start_server(root: &str) -> (std::process::Child, Served) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lancesql"))
         .args(["--data", root, "--target-partitions", "2", "serve"])
         .args(["--pg-listen", "127.0.0.1:0", "--pg-auth", "trust"])
+        .args(["--flight-listen", "127.0.0.1:0"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("lancesql serve starts");
     let stdout = child.stdout.take().expect("its stdout");
     let mut lines = std::io::BufReader::new(stdout);
-    let mut first = String::new();
-    lines
-        .read_line(&mut first)
-        .expect("lancesql serve prints its address");
-    // The server prints more (its connect lines): keep reading, or it writes into a closed pipe.
+    let (mut pg, mut flight) = (None, None);
+    while pg.is_none() || flight.is_none() {
+        let mut line = String::new();
+        let read = lines
+            .read_line(&mut line)
+            .expect("lancesql serve prints its addresses");
+        assert!(
+            read > 0,
+            "lancesql serve stopped before printing its addresses"
+        );
+        let address = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        if line.contains("Postgres wire protocol on") {
+            pg = Some(address);
+        } else if line.contains("Arrow Flight SQL on") {
+            flight = Some(address);
+        }
+    }
+    // The server may print more: keep reading, or it writes into a closed pipe.
     std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
-    let address = first
-        .trim()
-        .rsplit(' ')
-        .next()
-        .filter(|_| first.contains("Postgres wire protocol on"))
-        .unwrap_or_else(|| panic!("unexpected first line from lancesql serve: {first}"))
-        .to_string();
-    (child, address)
+    let served = Served {
+        pg: pg.unwrap_or_default(),
+        flight: flight.unwrap_or_default(),
+    };
+    (child, served)
 }
 
 async fn run_oracle_queries(
@@ -624,8 +734,8 @@ fn main() {
             },
         )
         .expect("engine over the fixture root");
-        let (mut server, address) = start_server(&root_path);
-        let (slt_passed, mut failures) = run_slt_files(&engine, &filter, complete, &address).await;
+        let (mut server, served) = start_server(&root_path);
+        let (slt_passed, mut failures) = run_slt_files(&engine, &filter, complete, &served).await;
         let _ = server.kill();
         let _ = server.wait();
         let (oracle_passed, oracle_failures) = run_oracle_queries(&engine, &oracle, &filter).await;

@@ -3,6 +3,7 @@
 //! The layers, from the front ends down (`docs/architecture.md` has the dependency rules):
 //! - [`cli`]: the command-line front end (shell, script runner, import, demo data).
 //! - [`pgwire`]: the Postgres wire protocol front end (`lancesql serve`).
+//! - [`flightsql`]: the engine behind the Flight SQL front end (the `lancesql-flight` crate).
 //! - [`engine`]: the front door: sessions, parsing, prepared statements, statement dispatch.
 //! - [`catalog`]: datasets under the root as tables of `lancesql.public`, resolved per statement.
 //! - [`functions`]: the SQL functions the engine adds, in one list.
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod flightsql;
 pub mod functions;
 pub mod pgwire;
 pub mod physical;

@@ -5,13 +5,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use lancesql::cli::args::{EngineArgs, PgArgs, StoreArgs};
+use futures::FutureExt;
+use lancesql::cli::args::{EngineArgs, FlightArgs, PgArgs, StoreArgs};
 use lancesql::cli::import::{ImportFormat, import_file};
 use lancesql::cli::output::{OutputFormat, is_closed_output};
 use lancesql::cli::shell::{Shell, report};
+use lancesql::flightsql::FlightSessions;
 use lancesql::pgwire::PgServer;
-use lancesql::pgwire::access::{AuthMethod, PgConfig};
+use lancesql::pgwire::access::{AuthMethod, PgConfig, Users};
 use lancesql::{Engine, EngineConfig, Error, StoreConfig};
+use lancesql_flight::{FlightConfig, FlightServer, Login};
 
 /// SQL over Lance datasets.
 #[derive(Parser, Debug)]
@@ -56,10 +59,14 @@ enum Command {
         #[arg(long, env = "LANCESQL_DEMO_IF_EMPTY", default_value_t = false)]
         demo_if_empty: bool,
     },
-    /// Serve the Postgres wire protocol (psql, drivers, BI tools) until SIGINT or SIGTERM.
+    /// Serve the Postgres wire protocol (psql, drivers, BI tools) and Arrow Flight SQL (ADBC,
+    /// JDBC, pyarrow) until SIGINT or SIGTERM.
     Serve {
         #[command(flatten)]
         pg: PgArgs,
+
+        #[command(flatten)]
+        flight: FlightArgs,
 
         /// Write the demo tables first if the data root has no tables (creating a missing local
         /// data folder).
@@ -134,12 +141,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
         eprintln!("created the data folder {}", store.data);
     }
     let engine = Engine::new(&store, EngineConfig::from(cli.engine))?;
-    // A server checks its access rules and binds before anything is written.
-    let server = match &cli.command {
-        Command::Serve { pg, .. } => {
-            let config = PgConfig::from(pg.clone());
-            Some((PgServer::bind(engine.clone(), &config).await?, config))
-        }
+    // The servers check their access rules and bind before anything is written.
+    let servers = match &cli.command {
+        Command::Serve { pg, flight, .. } => Some(bind_servers(&engine, pg, flight).await?),
         _ => None,
     };
     let session = engine.session()?;
@@ -159,8 +163,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
             engine.location()
         );
     }
-    if let Some((server, config)) = server {
-        return serve(server, &config).await;
+    if let Some(servers) = servers {
+        return serve(servers).await;
     }
     match cli.command {
         Command::Sql {
@@ -205,42 +209,101 @@ async fn run(cli: Cli) -> Result<(), Error> {
     }
 }
 
-/// Says where the bound Postgres listener is and how to connect, and serves until SIGINT or
-/// SIGTERM (then waits for open connections to finish).
-async fn serve(server: PgServer, config: &PgConfig) -> Result<(), Error> {
-    let address = server.local_addr()?;
+/// The bound listeners of `lancesql serve`.
+struct Servers {
+    pg: PgServer,
+    pg_config: PgConfig,
+    flight: Option<(FlightServer<FlightSessions>, FlightConfig)>,
+}
+
+async fn bind_servers(engine: &Engine, pg: &PgArgs, flight: &FlightArgs) -> Result<Servers, Error> {
+    let pg_config = PgConfig::from(pg.clone());
+    let pg = PgServer::bind(engine.clone(), &pg_config).await?;
+    let flight = match flight.config(pg_config.auth) {
+        Some(config) => {
+            let users = std::sync::Arc::new(Users::load(&pg_config)?);
+            let sessions = FlightSessions::new(engine.clone(), users);
+            let server = FlightServer::bind(sessions, &config)
+                .await
+                .map_err(|error| Error::invalid(format!("Flight SQL: {error}")))?;
+            Some((server, config))
+        }
+        None => None,
+    };
+    Ok(Servers {
+        pg,
+        pg_config,
+        flight,
+    })
+}
+
+/// Says where the bound listeners are and how to connect, and serves until SIGINT or SIGTERM
+/// (then waits for open connections and calls to finish).
+async fn serve(servers: Servers) -> Result<(), Error> {
+    let Servers {
+        pg,
+        pg_config,
+        flight,
+    } = servers;
+    let address = pg.local_addr()?;
     let (host, port) = (address.ip(), address.port());
-    let user = match &config.user {
+    let user = match &pg_config.user {
         Some((user, _)) => user.as_str(),
         None => "lancesql",
     };
     let mut conninfo = format!("host={host} port={port} dbname=lancesql user={user}");
-    if server.tls() {
+    if pg.tls() {
         conninfo.push_str(" sslmode=require");
     }
-    let mut stdout = std::io::stdout();
+    let mut lines = vec![
+        format!("lancesql: Postgres wire protocol on {address}"),
+        format!("  psql \"{conninfo}\""),
+        format!(
+            "  python -c \"import psycopg; print(psycopg.connect('{conninfo}').execute('SELECT 1').fetchall())\""
+        ),
+    ];
+    if pg_config.auth == AuthMethod::Password {
+        lines.push("  (password logins: set PGPASSWORD, or answer the prompt)".into());
+    }
+    if let Some((server, config)) = &flight {
+        let address = server
+            .local_addr()
+            .map_err(|error| Error::invalid(error.to_string()))?;
+        let scheme = if server.tls() { "grpc+tls" } else { "grpc" };
+        let uri = format!("{scheme}://{address}");
+        lines.push(format!("lancesql: Arrow Flight SQL on {address}"));
+        let login = match config.login {
+            Login::Password => format!(", db_kwargs={{'username': '{user}', 'password': '...'}}"),
+            Login::Anonymous => String::new(),
+        };
+        lines.push(format!(
+            "  python -c \"import adbc_driver_flightsql.dbapi as f; c = f.connect('{uri}'{login}); cur = c.cursor(); cur.execute('SELECT 1'); print(cur.fetchall())\""
+        ));
+    }
     // Whoever started the server may stop reading after the address (`| head -1`): the server
     // goes on serving.
-    let banner = writeln!(stdout, "lancesql: Postgres wire protocol on {address}")
-        .and_then(|()| writeln!(stdout, "  psql \"{conninfo}\""))
-        .and_then(|()| {
-            writeln!(
-                stdout,
-                "  python -c \"import psycopg; print(psycopg.connect('{conninfo}').execute('SELECT 1').fetchall())\""
-            )
-        })
-        .and_then(|()| match config.auth {
-            AuthMethod::Password => writeln!(
-                stdout,
-                "  (password logins: set PGPASSWORD, or answer the prompt)"
-            ),
-            AuthMethod::Trust => Ok(()),
-        })
+    let mut stdout = std::io::stdout();
+    let banner = lines
+        .iter()
+        .try_for_each(|line| writeln!(stdout, "{line}"))
         .and_then(|()| stdout.flush());
     if let Err(error) = banner {
         tracing::warn!(%error, "could not print the connect lines");
     }
-    server.serve(shutdown_signal()).await?;
+    let shutdown = shutdown_signal().boxed().shared();
+    match flight {
+        Some((flight, _)) => {
+            let flight = async {
+                flight
+                    .serve(shutdown.clone())
+                    .await
+                    .map_err(|error| Error::invalid(error.to_string()))
+            };
+            let (pg, flight) = tokio::join!(pg.serve(shutdown.clone()), flight);
+            pg.and(flight)?;
+        }
+        None => pg.serve(shutdown).await?,
+    }
     eprintln!("lancesql: stopped");
     Ok(())
 }

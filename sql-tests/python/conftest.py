@@ -50,26 +50,50 @@ def data(tmp_path):
 
 
 @contextlib.contextmanager
-def pg_server(data, *args, env=None):
-    """`lancesql serve` over `data` (with the demo tables) on 127.0.0.1 port 0 and any further
-    ARGS; yields (host, port). On exit it is stopped with SIGTERM and must stop cleanly."""
+def served(data, *args, env=None):
+    """`lancesql serve` over `data` (with the demo tables), the Postgres and Flight SQL listeners
+    on 127.0.0.1 port 0 unless ARGS say otherwise; yields {"pg": (host, port), "flight":
+    (host, port) or None, "process": Popen}. On exit it is stopped with SIGTERM and must stop
+    cleanly."""
     full_env = dict(os.environ)
     full_env.update(env or {})
+    listen = []
+    if "--flight-listen" not in args:
+        listen += ["--flight-listen", "127.0.0.1:0"]
     process = subprocess.Popen(
-        [BIN, "--data", str(data), "serve", "--pg-listen", "127.0.0.1:0", "--demo-if-empty", *args],
+        [BIN, "--data", str(data), "serve", "--pg-listen", "127.0.0.1:0", *listen,
+         "--demo-if-empty", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env,
     )
-    first = process.stdout.readline()
-    if "Postgres wire protocol on" not in first:
-        process.kill()
-        raise AssertionError(first + process.stderr.read())
-    host, port = first.rsplit(" ", 1)[1].strip().rsplit(":", 1)
+    flight_off = "off" in [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--flight-listen"]
+    addresses = {"pg": None, "flight": None, "process": process}
+
+    def address(line):
+        host, port = line.rsplit(" ", 1)[1].strip().rsplit(":", 1)
+        return host, int(port)
+
+    while addresses["pg"] is None or (addresses["flight"] is None and not flight_off):
+        line = process.stdout.readline()
+        if "Postgres wire protocol on" in line:
+            addresses["pg"] = address(line)
+        elif "Arrow Flight SQL on" in line:
+            addresses["flight"] = address(line)
+        elif not line:
+            process.kill()
+            raise AssertionError(process.stderr.read())
     try:
-        yield host, int(port)
+        yield addresses
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
         assert "stopped" in process.stderr.read()
+
+
+@contextlib.contextmanager
+def pg_server(data, *args, env=None):
+    """`served`, yielding only the Postgres listener's (host, port)."""
+    with served(data, *args, env=env) as addresses:
+        yield addresses["pg"]
 
 
 def trust_conninfo(address, user="lancesql"):

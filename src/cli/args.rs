@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::config::{EngineConfig, LocalIo, StoreConfig, parse_byte_size, parse_key_value};
 use crate::pgwire::access::{AuthMethod, PgConfig};
+use lancesql_flight::{FlightConfig, Login};
 
 /// Where the Lance datasets live and how to reach them.
 #[derive(clap::Args, Debug, Clone)]
@@ -213,5 +214,75 @@ impl From<PgArgs> for PgConfig {
             require_tls: args.pg_require_tls,
             max_connections: args.pg_max_connections,
         }
+    }
+}
+
+/// How Flight SQL clients log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FlightAuth {
+    /// Basic credentials at the handshake, checked against the Postgres front end's users
+    /// (--pg-users-file, LANCESQL_PG_USER/LANCESQL_PG_PASSWORD).
+    Password,
+    /// No login: for a machine's own users only (loopback unless --flight-anonymous-network).
+    None,
+}
+
+/// The Flight SQL front end of `lancesql serve`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FlightArgs {
+    /// Address for Arrow Flight SQL; port 0 picks a free port (the bound address is printed);
+    /// `off` serves no Flight SQL.
+    #[arg(
+        long,
+        env = "LANCESQL_FLIGHT_LISTEN",
+        default_value = "127.0.0.1:32010"
+    )]
+    pub flight_listen: String,
+
+    /// How Flight SQL clients log in; by default as --pg-auth says (`trust` means `none`).
+    #[arg(long, env = "LANCESQL_FLIGHT_AUTH", value_enum)]
+    pub flight_auth: Option<FlightAuth>,
+
+    /// Allow --flight-auth none on a non-loopback listen address.
+    #[arg(long, env = "LANCESQL_FLIGHT_ANONYMOUS_NETWORK")]
+    pub flight_anonymous_network: bool,
+
+    /// PEM certificate chain for Flight SQL over TLS (with --flight-tls-key).
+    #[arg(long, env = "LANCESQL_FLIGHT_TLS_CERT")]
+    pub flight_tls_cert: Option<PathBuf>,
+
+    /// PEM private key for Flight SQL over TLS.
+    #[arg(long, env = "LANCESQL_FLIGHT_TLS_KEY")]
+    pub flight_tls_key: Option<PathBuf>,
+
+    /// Seconds a Flight SQL session (bearer token) lives without being used.
+    #[arg(
+        long,
+        env = "LANCESQL_FLIGHT_SESSION_IDLE_SECS",
+        default_value_t = 3600
+    )]
+    pub flight_session_idle_secs: u64,
+}
+
+impl FlightArgs {
+    /// The Flight SQL server's settings, or `None` when it is turned off. Logins follow
+    /// `pg_auth` unless --flight-auth says otherwise.
+    pub fn config(&self, pg_auth: AuthMethod) -> Option<FlightConfig> {
+        if self.flight_listen.eq_ignore_ascii_case("off") {
+            return None;
+        }
+        Some(FlightConfig {
+            listen: self.flight_listen.clone(),
+            login: match (self.flight_auth, pg_auth) {
+                (Some(FlightAuth::Password), _) | (None, AuthMethod::Password) => Login::Password,
+                (Some(FlightAuth::None), _) | (None, AuthMethod::Trust) => Login::Anonymous,
+            },
+            anonymous_network: self.flight_anonymous_network,
+            tls_cert: self.flight_tls_cert.clone(),
+            tls_key: self.flight_tls_key.clone(),
+            session_idle_timeout: Duration::from_secs(self.flight_session_idle_secs),
+            server_name: "lancesql".into(),
+            server_version: env!("CARGO_PKG_VERSION").into(),
+        })
     }
 }

@@ -20,7 +20,8 @@ mod variables;
 pub use copy::{CopyFormat, CopyInDecoder, CopyOptions};
 pub use limits::stream_until;
 pub use session::{
-    CommandTag, Engine, LanceSession, Outcome, PreparedStatement, StatementKind, TransactionControl,
+    CommandTag, Engine, IngestExisting, LanceSession, Outcome, PreparedStatement, StatementKind,
+    TransactionControl,
 };
 pub use transaction::FetchCount;
 

@@ -308,6 +308,29 @@ pub enum CommandTag {
     CloseCursor { all: bool },
 }
 
+impl CommandTag {
+    /// The rows the command produced or affected, where its tag reports them.
+    pub fn rows(&self) -> Option<u64> {
+        match self {
+            CommandTag::Select { rows }
+            | CommandTag::Copy { rows }
+            | CommandTag::Fetch { rows } => Some(*rows),
+            _ => None,
+        }
+    }
+}
+
+/// What a bulk ingest does when its table already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestExisting {
+    /// Refuse (42P07).
+    Fail,
+    /// Add the rows as one new version.
+    Append,
+    /// Replace rows and columns as one new version.
+    Replace,
+}
+
 /// Transaction-control statements. Each statement commits on its own; what a block means is in
 /// [`transaction`](super::transaction). Clients that wrap their work in `BEGIN ... COMMIT` work
 /// unchanged.
@@ -470,6 +493,22 @@ impl PreparedStatement {
     /// The columns executing the statement yields (no columns for commands).
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
+    }
+
+    /// The columns executing the statement with `parameters` yields: where the statement
+    /// leaves a placeholder untyped (`SELECT $1`), the bound value's type decides.
+    pub fn schema_with(&self, parameters: &[ScalarValue]) -> Result<SchemaRef> {
+        if parameters.is_empty() || self.command.is_some() || !self.kind.returns_rows() {
+            return Ok(self.schema());
+        }
+        let bound = self
+            .plan
+            .clone()
+            .with_param_values(ParamValues::List(
+                parameters.iter().cloned().map(Into::into).collect(),
+            ))
+            .map_err(Error::from_datafusion)?;
+        Ok(Arc::new(bound.schema().as_arrow().clone()))
     }
 
     /// The statement as it will run, for logs.
@@ -1074,6 +1113,45 @@ impl LanceSession {
             .await
             .map_err(|source| Error::lance("counting rows", dataset.uri(), source))?;
         Ok(rows as u64)
+    }
+
+    /// Bulk ingest (Flight SQL): writes `data` into `table` in one commit, creating the table
+    /// when it is missing and `create_if_missing` holds (otherwise 42P01), and doing what
+    /// `existing` says when it is there. A failure leaves the table as it was. Returns the
+    /// rows written.
+    pub async fn ingest(
+        &self,
+        table: &str,
+        create_if_missing: bool,
+        existing: IngestExisting,
+        data: SendableRecordBatchStream,
+    ) -> Result<u64> {
+        let statement = || format!("an ingest into '{table}'");
+        if self.read_only {
+            return Err(Error::ReadOnly {
+                statement: statement(),
+            });
+        }
+        if self.transaction.modes().read_only {
+            return Err(Error::ReadOnlyTransaction {
+                statement: statement(),
+            });
+        }
+        let root = self.catalog.root();
+        let exists = root.open_latest(table).await?.is_some();
+        let written = match (exists, existing) {
+            (true, IngestExisting::Fail) => Err(Error::TableExists {
+                table: table.to_string(),
+            }),
+            (true, IngestExisting::Append) => root.append_table(table, data).await,
+            (true, IngestExisting::Replace) => root.replace_table(table, data).await,
+            (false, _) if !create_if_missing => Err(Error::TableNotFound {
+                table: table.to_string(),
+            }),
+            (false, _) => self.create_table(table, data).await,
+        };
+        self.catalog.forget_listing().await;
+        written
     }
 
     /// The names of the tables under the data root.

@@ -138,14 +138,16 @@ impl Access {
     }
 }
 
-/// Users and their salted passwords (computed once, at start).
+/// Users and their salted passwords (computed once, at start): the logins of both servers
+/// (SCRAM here, basic credentials at the Flight SQL handshake).
 #[derive(Debug, Default)]
-struct Users {
+pub struct Users {
     salted: HashMap<String, Password>,
 }
 
 impl Users {
-    fn load(config: &PgConfig) -> Result<Self> {
+    /// The users `config` names (its file and its one user from the environment).
+    pub fn load(config: &PgConfig) -> Result<Self> {
         let mut users = Users::default();
         if let Some(path) = &config.users_file {
             let text = read_private_file(path)?;
@@ -181,8 +183,26 @@ impl Users {
         Ok(())
     }
 
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.salted.is_empty()
+    }
+
+    /// Whether `password` is `name`'s (an unknown user costs the same work as a wrong password).
+    pub fn verify(&self, name: &str, password: &str) -> bool {
+        let unknown = Password::new(Some(random_nonce().into_bytes()), Vec::new());
+        let known = self.salted.get(name);
+        let stored = known.unwrap_or(&unknown);
+        let salt = stored.salt().unwrap_or_default();
+        let given = gen_salted_password(password, salt, SCRAM_ITERATIONS);
+        let stored = stored.password();
+        // Compared in time independent of where the first difference is.
+        let same = given.len() == stored.len()
+            && given
+                .iter()
+                .zip(stored)
+                .fold(0u8, |difference, (a, b)| difference | (a ^ b))
+                == 0;
+        known.is_some() && same
     }
 }
 

@@ -350,6 +350,48 @@ impl DataRoot {
         }
     }
 
+    /// Replaces `table`'s rows and columns with `data`, as one new version (older versions stay
+    /// readable by time travel). If `data` fails, nothing is committed and the table stays as
+    /// it was. Returns the rows written.
+    pub async fn replace_table(&self, table: &str, data: SendableRecordBatchStream) -> Result<u64> {
+        let uri = self.write_uri(table)?;
+        let Some(dataset) = self.open_latest(table).await? else {
+            return Err(Error::TableNotFound {
+                table: table.to_string(),
+            });
+        };
+        let written_rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = written_rows.clone();
+        let schema = data.schema();
+        let counted = data.map(move |batch| {
+            let batch = batch?;
+            counter.fetch_add(
+                batch.num_rows() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            Ok(batch)
+        });
+        let (data, input_error) =
+            remember_first_error(Box::pin(RecordBatchStreamAdapter::new(schema, counted)));
+        let params = WriteParams {
+            mode: WriteMode::Overwrite,
+            store_params: Some(self.store_params()),
+            session: Some(self.session.clone()),
+            ..Default::default()
+        };
+        let written = InsertBuilder::new(dataset)
+            .with_params(&params)
+            .execute_stream(data)
+            .await;
+        match written {
+            Ok(_) => Ok(written_rows.load(std::sync::atomic::Ordering::Relaxed)),
+            Err(source) => Err(match input_error.take() {
+                Some(cause) => Error::from(cause),
+                None => Error::lance(format!("replacing table '{table}'"), &uri, source),
+            }),
+        }
+    }
+
     /// The error to report for a read of `table` (at `uri`, `version`) that failed with `error`.
     /// A file that ended early is corruption (XX001), not an I/O failure: the data files shorter
     /// than the manifest records are named, which costs one size lookup per data file, on this
@@ -529,12 +571,32 @@ fn widen_to(
     target: &arrow::datatypes::SchemaRef,
     batch: RecordBatch,
 ) -> datafusion::error::Result<RecordBatch> {
+    if let Some(extra) = batch
+        .schema()
+        .fields()
+        .iter()
+        .find(|field| target.field_with_name(field.name()).is_err())
+    {
+        return Err(DataFusionError::from(Error::invalid(format!(
+            "the table has no column '{}'",
+            extra.name()
+        ))));
+    }
+    // A value that does not convert is an error, never a silent NULL.
+    let strict = arrow::compute::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
     let columns = target
         .fields()
         .iter()
         .map(|field| match batch.column_by_name(field.name()) {
             Some(column) if column.data_type() == field.data_type() => Ok(column.clone()),
-            Some(column) => Ok(arrow::compute::cast(column, field.data_type())?),
+            Some(column) => Ok(arrow::compute::cast_with_options(
+                column,
+                field.data_type(),
+                &strict,
+            )?),
             None if field.is_nullable() => Ok(arrow::array::new_null_array(
                 field.data_type(),
                 batch.num_rows(),
