@@ -143,7 +143,8 @@ def start_postgres(folder, port):
 
 def start_lancesql(binary, root):
     process = subprocess.Popen(
-        [binary, "--data", root, "serve", "--pg-listen", "127.0.0.1:0", "--pg-auth", "trust"],
+        [binary, "--data", root, "serve", "--pg-listen", "127.0.0.1:0", "--pg-auth", "trust",
+         "--flight-listen", "off"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     first = process.stdout.readline()
     if "Postgres wire protocol on" not in first:

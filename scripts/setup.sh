@@ -11,6 +11,8 @@
 #     (npm, into the cache)
 #   - Trino's server (Maven Central, into the cache, with only the PostgreSQL connector's
 #     plugins kept); it needs Java 24 or newer, which the test finds under /usr/lib/jvm
+#   - the ADBC Flight SQL driver (PyPI), the Flight SQL JDBC driver (Maven Central, into the
+#     cache) and arrow-go's Flight SQL driver (Go module proxy; Go itself must be installed)
 set -euo pipefail
 
 cache="${LANCESQL_CACHE:-$HOME/.cache/lancesql}"
@@ -70,4 +72,27 @@ if [ ! -x "$trino_home/bin/launcher" ]; then
     ! -name postgresql ! -name geospatial -exec rm -rf {} +
   rm -f "$tarball.part"
   mv "$trino_home.part" "$trino_home"
+fi
+
+# Go's Flight SQL database/sql driver (arrow-go, pinned by sql-tests/clients/go/go.mod, go.sum),
+# downloaded into Go's module cache; the test builds the client from it.
+go_bin="$(command -v go || echo /usr/local/go/bin/go)"
+if [ ! -x "$go_bin" ]; then
+  echo "setup: the Flight SQL tests need a Go toolchain (https://go.dev/dl/); none found" >&2
+  exit 1
+fi
+(cd "$(dirname "$0")/../sql-tests/clients/go" && "$go_bin" mod download)
+
+# The Arrow Flight SQL JDBC driver (what DBeaver and DataGrip use for Flight SQL), pinned with its
+# SHA-1 from Maven Central; run with the machine's java.
+jdbc_version=18.3.0
+jdbc_sha1=a77be460b83b673e41c5e2d364e7189a223f4861
+jdbc_jar="$cache/jdbc/flight-sql-jdbc-driver-$jdbc_version.jar"
+if [ ! -f "$jdbc_jar" ]; then
+  echo "setup: downloading the Flight SQL JDBC driver $jdbc_version into $cache/jdbc" >&2
+  mkdir -p "$cache/jdbc"
+  curl -sSf -o "$jdbc_jar.part" \
+    "https://repo1.maven.org/maven2/org/apache/arrow/flight-sql-jdbc-driver/$jdbc_version/flight-sql-jdbc-driver-$jdbc_version.jar"
+  echo "$jdbc_sha1  $jdbc_jar.part" | sha1sum --check --quiet
+  mv "$jdbc_jar.part" "$jdbc_jar"
 fi

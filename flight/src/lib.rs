@@ -10,6 +10,7 @@
 //! - [`handle`]: stateless prepared-statement handles and tickets.
 //! - [`queries`]: running queries by id, for cancellation.
 //! - [`metadata`]: SqlInfo, XDBC types and the other fixed metadata answers.
+//! - [`placeholders`]: JDBC's `?` placeholders numbered as `$1`, `$2`, ...
 //! - [`service`]: the RPCs.
 //! - [`server`]: binding (port 0 allowed), TLS, serving until shutdown.
 //! - [`error`]: the one error type and its one mapping to gRPC codes.
@@ -18,6 +19,7 @@ pub mod backend;
 pub mod error;
 pub mod handle;
 pub mod metadata;
+pub mod placeholders;
 pub mod queries;
 pub mod server;
 pub mod service;

@@ -53,9 +53,9 @@ use crate::backend::{
 };
 use crate::error::{Error, Result};
 use crate::handle::{QueryTicket, StatementHandle};
-use crate::metadata;
 use crate::queries::{CancelOutcome, RunningQueries};
 use crate::sessions::{CallSession, Sessions};
+use crate::{metadata, placeholders};
 
 /// The action type of Flight's `CancelFlightInfo` (not part of Flight SQL's own list).
 const CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";
@@ -417,7 +417,7 @@ impl<S: SessionSource> FlightSqlService for FlightSqlEngine<S> {
         Ok(self
             .statement_info(
                 request.metadata(),
-                StatementHandle::new(query.query),
+                StatementHandle::new(placeholders::numbered(&query.query)),
                 request.get_ref().clone(),
             )
             .await?)
@@ -710,7 +710,8 @@ impl<S: SessionSource> FlightSqlService for FlightSqlEngine<S> {
             return Err(Error::Unsupported("transactions are not supported".into()).into());
         }
         let session = self.session(request.metadata())?.session;
-        Ok(run_command(session.as_ref(), &StatementHandle::new(command.query)).await?)
+        let statement = StatementHandle::new(placeholders::numbered(&command.query));
+        Ok(run_command(session.as_ref(), &statement).await?)
     }
 
     async fn do_put_statement_ingest(
@@ -779,12 +780,10 @@ impl<S: SessionSource> FlightSqlService for FlightSqlEngine<S> {
             return Err(Error::Unsupported("transactions are not supported".into()).into());
         }
         let session = self.session(request.metadata())?.session;
-        let planned = session
-            .plan(&query.query, Vec::new())
-            .await
-            .map_err(Error::from)?;
+        let sql = placeholders::numbered(&query.query);
+        let planned = session.plan(&sql, Vec::new()).await.map_err(Error::from)?;
         Ok(ActionCreatePreparedStatementResult {
-            prepared_statement_handle: StatementHandle::new(query.query).encode_to_vec().into(),
+            prepared_statement_handle: StatementHandle::new(sql).encode_to_vec().into(),
             dataset_schema: schema_bytes(&planned.schema)?,
             parameter_schema: schema_bytes(&planned.parameters)?,
         })

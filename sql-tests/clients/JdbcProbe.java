@@ -1,6 +1,7 @@
 import java.sql.*;
-// pgjdbc (Debian libpostgresql-jdbc-java) against lancesql serve: DatabaseMetaData, a query and a
-// PreparedStatement. Prints one line per fact; sql-tests/python/test_pgwire.py checks them.
+// A JDBC driver against lancesql serve (pgjdbc over the Postgres wire, the Arrow Flight SQL JDBC
+// driver over Flight SQL): DatabaseMetaData, a query and a
+// PreparedStatement. Prints one line per fact; test_pgwire.py and test_flight.py check them.
 public class JdbcProbe {
     public static void main(String[] args) throws Exception {
         String url = args[0];

@@ -276,3 +276,54 @@ def test_a_cancelled_fetch_frees_the_server(server):
             while True:
                 reader.read_next_batch()
     assert query(server, "SELECT 3 AS n").column("n").to_pylist() == [3]
+
+
+def test_go_database_sql_driver(server, data, tmp_path):
+    """arrow-go's Flight SQL `database/sql` driver (sql-tests/clients/go, built with the Go toolchain
+    scripts/setup.sh checks for): a query, a prepared statement run with two values, and a
+    missing table's error, against the embedded engine's answers."""
+    import json
+    import pathlib
+    import shutil
+
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    source = pathlib.Path(__file__).resolve().parents[1] / "clients" / "go"
+    binary = tmp_path / "flightsql-client"
+    subprocess.run([go, "build", "-o", str(binary), "."], cwd=source, check=True, timeout=900)
+    dsn = server.replace("grpc://", "flightsql://") + "?timeout=30s"
+    result = subprocess.run([str(binary), dsn], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    got = json.loads(result.stdout)
+    expected = sql_arrow(data, "SELECT id, name FROM products WHERE id < 3 ORDER BY id")
+    assert got["query"] == [[row["id"], row["name"]] for row in expected.to_pylist()]
+    assert got["prepared"] == [[3, 4], [3, 5], [7, 8], [7, 9]]
+    assert "NotFound" in got["error"] and "no_such_table" in got["error"]
+
+
+def test_flight_sql_jdbc_driver(server, data, tmp_path):
+    """The Arrow Flight SQL JDBC driver from Maven Central (what DBeaver and DataGrip use), run
+    with java: DatabaseMetaData, a query and a PreparedStatement with a `?` parameter."""
+    import os
+    import pathlib
+
+    clients = pathlib.Path(__file__).resolve().parents[1] / "clients"
+    cache = pathlib.Path(os.environ.get("LANCESQL_CACHE", pathlib.Path.home() / ".cache/lancesql"))
+    jar = cache / "jdbc" / "flight-sql-jdbc-driver-18.3.0.jar"
+    subprocess.run(["javac", "-d", str(tmp_path), str(clients / "JdbcProbe.java")],
+                   check=True, timeout=120)
+    url = server.replace("grpc://", "jdbc:arrow-flight-sql://") + "?useEncryption=false"
+    result = subprocess.run(
+        ["java", "--add-opens=java.base/java.nio=ALL-UNNAMED", "-cp", f"{jar}:{tmp_path}",
+         "JdbcProbe", url],
+        capture_output=True, text=True, timeout=120)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0 and "ERR" not in result.stdout, result.stdout + result.stderr
+    assert lines[0] == "product lancesql 0.1.0"
+    assert {"table public.products TABLE", "table public.reviews TABLE"} <= set(lines)
+    assert "column id BIGINT -5 nullable=0" in lines
+    assert "column embedding ARRAY 2003 nullable=1" in lines
+    expected = sql_arrow(data, "SELECT id, name, price FROM products WHERE id < 3 ORDER BY id")
+    count = sql_arrow(data, "SELECT count(*) AS n FROM products").column("n")[0].as_py()
+    assert f"count {count}" in lines
+    assert [line for line in lines if line.startswith("row ")] == [
+        f"row {r['id']} {r['name']} {r['price']}" for r in expected.to_pylist()]

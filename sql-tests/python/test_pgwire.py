@@ -192,7 +192,8 @@ def test_the_readme_run_command_serves_demo_data_and_prints_connect_lines(tmp_pa
     repo = pathlib.Path(__file__).resolve().parents[2]
     env = dict(os.environ, LANCESQL_DATA=str(tmp_path / "data"))
     process = subprocess.Popen(
-        ["bash", str(repo / "scripts" / "dev"), "run", "--pg-listen", "127.0.0.1:0"],
+        ["bash", str(repo / "scripts" / "dev"), "run", "--pg-listen", "127.0.0.1:0",
+         "--flight-listen", "127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=repo,
     )
     try:
@@ -208,6 +209,16 @@ def test_the_readme_run_command_serves_demo_data_and_prints_connect_lines(tmp_pa
         python = shlex.split(python_line)
         python[0] = sys.executable
         result = subprocess.run(python, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and result.stdout.strip() == "[(1,)]", result.stderr
+        # Then Arrow Flight SQL's address and its ADBC line, which works as pasted too.
+        line = process.stdout.readline()
+        while "Arrow Flight SQL on 127.0.0.1:" not in line:
+            assert line, "no Flight SQL line"
+            line = process.stdout.readline()
+        adbc = shlex.split(process.stdout.readline().strip())
+        assert adbc[:2] == ["python", "-c"], adbc
+        adbc[0] = sys.executable
+        result = subprocess.run(adbc, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0 and result.stdout.strip() == "[(1,)]", result.stderr
     finally:
         process.send_signal(signal.SIGINT)
