@@ -308,63 +308,49 @@ impl DataRoot {
 
     /// Appends `data` to `table` as one new version (one Lance commit; concurrent appends by
     /// other writers are rebased by Lance). Batches may leave out nullable columns, which are
-    /// written as NULL; every other column must be there. If `data` fails, nothing is committed
-    /// and the table stays as it was. Returns the rows appended.
+    /// written as NULL; every other column must be there, no other column may be, and every
+    /// value must convert to its column's type. If `data` fails, nothing is committed and the
+    /// table stays as it was. Returns the rows appended.
     pub async fn append_table(&self, table: &str, data: SendableRecordBatchStream) -> Result<u64> {
-        let uri = self.write_uri(table)?;
-        let Some(dataset) = self.open_latest(table).await? else {
-            return Err(Error::TableNotFound {
-                table: table.to_string(),
-            });
-        };
-        let target = Arc::new(arrow::datatypes::Schema::from(dataset.schema()));
-        let appended = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let counter = appended.clone();
-        let shape = target.clone();
-        let widened = data.map(move |batch| {
-            let batch = widen_to(&shape, batch?)?;
-            counter.fetch_add(
-                batch.num_rows() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
-            Ok(batch)
-        });
-        let (data, input_error) =
-            remember_first_error(Box::pin(RecordBatchStreamAdapter::new(target, widened)));
-        let params = WriteParams {
-            mode: WriteMode::Append,
-            store_params: Some(self.store_params()),
-            session: Some(self.session.clone()),
-            ..Default::default()
-        };
-        let written = InsertBuilder::new(dataset)
-            .with_params(&params)
-            .execute_stream(data)
-            .await;
-        match written {
-            Ok(_) => Ok(appended.load(std::sync::atomic::Ordering::Relaxed)),
-            Err(source) => Err(match input_error.take() {
-                Some(cause) => Error::from(cause),
-                None => Error::lance(format!("appending to table '{table}'"), &uri, source),
-            }),
-        }
+        self.write_existing(table, data, WriteMode::Append).await
     }
 
     /// Replaces `table`'s rows and columns with `data`, as one new version (older versions stay
     /// readable by time travel). If `data` fails, nothing is committed and the table stays as
     /// it was. Returns the rows written.
     pub async fn replace_table(&self, table: &str, data: SendableRecordBatchStream) -> Result<u64> {
+        self.write_existing(table, data, WriteMode::Overwrite).await
+    }
+
+    /// One commit of `data` into the existing `table`: appended (shaped to the table's columns)
+    /// or overwriting it. Returns the rows written.
+    async fn write_existing(
+        &self,
+        table: &str,
+        data: SendableRecordBatchStream,
+        mode: WriteMode,
+    ) -> Result<u64> {
         let uri = self.write_uri(table)?;
         let Some(dataset) = self.open_latest(table).await? else {
             return Err(Error::TableNotFound {
                 table: table.to_string(),
             });
         };
+        let appending = matches!(mode, WriteMode::Append);
+        let schema = if appending {
+            Arc::new(arrow::datatypes::Schema::from(dataset.schema()))
+        } else {
+            data.schema()
+        };
         let written_rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = written_rows.clone();
-        let schema = data.schema();
+        let shape = schema.clone();
         let counted = data.map(move |batch| {
-            let batch = batch?;
+            let batch = if appending {
+                widen_to(&shape, batch?)?
+            } else {
+                batch?
+            };
             counter.fetch_add(
                 batch.num_rows() as u64,
                 std::sync::atomic::Ordering::Relaxed,
@@ -374,7 +360,7 @@ impl DataRoot {
         let (data, input_error) =
             remember_first_error(Box::pin(RecordBatchStreamAdapter::new(schema, counted)));
         let params = WriteParams {
-            mode: WriteMode::Overwrite,
+            mode,
             store_params: Some(self.store_params()),
             session: Some(self.session.clone()),
             ..Default::default()
@@ -383,11 +369,16 @@ impl DataRoot {
             .with_params(&params)
             .execute_stream(data)
             .await;
+        let doing = if appending {
+            "appending to"
+        } else {
+            "replacing"
+        };
         match written {
             Ok(_) => Ok(written_rows.load(std::sync::atomic::Ordering::Relaxed)),
             Err(source) => Err(match input_error.take() {
                 Some(cause) => Error::from(cause),
-                None => Error::lance(format!("replacing table '{table}'"), &uri, source),
+                None => Error::lance(format!("{doing} table '{table}'"), &uri, source),
             }),
         }
     }
