@@ -803,7 +803,7 @@ impl<S: SessionSource> FlightSqlService for FlightSqlEngine<S> {
         query: ActionCancelQueryRequest,
         request: Request<Action>,
     ) -> std::result::Result<ActionCancelQueryResult, Status> {
-        self.session(request.metadata())?;
+        self.sessions.authorize(request.metadata())?;
         let info = FlightInfo::decode(query.info.as_ref())
             .map_err(|error| Error::invalid(format!("not a FlightInfo: {error}")))?;
         // The deprecated action's `CancelResult` (not exported by arrow-flight) numbers its
@@ -828,7 +828,7 @@ impl<S: SessionSource> FlightSqlService for FlightSqlEngine<S> {
             ))
             .into());
         }
-        self.session(request.metadata())?;
+        self.sessions.authorize(request.metadata())?;
         let cancel = CancelFlightInfoRequest::decode(request.get_ref().body.as_ref())
             .map_err(|error| Error::invalid(format!("not a CancelFlightInfoRequest: {error}")))?;
         let info = cancel

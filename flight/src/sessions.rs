@@ -117,6 +117,15 @@ impl<S: SessionSource> Sessions<S> {
         Ok((session, token))
     }
 
+    /// Checks that the call may be made, without opening a session for it: with logins
+    /// required, its token must name a live session; with anonymous access anyone may.
+    pub fn authorize(&self, metadata: &MetadataMap) -> Result<()> {
+        match self.login {
+            Login::Anonymous => Ok(()),
+            Login::Password => self.session(metadata).map(|_| ()),
+        }
+    }
+
     /// The session of the call's bearer token; with anonymous access, a new one when the call
     /// has no token or one the server does not know.
     pub fn session(&self, metadata: &MetadataMap) -> Result<CallSession<S::Session>> {
@@ -343,6 +352,10 @@ mod tests {
             .expect("session");
         let fresh = sessions.session(&header("Bearer unknown")).expect("fresh");
         assert!(fresh.issued.is_some());
+        // Authorizing a call opens no session.
+        let live = sessions.live().len();
+        sessions.authorize(&MetadataMap::new()).expect("anyone");
+        assert_eq!(sessions.live().len(), live);
     }
 
     #[test]
