@@ -5,13 +5,15 @@
 //! deleted), `t_frags` (20 fragments of 10 rows), `t_indexed` (BTREE on `id`, BITMAP on
 //! `category`, BTREE on `score`). `t_evolved` gained column `b` after its first fragment was
 //! written, so that fragment has no data for it. `t_indexed` also has a ZONEMAP on `day`;
-//! `t_labels` has a list column under a LABEL_LIST index.
+//! `t_labels` has a list column under a LABEL_LIST index. `t_vectors` (256 rows in two
+//! fragments) has a 4-dimensional float32 `embedding` and a 2-byte `bits` vector, no index.
 
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, ListBuilder, RecordBatch,
-    RecordBatchIterator, StringArray, StringBuilder, TimestampMicrosecondArray,
+    ArrayRef, BooleanArray, Date32Array, FixedSizeListArray, Float32Array, Float64Array,
+    Int64Array, ListBuilder, RecordBatch, RecordBatchIterator, StringArray, StringBuilder,
+    TimestampMicrosecondArray, UInt8Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::MemoryCatalogProvider;
@@ -201,7 +203,73 @@ pub async fn write_fixtures(root: &str) -> Vec<Oracle> {
 
     oracle.push(write_evolved(root).await);
     oracle.push(write_labels(root).await);
+    oracle.push(write_vectors(root).await);
     oracle
+}
+
+/// `t_vectors`: `id`, `category` (4 values), `embedding` (float32 × 4, all distances from the
+/// test queries distinct) and `bits` (uint8 × 2, for hamming), in two fragments of 128 rows.
+async fn write_vectors(root: &str) -> Oracle {
+    let rows = 256usize;
+    let embedding_item = Arc::new(Field::new("item", DataType::Float32, true));
+    let bits_item = Arc::new(Field::new("item", DataType::UInt8, true));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("category", DataType::Utf8, false),
+        Field::new(
+            "embedding",
+            DataType::FixedSizeList(embedding_item.clone(), 4),
+            false,
+        ),
+        Field::new("bits", DataType::FixedSizeList(bits_item.clone(), 2), false),
+    ]));
+    let values: Vec<f32> = (0..rows)
+        .flat_map(|i| {
+            let i = i as f32;
+            [
+                i * 0.5,
+                (i * 0.37).sin() * 10.0,
+                (i * 0.11).cos() * 7.0,
+                (i % 7.0) * 1.3,
+            ]
+        })
+        .collect();
+    let bits: Vec<u8> = (0..rows)
+        .flat_map(|i| [(i * 37 % 256) as u8, (i * 11 % 256) as u8])
+        .collect();
+    let categories = ["a", "b", "c", "d"];
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(0..rows as i64)),
+            Arc::new(StringArray::from_iter_values(
+                (0..rows).map(|i| categories[i % 4]),
+            )),
+            Arc::new(
+                FixedSizeListArray::try_new(
+                    embedding_item,
+                    4,
+                    Arc::new(Float32Array::from(values)),
+                    None,
+                )
+                .expect("embedding vectors"),
+            ),
+            Arc::new(
+                FixedSizeListArray::try_new(bits_item, 2, Arc::new(UInt8Array::from(bits)), None)
+                    .expect("bit vectors"),
+            ),
+        ],
+    )
+    .expect("vectors fixture batch");
+    write(
+        root,
+        "t_vectors",
+        vec![batch.clone()],
+        schema.clone(),
+        small_files(128),
+    )
+    .await;
+    ("t_vectors".to_string(), schema, vec![batch])
 }
 
 fn small_files(rows: usize) -> WriteParams {

@@ -237,6 +237,12 @@ pub struct LanceOptions {
     /// `ORDER BY ... LIMIT k` with k at most this reads only the sort keys, then takes the other
     /// columns of the k rows (0 turns it off).
     pub late_materialization_max_rows: usize,
+    /// Default IVF partitions a vector search probes where an index exists (0: Lance decides).
+    pub nprobes: usize,
+    /// Default refine factor of vector searches over an index (0: no refine step).
+    pub refine_factor: usize,
+    /// Default HNSW `ef` of vector searches over an index (0: Lance decides).
+    pub ef: usize,
 }
 
 impl Default for LanceOptions {
@@ -245,6 +251,9 @@ impl Default for LanceOptions {
             use_scalar_index: true,
             fragment_readahead: 0,
             late_materialization_max_rows: 10_000,
+            nprobes: 0,
+            refine_factor: 0,
+            ef: 0,
         }
     }
 }
@@ -268,6 +277,9 @@ impl ExtensionOptions for LanceOptions {
             "use_scalar_index" => self.use_scalar_index.set(key, value),
             "fragment_readahead" => self.fragment_readahead.set(key, value),
             "late_materialization_max_rows" => self.late_materialization_max_rows.set(key, value),
+            "nprobes" => self.nprobes.set(key, value),
+            "refine_factor" => self.refine_factor.set(key, value),
+            "ef" => self.ef.set(key, value),
             _ => Err(DataFusionError::Configuration(format!(
                 "unknown setting 'lance.{key}': lance settings are {}",
                 self.entries()
@@ -300,6 +312,21 @@ impl ExtensionOptions for LanceOptions {
                 "late_materialization_max_rows",
                 self.late_materialization_max_rows.to_string(),
                 "Largest k for which ORDER BY ... LIMIT k reads the sort keys first (0: off)",
+            ),
+            entry(
+                "nprobes",
+                self.nprobes.to_string(),
+                "IVF partitions a vector search probes where an index exists (0: Lance decides)",
+            ),
+            entry(
+                "refine_factor",
+                self.refine_factor.to_string(),
+                "Refine factor of vector searches over an index (0: no refine step)",
+            ),
+            entry(
+                "ef",
+                self.ef.to_string(),
+                "HNSW ef of vector searches over an index (0: Lance decides)",
             ),
         ]
     }
@@ -363,7 +390,10 @@ mod tests {
             [
                 "lance.use_scalar_index",
                 "lance.fragment_readahead",
-                "lance.late_materialization_max_rows"
+                "lance.late_materialization_max_rows",
+                "lance.nprobes",
+                "lance.refine_factor",
+                "lance.ef"
             ]
         );
     }

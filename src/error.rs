@@ -32,6 +32,29 @@ pub enum Error {
     #[error("table '{table}' does not exist")]
     TableNotFound { table: String },
 
+    /// A column name that the table does not have.
+    #[error("column '{column}' of table '{table}' does not exist")]
+    ColumnNotFound { table: String, column: String },
+
+    /// A row id that names no live row of the table at the version read.
+    #[error("row id {row_id} does not exist in table '{table}' (version {version})")]
+    RowNotFound {
+        table: String,
+        version: u64,
+        row_id: u64,
+    },
+
+    /// `CREATE INDEX` of a name the table already has.
+    #[error("index '{index}' already exists on table '{table}'")]
+    IndexExists { table: String, index: String },
+
+    /// An index name that the table (or, with no table named, any table) does not have.
+    #[error("index '{index}' does not exist{}", table.as_ref().map(|table| format!(" on table '{table}'")).unwrap_or_default())]
+    IndexNotFound {
+        index: String,
+        table: Option<String>,
+    },
+
     /// A schema name that is not one of the catalog's.
     #[error("schema '{schema}' does not exist")]
     SchemaNotFound { schema: String },
@@ -241,6 +264,10 @@ impl Error {
         match self {
             Error::TableNotFound { .. } => K::UndefinedTable,
             Error::SchemaNotFound { .. } => K::UndefinedSchema,
+            Error::ColumnNotFound { .. } => K::UndefinedColumn,
+            Error::RowNotFound { .. } => K::InvalidParameterValue,
+            Error::IndexNotFound { .. } => K::UndefinedObject,
+            Error::IndexExists { .. } => K::DuplicateTable,
             Error::UndefinedFunction { .. } => K::UndefinedFunction,
             Error::ResultTypeChanged { .. } => K::FeatureNotSupported,
             Error::TableExists { .. } => K::DuplicateTable,
@@ -913,6 +940,49 @@ mod tests {
             }
             .sqlstate(),
             "XX000"
+        );
+    }
+
+    #[test]
+    fn search_and_index_errors_have_their_codes() {
+        let column = Error::ColumnNotFound {
+            table: "t".into(),
+            column: "c".into(),
+        };
+        assert_eq!(
+            (column.sqlstate(), column.grpc_code()),
+            ("42703", GrpcCode::InvalidArgument)
+        );
+        let row = Error::RowNotFound {
+            table: "t".into(),
+            version: 3,
+            row_id: 7,
+        };
+        assert_eq!(row.sqlstate(), "22023");
+        assert_eq!(
+            row.to_string(),
+            "row id 7 does not exist in table 't' (version 3)"
+        );
+        let exists = Error::IndexExists {
+            table: "t".into(),
+            index: "i".into(),
+        };
+        assert_eq!(exists.sqlstate(), "42P07");
+        let missing = Error::IndexNotFound {
+            index: "i".into(),
+            table: None,
+        };
+        assert_eq!(
+            (missing.sqlstate(), missing.to_string().as_str()),
+            ("42704", "index 'i' does not exist")
+        );
+        let missing_on = Error::IndexNotFound {
+            index: "i".into(),
+            table: Some("t".into()),
+        };
+        assert_eq!(
+            missing_on.to_string(),
+            "index 'i' does not exist on table 't'"
         );
     }
 

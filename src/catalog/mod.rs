@@ -177,7 +177,7 @@ impl Catalog {
                 tables,
                 listing,
             }),
-            system: Arc::new(SystemSchema::new(listing_for_system)),
+            system: Arc::new(SystemSchema::new(self.clone(), listing_for_system)),
             others,
         })
     }

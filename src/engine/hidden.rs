@@ -9,7 +9,8 @@
 //! - `SELECT * FROM a JOIN b ON ...` becomes `SELECT a.* EXCLUDE (...), b.* EXCLUDE (...)`.
 //!
 //! A relation is a Lance table when it names a table (not a CTE, subquery or table function) in
-//! the engine's catalog and schema. Joins with `USING` or `NATURAL` merge columns in `*`, which
+//! the engine's catalog and schema, or calls a search function (`vector_search`, `take`), whose
+//! results carry the identity columns too. Joins with `USING` or `NATURAL` merge columns in `*`, which
 //! qualified wildcards cannot express; they are left as written (the identity columns show).
 
 use std::collections::HashSet;
@@ -149,7 +150,11 @@ impl WildcardRewriter {
             TableFactor::Table {
                 name, alias, args, ..
             } => {
-                let is_lance = args.is_none() && self.names_lance_table(name);
+                // A search function's result carries the identity columns as a table does.
+                let is_lance = match args {
+                    None => self.names_lance_table(name),
+                    Some(_) => names_search_function(name),
+                };
                 let reference = match alias {
                     Some(alias) => Some(ObjectName::from(vec![alias.name.clone()])),
                     None => Some(name.clone()),
@@ -190,6 +195,15 @@ impl WildcardRewriter {
             [catalog, schema, _] => catalog == CATALOG_NAME && schema == SCHEMA_NAME,
             _ => false,
         }
+    }
+}
+
+fn names_search_function(name: &ObjectName) -> bool {
+    match name.0.as_slice() {
+        [function] => function
+            .as_ident()
+            .is_some_and(|ident| crate::functions::search::is_search_function(&normalize(ident))),
+        _ => false,
     }
 }
 

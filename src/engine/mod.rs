@@ -10,8 +10,10 @@
 mod compat;
 mod copy;
 pub mod hidden;
+mod indices;
 mod limits;
 pub mod parse;
+mod search;
 pub mod session;
 mod session_functions;
 mod transaction;

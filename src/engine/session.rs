@@ -66,6 +66,7 @@ use crate::functions::overflow::CheckedArithmeticPlanner;
 use crate::physical::late_materialization::TopKLateMaterialization;
 use crate::provider::table::LanceTable;
 use crate::storage::DataRoot;
+use crate::storage::index::IndexDefinition;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
@@ -281,6 +282,10 @@ pub enum CommandTag {
     CreateTable,
     /// `DROP TABLE`.
     DropTable,
+    /// `CREATE INDEX`.
+    CreateIndex,
+    /// `DROP INDEX`.
+    DropIndex,
     /// `SET`.
     Set,
     /// `RESET`.
@@ -371,6 +376,8 @@ impl fmt::Display for CommandTag {
             CommandTag::Select { rows } => write!(f, "SELECT {rows}"),
             CommandTag::CreateTable => f.write_str("CREATE TABLE"),
             CommandTag::DropTable => f.write_str("DROP TABLE"),
+            CommandTag::CreateIndex => f.write_str("CREATE INDEX"),
+            CommandTag::DropIndex => f.write_str("DROP INDEX"),
             CommandTag::Set => f.write_str("SET"),
             CommandTag::Reset => f.write_str("RESET"),
             CommandTag::Show => f.write_str("SHOW"),
@@ -406,6 +413,14 @@ pub enum StatementKind {
     },
     /// `DROP TABLE`.
     DropTable { table: String, if_exists: bool },
+    /// `CREATE INDEX`: built and committed by the data root.
+    CreateIndex(IndexDefinition),
+    /// `DROP INDEX name [ON table]`.
+    DropIndex {
+        name: String,
+        table: Option<String>,
+        if_exists: bool,
+    },
     /// `COPY ... TO STDOUT`: rows (with no row description) the front end writes in the COPY
     /// format, then `COPY n`.
     CopyOut(CopyOptions),
@@ -447,6 +462,8 @@ impl StatementKind {
             StatementKind::Explain => CommandTag::Explain,
             StatementKind::Command(tag) => tag.clone(),
             StatementKind::DropTable { .. } => CommandTag::DropTable,
+            StatementKind::CreateIndex(_) => CommandTag::CreateIndex,
+            StatementKind::DropIndex { .. } => CommandTag::DropIndex,
             StatementKind::CreateTable {
                 as_select: false, ..
             } => CommandTag::CreateTable,
@@ -725,8 +742,10 @@ impl LanceSession {
             tables,
             reads_catalog,
         } = match kind {
-            // DataFusion has no transactions or cursors; nothing to plan.
+            // DataFusion has no transactions, cursors or indices; nothing to plan.
             StatementKind::Command(CommandTag::Transaction(_))
+            | StatementKind::CreateIndex(_)
+            | StatementKind::DropIndex { .. }
             | StatementKind::Fetch { .. }
             | StatementKind::CloseCursor(_) => Planned {
                 plan: empty_plan(),
@@ -844,9 +863,9 @@ impl LanceSession {
         let plan = if parameters.is_empty() && prepared.parameter_fields.is_empty() {
             plan
         } else {
-            plan.with_param_values(ParamValues::List(
-                parameters.into_iter().map(Into::into).collect(),
-            ))?
+            let values = ParamValues::List(parameters.into_iter().map(Into::into).collect());
+            let plan = super::search::bind_parameters(plan, &values, &self.context.state())?;
+            plan.with_param_values(values)?
         };
         match &prepared.kind {
             StatementKind::CreateTable {
@@ -865,6 +884,15 @@ impl LanceSession {
             StatementKind::DropTable { table, if_exists } => {
                 self.drop_table(table, *if_exists).await
             }
+            StatementKind::CreateIndex(definition) => {
+                self.catalog.root().create_index(definition).await?;
+                Ok(Outcome::Done(CommandTag::CreateIndex))
+            }
+            StatementKind::DropIndex {
+                name,
+                table,
+                if_exists,
+            } => self.drop_index(name, table.as_deref(), *if_exists).await,
             StatementKind::CopyIn { .. } => Err(Error::Unsupported {
                 what: "COPY ... FROM STDIN here: it reads its rows from a Postgres client (psql, \
                        drivers); use `lancesql import` locally"
@@ -1239,11 +1267,13 @@ impl LanceSession {
             .into_iter()
             .map(|reference| reference.resolve(CATALOG_NAME, SCHEMA_NAME))
             .collect();
-        let ours: BTreeSet<String> = references
+        let mut ours: BTreeSet<String> = references
             .iter()
             .filter(|reference| is_ours(reference))
             .map(|reference| reference.table.to_string())
             .collect();
+        // `vector_search('items', ...)` reads `items` as much as `FROM items` does.
+        ours.extend(super::search::searched_tables(statement));
         let ours: Vec<String> = ours.into_iter().collect();
         let reads_catalog = references.iter().any(|reference| {
             reference.catalog.as_ref() == CATALOG_NAME
@@ -1321,6 +1351,52 @@ impl LanceSession {
             });
         }
         Ok(Outcome::Done(CommandTag::DropTable))
+    }
+}
+
+impl LanceSession {
+    /// `DROP INDEX name [ON table]`: without a table, the one table holding an index of that
+    /// name.
+    async fn drop_index(
+        &self,
+        name: &str,
+        table: Option<&str>,
+        if_exists: bool,
+    ) -> Result<Outcome> {
+        let not_found = || Error::IndexNotFound {
+            index: name.to_string(),
+            table: table.map(str::to_string),
+        };
+        let table = match table {
+            Some(table) => Some(table.to_string()),
+            None => {
+                let listing = self.catalog.listing().await?;
+                let mut holders = Vec::new();
+                for candidate in &listing.tables {
+                    if let Some(opened) = self.catalog.table(candidate).await?
+                        && opened.indices().iter().any(|index| index.name == name)
+                    {
+                        holders.push(candidate.clone());
+                    }
+                }
+                if holders.len() > 1 {
+                    return Err(Error::invalid(format!(
+                        "index '{name}' exists on several tables ({}); say which with DROP INDEX \
+                         {name} ON <table>",
+                        holders.join(", ")
+                    )));
+                }
+                holders.pop()
+            }
+        };
+        let dropped = match &table {
+            Some(table) => self.catalog.root().drop_index(table, name).await?,
+            None => false,
+        };
+        if !dropped && !if_exists {
+            return Err(not_found());
+        }
+        Ok(Outcome::Done(CommandTag::DropIndex))
     }
 }
 
@@ -1497,6 +1573,26 @@ fn statement_kind(statement: &DFStatement) -> Result<StatementKind> {
                 if_exists: *if_exists,
             }
         }
+        S::CreateIndex(create) => StatementKind::CreateIndex(super::indices::definition(
+            create,
+            local_table_name(&create.table_name)?,
+        )?),
+        S::Drop {
+            object_type: ast::ObjectType::Index,
+            names,
+            if_exists,
+            table,
+            ..
+        } => {
+            let [name] = names.as_slice() else {
+                return Err(Error::invalid("DROP INDEX takes one index at a time"));
+            };
+            StatementKind::DropIndex {
+                name: super::indices::single_name("index", name)?,
+                table: table.as_ref().map(local_table_name).transpose()?,
+                if_exists: *if_exists,
+            }
+        }
         S::Set(_) => StatementKind::Command(CommandTag::Set),
         S::ShowVariable { .. } | S::ShowTables { .. } | S::ShowColumns { .. } => {
             StatementKind::Show
@@ -1543,7 +1639,13 @@ fn local_table_name(name: &ast::ObjectName) -> Result<String> {
 /// does not use (a gap, or one in a branch planning removed) has no type of its own, as in
 /// Postgres, and the client's declared type (or text) applies.
 fn parameter_fields(plan: &LogicalPlan) -> Result<Vec<Option<FieldRef>>> {
-    let found: HashMap<String, Option<FieldRef>> = plan.get_parameter_fields()?;
+    let mut found: HashMap<String, Option<FieldRef>> = plan.get_parameter_fields()?;
+    for (id, field) in super::search::parameter_fields(plan)? {
+        let known = found.entry(id).or_insert(None);
+        if known.is_none() {
+            *known = Some(field);
+        }
+    }
     let mut numbered = HashMap::with_capacity(found.len());
     for (name, data_type) in found {
         let position = name

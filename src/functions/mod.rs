@@ -1,10 +1,12 @@
 //! SQL functions the engine adds to DataFusion's, registered by [`register_all`]: the one list.
 //!
-//! May depend on: `error`, `config`; never on `engine` or front ends.
+//! May depend on: `error`, `config`; the search functions ([`search`]) also on `catalog`,
+//! `provider` and `physical`; never on `engine` or front ends.
 
 pub mod columns;
 pub mod overflow;
 pub mod postgres;
+pub mod search;
 
 use std::sync::Arc;
 
@@ -15,7 +17,8 @@ use datafusion::execution::context::SessionContext;
 /// wrong. Called after the catalog emulation installed its functions, so ours win where both
 /// define a name. `lancesql_columns()` lists the columns of the context's catalogs. Checked
 /// integer arithmetic is an expression planner, installed with the session state (see
-/// [`overflow::CheckedArithmeticPlanner`]).
+/// [`overflow::CheckedArithmeticPlanner`]). The search table functions are listed in
+/// [`search::SEARCH_FUNCTIONS`].
 pub fn register_all(context: &SessionContext) {
     lance_datafusion::udf::register_functions(context);
     context.register_udaf(overflow::CheckedSum::udaf().as_ref().clone());
@@ -33,6 +36,7 @@ pub fn register_all(context: &SessionContext) {
     }
     context.register_udf(postgres::my_temp_schema());
     context.register_udf(postgres::parse_ident());
+    search::register(context);
     context.register_udtf(
         columns::NAME,
         Arc::new(columns::ColumnsFunction::new(

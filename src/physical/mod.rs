@@ -6,4 +6,5 @@
 pub mod late_materialization;
 pub mod metrics;
 pub mod scan;
+pub mod search;
 pub mod take;

@@ -20,6 +20,7 @@ use datafusion::error::Result as DFResult;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use lance::Dataset;
+use lance::index::DatasetIndexExt;
 use lance::index::DatasetIndexInternalExt;
 use lance::index::ScalarIndexInfo;
 use lance_arrow::json::lance_json_to_arrow_json;
@@ -42,7 +43,29 @@ pub struct LanceTable {
     indices: Arc<ScalarIndexInfo>,
     fragment_rows: Vec<(u64, Option<usize>)>,
     blob_columns: Vec<String>,
+    index_summaries: Vec<IndexSummary>,
     decisions: Mutex<HashMap<Expr, Arc<FilterDecision>>>,
+}
+
+/// One index of a table, as `system.indices` and the search functions see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexSummary {
+    pub name: String,
+    /// Lance's name for the kind, upper case (`IVF_PQ`, `BTREE`, `INVERTED`, ...).
+    pub kind: String,
+    /// The columns it is built on.
+    pub columns: Vec<String>,
+    /// Live rows in the fragments it covers.
+    pub rows_indexed: u64,
+    /// Live rows appended since it was built or last optimized (searched without it).
+    pub rows_unindexed: u64,
+}
+
+impl IndexSummary {
+    /// Whether this is a vector index (IVF_*, HNSW).
+    pub fn is_vector(&self) -> bool {
+        self.kind.starts_with("IVF") || self.kind == "VECTOR"
+    }
 }
 
 /// Pushdown decisions a table remembers (all are forgotten when the table has seen more
@@ -76,11 +99,12 @@ impl LanceTable {
                 source,
             )
         })?;
-        let fragment_rows = dataset
+        let fragment_rows: Vec<(u64, Option<usize>)> = dataset
             .fragments()
             .iter()
             .map(|fragment| (fragment.id, fragment.num_rows()))
             .collect();
+        let index_summaries = summarize_indices(name, &dataset, &fragment_rows).await?;
         let blob_columns = dataset
             .schema()
             .fields
@@ -95,8 +119,32 @@ impl LanceTable {
             indices: Arc::new(indices),
             fragment_rows,
             blob_columns,
+            index_summaries,
             decisions: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The table's SQL name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The dataset's URI.
+    pub fn uri(&self) -> &str {
+        self.dataset.uri()
+    }
+
+    /// The table's indices (system indices, such as fragment reuse, left out).
+    pub fn indices(&self) -> &[IndexSummary] {
+        &self.index_summaries
+    }
+
+    /// The type of data column `name`, if the table has it.
+    pub fn column_type(&self, name: &str) -> Option<&arrow::datatypes::DataType> {
+        self.schema
+            .field_with_name(name)
+            .ok()
+            .map(|field| field.data_type())
     }
 
     /// Whether this table reads exactly `dataset` (the same open, not only the same version).
@@ -138,6 +186,58 @@ impl LanceTable {
     fn live_rows(&self) -> Option<usize> {
         self.fragment_rows.iter().map(|(_, rows)| *rows).sum()
     }
+}
+
+/// The user-visible indices of `dataset`, with how many live rows each covers and misses.
+async fn summarize_indices(
+    name: &str,
+    dataset: &Dataset,
+    fragment_rows: &[(u64, Option<usize>)],
+) -> Result<Vec<IndexSummary>> {
+    let described = dataset.describe_indices(None).await.map_err(|source| {
+        Error::lance(
+            format!("describing the indices of '{name}'"),
+            dataset.uri(),
+            source,
+        )
+    })?;
+    let schema = dataset.schema();
+    Ok(described
+        .iter()
+        // System indices (fragment reuse, MemWAL) are Lance's bookkeeping, not the user's.
+        .filter(|index| !matches!(index.index_type(), "FragmentReuse" | "MemWal"))
+        .map(|index| {
+            let covered = |fragment: u64| {
+                index.segments().iter().any(|segment| {
+                    segment.fragment_bitmap.as_ref().is_some_and(|bitmap| {
+                        u32::try_from(fragment).is_ok_and(|id| bitmap.contains(id))
+                    })
+                })
+            };
+            let (mut indexed, mut unindexed) = (0u64, 0u64);
+            for (fragment, rows) in fragment_rows {
+                let rows = rows.unwrap_or(0) as u64;
+                if covered(*fragment) {
+                    indexed += rows;
+                } else {
+                    unindexed += rows;
+                }
+            }
+            IndexSummary {
+                name: index.name().to_string(),
+                kind: index.index_type().to_uppercase(),
+                columns: index
+                    .field_ids()
+                    .iter()
+                    .filter_map(|id| i32::try_from(*id).ok())
+                    .filter_map(|id| schema.field_by_id(id))
+                    .map(|field| field.name.clone())
+                    .collect(),
+                rows_indexed: indexed,
+                rows_unindexed: unindexed,
+            }
+        })
+        .collect())
 }
 
 /// Field metadata marking a legacy (v1) Lance blob column.

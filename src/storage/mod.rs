@@ -41,6 +41,7 @@ use object_store::path::Path;
 use crate::config::{LocalIo, StoreConfig};
 
 mod cache;
+pub mod index;
 use crate::error::{Error, Result};
 use cache::DatasetCache;
 
@@ -236,6 +237,20 @@ impl DataRoot {
         self.datasets.opens()
     }
 
+    /// `table` at its latest version, opened through [`Self::write_uri`] so that what it commits
+    /// goes through Lance's safe commit handler.
+    pub(crate) async fn open_for_write(&self, table: &str) -> Result<Dataset> {
+        if self.open_latest(table).await?.is_none() {
+            return Err(Error::TableNotFound {
+                table: table.to_string(),
+            });
+        }
+        let uri = self.write_uri(table)?;
+        self.builder(&uri).load().await.map_err(|source| {
+            Error::lance(format!("opening table '{table}' for writing"), &uri, source)
+        })
+    }
+
     fn builder(&self, uri: &str) -> DatasetBuilder {
         DatasetBuilder::from_uri(uri)
             .with_session(self.session.clone())
@@ -331,11 +346,7 @@ impl DataRoot {
         mode: WriteMode,
     ) -> Result<u64> {
         let uri = self.write_uri(table)?;
-        let Some(dataset) = self.open_latest(table).await? else {
-            return Err(Error::TableNotFound {
-                table: table.to_string(),
-            });
-        };
+        let dataset = Arc::new(self.open_for_write(table).await?);
         let appending = matches!(mode, WriteMode::Append);
         let schema = if appending {
             Arc::new(arrow::datatypes::Schema::from(dataset.schema()))

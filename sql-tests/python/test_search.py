@@ -1,0 +1,165 @@
+"""Search through real clients: `lancesql serve` on 127.0.0.1 port 0, tables written by pylance,
+indices built with SQL, and every result checked against pylance over the same dataset (exact
+search, `take` of the same row ids) or against an exact search (recall of the indices)."""
+
+import asyncio
+
+import adbc_driver_flightsql.dbapi as flight_sql
+import asyncpg
+import lance
+import numpy as np
+import psycopg
+import pyarrow as pa
+import pytest
+
+from conftest import served, trust_conninfo
+
+DIM = 32
+
+
+def clustered(rows, seed):
+    """Vectors shaped like real embeddings: clusters in a low-dimensional subspace, plus noise
+    (uniform random vectors would make every index look bad and every search look alike)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((24, 6)) * 4
+    basis = rng.standard_normal((6, DIM))
+    low = centres[rng.integers(0, len(centres), rows)] + rng.standard_normal((rows, 6)) * 0.6
+    return (low @ basis + rng.standard_normal((rows, DIM)) * 0.1).astype(np.float32)
+
+
+def write_vectors(data, name, rows, seed=5, mode="create", first_id=0):
+    vectors = clustered(rows, seed)
+    table = pa.table({
+        "id": pa.array(np.arange(first_id, first_id + rows, dtype=np.int64)),
+        "label": pa.array([f"row {i}" for i in range(first_id, first_id + rows)]),
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), DIM),
+    })
+    return lance.write_dataset(table, str(data / f"{name}.lance"), mode=mode,
+                               max_rows_per_file=max(rows // 3, 1))
+
+
+@pytest.fixture
+def server(data):
+    with served(data, "--pg-auth", "trust") as addresses:
+        yield addresses
+
+
+def exact_ids(dataset, query, k):
+    found = dataset.to_table(columns=["id"], nearest={
+        "column": "embedding", "q": query, "k": k, "use_index": False})
+    return found["id"].to_pylist()
+
+
+def test_query_vectors_and_row_ids_bind_as_parameters(server, data):
+    dataset = write_vectors(data, "vecs", 600)
+    query = clustered(1, seed=99)[0]
+    expected = exact_ids(dataset, query, 5)
+    with psycopg.connect(trust_conninfo(server["pg"]), autocommit=True) as conn:
+        # psycopg sends a list of floats as float8[]; the column holds float32.
+        rows = conn.execute(
+            "SELECT id FROM vector_search('vecs', 'embedding', %s, 5)",
+            ([float(x) for x in query],)).fetchall()
+        assert [row[0] for row in rows] == expected
+        # k bound too, and the same statement run again with other values.
+        statement = "SELECT id FROM vector_search('vecs', 'embedding', %s, %s)"
+        assert [r[0] for r in conn.execute(statement, ([float(x) for x in query], 3))] == \
+            expected[:3]
+        other = clustered(1, seed=7)[0]
+        assert [r[0] for r in conn.execute(statement, ([float(x) for x in other], 4))] == \
+            exact_ids(dataset, other, 4)
+        # Row ids as int8[]: the rows of pylance's take of the same ids, in the order given.
+        ids = dataset.to_table(columns=["id"], with_row_id=True)["_rowid"].to_pylist()
+        wanted = [ids[450], ids[3], ids[3], ids[201]]
+        rows = conn.execute("SELECT id, label FROM take('vecs', %s)", (wanted,)).fetchall()
+        taken = dataset._take_rows(wanted, columns=["id", "label"])
+        assert rows == list(zip(taken["id"].to_pylist(), taken["label"].to_pylist()))
+        # A bad bound value gets the same error a literal gets, and the session goes on.
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="has 2 dimensions"):
+            conn.execute(statement, ([1.0, 2.0], 3))
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_asyncpg_binds_the_vector_with_the_described_type(server, data):
+    """asyncpg encodes parameters with the types the server describes: float4[] here."""
+    dataset = write_vectors(data, "vecs", 300)
+    query = clustered(1, seed=42)[0]
+    host, port = server["pg"]
+
+    async def search():
+        conn = await asyncpg.connect(host=host, port=port, user="lancesql",
+                                     database="lancesql", ssl=False)
+        try:
+            statement = await conn.prepare(
+                "SELECT id, _distance FROM vector_search('vecs', 'embedding', $1, 6)")
+            types = [parameter.name for parameter in statement.get_parameters()]
+            return types, await statement.fetch([float(x) for x in query])
+        finally:
+            await conn.close()
+
+    types, rows = asyncio.run(search())
+    assert types == ["float4[]"]
+    assert [row["id"] for row in rows] == exact_ids(dataset, query, 6)
+    assert [row["_distance"] for row in rows] == sorted(row["_distance"] for row in rows)
+
+
+def test_flight_sql_binds_the_query_vector(server, data):
+    dataset = write_vectors(data, "vecs", 300)
+    query = clustered(1, seed=8)[0]
+    host, port = server["flight"]
+    with flight_sql.connect(f"grpc://{host}:{port}") as conn, conn.cursor() as cur:
+        cur.execute("SELECT id FROM vector_search('vecs', 'embedding', ?, 5)",
+                    parameters=pa.record_batch([pa.array([[float(x) for x in query]])],
+                                               names=["query"]))
+        assert cur.fetch_arrow_table()["id"].to_pylist() == exact_ids(dataset, query, 5)
+
+
+def recall(conn, dataset, kind, options, queries, k=10):
+    found = 0
+    for query in queries:
+        vector = [float(x) for x in query]
+        rows = conn.execute(
+            f"SELECT id FROM vector_search('vecs', 'embedding', %s, {k}{options})",
+            (vector,)).fetchall()
+        found += len({row[0] for row in rows} & set(exact_ids(dataset, query, k)))
+    return found / (k * len(queries))
+
+
+@pytest.mark.parametrize("kind, with_options, search_options", [
+    ("IVF_PQ", "num_partitions = 16, num_sub_vectors = 8, max_iterations = 20",
+     ", 'nprobes', 6, 'refine_factor', 10"),
+    ("IVF_HNSW_SQ", "num_partitions = 8, max_iterations = 20",
+     ", 'nprobes', 4, 'ef', 100, 'refine_factor', 5"),
+])
+def test_index_recall_against_exact_search(server, data, kind, with_options, search_options):
+    dataset = write_vectors(data, "vecs", 4000)
+    queries = clustered(20, seed=1234)
+    with psycopg.connect(trust_conninfo(server["pg"]), autocommit=True) as conn:
+        conn.execute(f"CREATE INDEX emb_idx ON vecs USING {kind} (embedding) WITH ({with_options})")
+        row = conn.execute(
+            "SELECT index_type, columns, rows_indexed, rows_unindexed FROM system.indices "
+            "WHERE table_name = 'vecs'").fetchone()
+        assert row == (kind, "embedding", 4000, 0)
+        achieved = recall(conn, dataset, kind, search_options, queries)
+        assert achieved >= 0.95, f"{kind} recall@10 {achieved}"
+    # The index is Lance's own: pylance sees it on the new version.
+    described = lance.dataset(str(data / "vecs.lance")).describe_indices()
+    assert [index.name for index in described] == ["emb_idx"]
+
+
+def test_rows_appended_after_the_index_are_still_found(server, data):
+    write_vectors(data, "vecs", 2000)
+    with psycopg.connect(trust_conninfo(server["pg"]), autocommit=True) as conn:
+        conn.execute("CREATE INDEX ON vecs USING IVF_FLAT (embedding) WITH (num_partitions = 4)")
+        # Another writer (pylance) appends rows the index has not seen.
+        appended = write_vectors(data, "vecs", 30, seed=77, mode="append", first_id=10_000)
+        target = clustered(30, seed=77)[5]
+        assert conn.execute(
+            "SELECT rows_indexed, rows_unindexed FROM system.indices WHERE table_name = 'vecs'"
+        ).fetchone() == (2000, 30)
+        statement = "SELECT id FROM vector_search('vecs', 'embedding', %s, 1{})"
+        vector = [float(x) for x in target]
+        assert conn.execute(statement.format(""), (vector,)).fetchone() == (10_005,)
+        # fast_search reads only what the index covers.
+        assert conn.execute(statement.format(", 'fast_search', true"), (vector,)).fetchone() \
+            != (10_005,)
+    assert appended.count_rows() == 2030

@@ -1,0 +1,244 @@
+//! [`SearchTable`]: the result of a search table function as a DataFusion table, planned into a
+//! [`LanceSearchExec`].
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, FieldRef, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::datasource::TableProvider;
+use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+use lance_core::{ROW_ADDR, ROW_ID};
+
+use crate::error::{Error, Result};
+use crate::physical::search::{
+    DISTANCE_COLUMN, LanceSearchExec, QUERY_INDEX_COLUMN, SearchKind, SearchSpec,
+};
+use crate::provider::table::LanceTable;
+
+use super::arguments::parameter;
+
+/// What each search function knows about its own arguments.
+pub(super) trait SearchFunction: Debug + Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// The result's columns.
+    fn schema(&self, table: &LanceTable, arguments: &[Expr]) -> Result<SchemaRef>;
+
+    /// Validates every argument; the search to run, or `None` while an argument is an unbound
+    /// parameter (everything else is still checked).
+    fn resolve(
+        &self,
+        table: &LanceTable,
+        arguments: &[Expr],
+        session: &dyn Session,
+    ) -> Result<Option<SearchKind>>;
+
+    /// The type a bind parameter at argument `position` takes when the client does not say.
+    fn parameter_type(
+        &self,
+        table: &LanceTable,
+        arguments: &[Expr],
+        position: usize,
+    ) -> Option<DataType>;
+}
+
+/// A search function's result: the table it searches, its arguments, and the search they
+/// resolve to once every parameter is bound.
+#[derive(Debug)]
+pub struct SearchTable {
+    function: Arc<dyn SearchFunction>,
+    table: Arc<LanceTable>,
+    arguments: Vec<Expr>,
+    schema: SchemaRef,
+    search: Option<SearchKind>,
+}
+
+impl SearchTable {
+    pub(super) fn try_new(
+        function: Arc<dyn SearchFunction>,
+        table: Arc<LanceTable>,
+        arguments: Vec<Expr>,
+        session: &dyn Session,
+    ) -> Result<Self> {
+        let schema = function.schema(&table, &arguments)?;
+        let search = function.resolve(&table, &arguments, session)?;
+        Ok(SearchTable {
+            function,
+            table,
+            arguments,
+            schema,
+            search,
+        })
+    }
+
+    /// The bind parameters among the arguments, typed as the client should send them.
+    pub fn parameters(&self) -> Vec<(String, FieldRef)> {
+        self.arguments
+            .iter()
+            .enumerate()
+            .filter_map(|(position, argument)| {
+                let (id, field) = parameter(argument)?;
+                let field = field.or_else(|| {
+                    self.function
+                        .parameter_type(&self.table, &self.arguments, position)
+                        .map(|data_type| Arc::new(Field::new("", data_type, true)))
+                })?;
+                Some((id, field))
+            })
+            .collect()
+    }
+
+    /// The same search with `values` bound to its parameters, validated again.
+    pub fn bind(&self, values: &ParamValues, session: &dyn Session) -> Result<SearchTable> {
+        let arguments = self
+            .arguments
+            .iter()
+            .map(|argument| {
+                argument
+                    .clone()
+                    .transform(|expr| match &expr {
+                        Expr::Placeholder(placeholder) => {
+                            let bound = values.get_placeholders_with_values(&placeholder.id)?;
+                            Ok(Transformed::yes(Expr::Literal(bound.value, None)))
+                        }
+                        Expr::Cast(cast) => match cast.expr.as_ref() {
+                            Expr::Placeholder(placeholder) => {
+                                let bound = values.get_placeholders_with_values(&placeholder.id)?;
+                                let value = bound.value.cast_to(cast.field.data_type())?;
+                                Ok(Transformed::yes(Expr::Literal(value, None)))
+                            }
+                            _ => Ok(Transformed::no(expr)),
+                        },
+                        _ => Ok(Transformed::no(expr)),
+                    })
+                    .map(|transformed| transformed.data)
+                    .map_err(Error::from)
+            })
+            .collect::<Result<Vec<Expr>>>()?;
+        SearchTable::try_new(
+            self.function.clone(),
+            self.table.clone(),
+            arguments,
+            session,
+        )
+    }
+}
+
+impl SearchTable {
+    /// The search, once the scalar subqueries among the arguments are evaluated (the only
+    /// arguments left open after binding).
+    async fn with_subqueries_evaluated(&self, state: &dyn Session) -> DFResult<SearchKind> {
+        let unbound: Vec<String> = self.parameters().into_iter().map(|(id, _)| id).collect();
+        if !unbound.is_empty() {
+            return Err(DataFusionError::from(Error::invalid(format!(
+                "{}: parameter {} has no value bound",
+                self.function.name(),
+                unbound.join(", ")
+            ))));
+        }
+        let mut arguments = Vec::with_capacity(self.arguments.len());
+        for argument in &self.arguments {
+            let subquery = match argument {
+                Expr::ScalarSubquery(subquery) => Some((subquery, None)),
+                Expr::Cast(cast) => match cast.expr.as_ref() {
+                    Expr::ScalarSubquery(subquery) => Some((subquery, Some(cast.field.clone()))),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let Some((subquery, cast)) = subquery else {
+                arguments.push(argument.clone());
+                continue;
+            };
+            let plan = state.create_physical_plan(&subquery.subquery).await?;
+            let batches = datafusion::physical_plan::collect(plan, state.task_ctx()).await?;
+            let rows: usize = batches.iter().map(|batch| batch.num_rows()).sum();
+            let Some(batch) = batches.iter().find(|batch| batch.num_rows() > 0) else {
+                return Err(DataFusionError::from(Error::invalid(format!(
+                    "{}: the subquery argument returned no row",
+                    self.function.name()
+                ))));
+            };
+            if rows > 1 || batch.num_columns() != 1 {
+                return Err(DataFusionError::from(Error::invalid(format!(
+                    "{}: a subquery argument must return one value (one row, one column); it \
+                     returned {rows} rows of {} columns",
+                    self.function.name(),
+                    batch.num_columns()
+                ))));
+            }
+            let mut value = ScalarValue::try_from_array(batch.column(0), 0)?;
+            if let Some(field) = cast {
+                value = value.cast_to(field.data_type())?;
+            }
+            arguments.push(Expr::Literal(value, None));
+        }
+        self.function
+            .resolve(&self.table, &arguments, state)?
+            .ok_or_else(|| {
+                DataFusionError::from(Error::Internal {
+                    message: format!(
+                        "{}: arguments still open after evaluating subqueries",
+                        self.function.name()
+                    ),
+                })
+            })
+    }
+}
+
+/// Columns a search produces beside the table's data columns.
+fn is_search_column(name: &str) -> bool {
+    matches!(name, DISTANCE_COLUMN | QUERY_INDEX_COLUMN) || name == ROW_ID || name == ROW_ADDR
+}
+
+#[async_trait]
+impl TableProvider for SearchTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let search = match &self.search {
+            Some(search) => search.clone(),
+            None => self.with_subqueries_evaluated(state).await?,
+        };
+        let output_schema = match projection {
+            Some(indices) => Arc::new(self.schema.project(indices)?),
+            None => self.schema.clone(),
+        };
+        let has = |name: &str| output_schema.index_of(name).is_ok();
+        let spec = SearchSpec {
+            table: self.table.name().to_string(),
+            uri: self.table.uri().to_string(),
+            version: self.table.version(),
+            columns: output_schema
+                .fields()
+                .iter()
+                .map(|field| field.name())
+                .filter(|name| !is_search_column(name))
+                .cloned()
+                .collect(),
+            with_row_id: has(ROW_ID),
+            with_row_addr: has(ROW_ADDR),
+            kind: search,
+            batch_size: state.config_options().execution.batch_size,
+        };
+        Ok(Arc::new(LanceSearchExec::new(spec, output_schema)))
+    }
+}

@@ -1,0 +1,116 @@
+//! `take(table, row_ids)`: the rows of the given `_rowid`s, in the order given, duplicates kept.
+//! `row_ids` is an array of integers (a literal or a bind parameter); an id that names no live
+//! row fails the statement, naming the id.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Field, SchemaRef, UInt64Type};
+use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::TableProvider;
+use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::logical_expr::Expr;
+
+use crate::error::{Error, Result};
+use crate::physical::search::SearchKind;
+use crate::provider::table::LanceTable;
+
+use super::arguments::{Argument, argument, describe, string};
+use super::table::{SearchFunction, SearchTable};
+use super::table_argument;
+
+/// The function's SQL name.
+pub const NAME: &str = "take";
+
+const ROW_IDS: usize = 1;
+
+/// `take` as a table function.
+#[derive(Debug)]
+pub struct Take;
+
+impl TableFunctionImpl for Take {
+    fn call_with_args(&self, args: TableFunctionArgs) -> DFResult<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        if exprs.len() != 2 {
+            return Err(DataFusionError::from(Error::invalid(format!(
+                "{NAME} takes 2 arguments, got {}: {NAME}(table, row_ids)",
+                exprs.len()
+            ))));
+        }
+        let table_name = string(NAME, "table", &exprs[0])?;
+        let table = table_argument(NAME, args.session(), &table_name)?;
+        Ok(Arc::new(SearchTable::try_new(
+            Arc::new(Take),
+            table,
+            exprs.to_vec(),
+            args.session(),
+        )?))
+    }
+}
+
+impl SearchFunction for Take {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn schema(&self, table: &LanceTable, _arguments: &[Expr]) -> Result<SchemaRef> {
+        Ok(table.schema())
+    }
+
+    fn resolve(
+        &self,
+        _table: &LanceTable,
+        arguments: &[Expr],
+        _session: &dyn Session,
+    ) -> Result<Option<SearchKind>> {
+        match argument(NAME, "row_ids", &arguments[ROW_IDS])? {
+            Argument::Value(value) => Ok(Some(SearchKind::Take {
+                row_ids: row_ids(value)?,
+            })),
+            Argument::Parameter(_) | Argument::Subquery(_) => Ok(None),
+        }
+    }
+
+    fn parameter_type(
+        &self,
+        _table: &LanceTable,
+        _arguments: &[Expr],
+        position: usize,
+    ) -> Option<DataType> {
+        (position == ROW_IDS)
+            .then(|| DataType::List(Arc::new(Field::new_list_field(DataType::Int64, true))))
+    }
+}
+
+/// The row ids of an array of integers.
+fn row_ids(value: &ScalarValue) -> Result<Vec<u64>> {
+    let refused = || {
+        Error::invalid(format!(
+            "{NAME}: argument 'row_ids' must be an array of row ids (integers from 0), got {}",
+            describe(value)
+        ))
+    };
+    let array = value.to_array().map_err(Error::from)?;
+    let ids = match array.data_type() {
+        DataType::List(_) if !array.is_null(0) => array.as_list::<i32>().value(0),
+        DataType::LargeList(_) if !array.is_null(0) => array.as_list::<i64>().value(0),
+        DataType::FixedSizeList(_, _) if !array.is_null(0) => array.as_fixed_size_list().value(0),
+        _ => return Err(refused()),
+    };
+    // `[]` has no element type of its own.
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !ids.data_type().is_integer() || ids.null_count() > 0 {
+        return Err(refused());
+    }
+    // A negative id fails the conversion rather than wrapping around.
+    let options = arrow::compute::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let ids = arrow::compute::cast_with_options(&ids, &DataType::UInt64, &options)
+        .map_err(|_| refused())?;
+    Ok(ids.as_primitive::<UInt64Type>().values().to_vec())
+}

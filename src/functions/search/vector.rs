@@ -1,0 +1,448 @@
+//! `vector_search(table, column, query, k [, 'option', value]...)`: the k nearest rows to each
+//! query vector, with `_distance`, nearest first.
+//!
+//! `query` is one vector (an array literal or a bind parameter) or an array of vectors (the
+//! result then starts with `query_index`, 0-based). Options, as trailing name/value pairs:
+//! `metric` (l2, cosine, dot, hamming), `nprobes`, `minimum_nprobes`, `maximum_nprobes`, `ef`,
+//! `refine_factor`, `lower_bound` / `upper_bound` (a distance range), `prefilter` (a SQL
+//! condition on the table's columns, applied before ranking), `fast_search` and `use_index`.
+//! The index knobs need a vector index on the column; without one the search is exact.
+//! Session settings `lance.nprobes`, `lance.refine_factor` and `lance.ef` are defaults for the
+//! knobs where an index exists.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray};
+use arrow::compute::CastOptions;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl};
+use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::datasource::TableProvider;
+use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+
+use crate::config::LanceOptions;
+use crate::error::{Error, Result};
+use crate::physical::search::{
+    DISTANCE_COLUMN, Metric, NearestSpec, QUERY_INDEX_COLUMN, SearchKind,
+};
+use crate::provider::table::LanceTable;
+
+use super::arguments::{
+    Argument, argument, boolean, describe, number, option_pairs, positive_integer, string,
+    string_value,
+};
+use super::table::{SearchFunction, SearchTable};
+use super::table_argument;
+
+/// The function's SQL name.
+pub const NAME: &str = "vector_search";
+
+const USAGE: &str = "vector_search(table, column, query_vector, k [, 'option', value]...)";
+
+/// Every option, by name.
+pub const OPTIONS: [&str; 11] = [
+    "metric",
+    "nprobes",
+    "minimum_nprobes",
+    "maximum_nprobes",
+    "ef",
+    "refine_factor",
+    "lower_bound",
+    "upper_bound",
+    "prefilter",
+    "fast_search",
+    "use_index",
+];
+
+/// Options that only mean something to a vector index.
+const INDEX_OPTIONS: [&str; 6] = [
+    "nprobes",
+    "minimum_nprobes",
+    "maximum_nprobes",
+    "ef",
+    "refine_factor",
+    "fast_search",
+];
+
+const QUERY: usize = 2;
+const K: usize = 3;
+
+/// `vector_search` as a table function.
+#[derive(Debug)]
+pub struct VectorSearch;
+
+impl TableFunctionImpl for VectorSearch {
+    fn call_with_args(&self, args: TableFunctionArgs) -> DFResult<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        if exprs.len() < 4 {
+            return Err(DataFusionError::from(Error::invalid(format!(
+                "{NAME} takes at least 4 arguments, got {}: {USAGE}",
+                exprs.len()
+            ))));
+        }
+        let table_name = string(NAME, "table", &exprs[0])?;
+        let table = table_argument(NAME, args.session(), &table_name)?;
+        Ok(Arc::new(SearchTable::try_new(
+            Arc::new(VectorSearch),
+            table,
+            exprs.to_vec(),
+            args.session(),
+        )?))
+    }
+}
+
+impl SearchFunction for VectorSearch {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn schema(&self, table: &LanceTable, arguments: &[Expr]) -> Result<SchemaRef> {
+        let batch = match argument(NAME, "query_vector", &arguments[QUERY])? {
+            Argument::Value(value) => is_batch(value)?,
+            Argument::Parameter(placeholder) => placeholder
+                .field
+                .as_ref()
+                .is_some_and(|field| list_element(field.data_type()).is_some_and(is_list)),
+            Argument::Subquery(subquery) => subquery
+                .subquery
+                .schema()
+                .fields()
+                .first()
+                .is_some_and(|field| list_element(field.data_type()).is_some_and(is_list)),
+        };
+        let mut fields = Vec::new();
+        if batch {
+            fields.push(Arc::new(Field::new(
+                QUERY_INDEX_COLUMN,
+                DataType::Int32,
+                false,
+            )));
+        }
+        fields.extend(table.schema().fields().iter().cloned());
+        fields.push(Arc::new(Field::new(
+            DISTANCE_COLUMN,
+            DataType::Float32,
+            true,
+        )));
+        Ok(Arc::new(Schema::new(fields)))
+    }
+
+    fn resolve(
+        &self,
+        table: &LanceTable,
+        arguments: &[Expr],
+        session: &dyn Session,
+    ) -> Result<Option<SearchKind>> {
+        let column = string(NAME, "column", &arguments[1])?;
+        let (element, dimension) = vector_column(table, &column)?;
+        let queries = match argument(NAME, "query_vector", &arguments[QUERY])? {
+            Argument::Value(value) => Some(query_vectors(value, &column, &element, dimension)?),
+            Argument::Parameter(_) | Argument::Subquery(_) => None,
+        };
+        let k = match argument(NAME, "k", &arguments[K])? {
+            Argument::Value(value) => Some(positive_integer(NAME, "k", value)?),
+            Argument::Parameter(_) | Argument::Subquery(_) => None,
+        };
+        let options = option_pairs(NAME, &arguments[4..], &OPTIONS)?;
+        let indexed = table
+            .indices()
+            .iter()
+            .any(|index| index.is_vector() && index.columns.first() == Some(&column));
+        if !indexed
+            && let Some((name, _)) = options
+                .iter()
+                .find(|(name, _)| INDEX_OPTIONS.contains(&name.as_str()))
+        {
+            return Err(Error::invalid(format!(
+                "{NAME}: option '{name}' needs a vector index on column '{column}' of '{}', which \
+                 has none (create one with CREATE INDEX ON {} USING IVF_PQ ({column}), or leave \
+                 the option out for an exact search)",
+                table.name(),
+                table.name()
+            )));
+        }
+        let defaults = session
+            .config_options()
+            .extensions
+            .get::<LanceOptions>()
+            .cloned()
+            .unwrap_or_default();
+        let setting = |value: usize| (indexed && value > 0).then_some(value);
+        let mut nearest = NearestSpec {
+            column: column.clone(),
+            queries: Arc::new(FixedSizeListArray::new_null(
+                Arc::new(Field::new_list_field(element.clone(), true)),
+                i32::try_from(dimension).unwrap_or(i32::MAX),
+                0,
+            )),
+            batch: false,
+            k: k.unwrap_or(1),
+            metric: None,
+            nprobes: setting(defaults.nprobes),
+            minimum_nprobes: None,
+            maximum_nprobes: None,
+            ef: setting(defaults.ef),
+            refine_factor: setting(defaults.refine_factor).and_then(|f| u32::try_from(f).ok()),
+            distance_range: (None, None),
+            fast_search: false,
+            use_index: true,
+            prefilter: None,
+        };
+        for (name, value) in options {
+            match name.as_str() {
+                "metric" => {
+                    let text = string_value(NAME, "metric", value)?;
+                    let metric = Metric::parse(&text).ok_or_else(|| {
+                        Error::invalid(format!(
+                            "{NAME}: unknown metric '{text}'; metrics are {}",
+                            Metric::ALL.map(|(name, _)| name).join(", ")
+                        ))
+                    })?;
+                    if metric == Metric::Hamming && element != DataType::UInt8 {
+                        return Err(Error::invalid(format!(
+                            "{NAME}: metric 'hamming' needs a vector column of uint8 (packed \
+                             bits); '{column}' holds {element}"
+                        )));
+                    }
+                    nearest.metric = Some(metric);
+                }
+                "nprobes" => nearest.nprobes = Some(positive_integer(NAME, &name, value)?),
+                "minimum_nprobes" => {
+                    nearest.minimum_nprobes = Some(positive_integer(NAME, &name, value)?)
+                }
+                "maximum_nprobes" => {
+                    nearest.maximum_nprobes = Some(positive_integer(NAME, &name, value)?)
+                }
+                "ef" => nearest.ef = Some(positive_integer(NAME, &name, value)?),
+                "refine_factor" => {
+                    let factor = positive_integer(NAME, &name, value)?;
+                    nearest.refine_factor = Some(u32::try_from(factor).map_err(|_| {
+                        Error::invalid(format!("{NAME}: refine_factor {factor} is too large"))
+                    })?);
+                }
+                "lower_bound" => {
+                    nearest.distance_range.0 = Some(number(NAME, &name, value)? as f32)
+                }
+                "upper_bound" => {
+                    nearest.distance_range.1 = Some(number(NAME, &name, value)? as f32)
+                }
+                "prefilter" => {
+                    let condition = string_value(NAME, "prefilter", value)?;
+                    nearest.prefilter = Some(prefilter(table, &condition, session)?);
+                }
+                "fast_search" => nearest.fast_search = boolean(NAME, &name, value)?,
+                "use_index" => nearest.use_index = boolean(NAME, &name, value)?,
+                _ => {
+                    return Err(Error::Internal {
+                        message: format!("{NAME}: option '{name}' is listed but not handled"),
+                    });
+                }
+            }
+        }
+        if let (Some(low), Some(high)) = nearest.distance_range
+            && low >= high
+        {
+            return Err(Error::invalid(format!(
+                "{NAME}: lower_bound ({low}) must be below upper_bound ({high})"
+            )));
+        }
+        let (Some((queries, batch)), Some(k)) = (queries, k) else {
+            return Ok(None);
+        };
+        nearest.queries = queries;
+        nearest.batch = batch;
+        nearest.k = k;
+        Ok(Some(SearchKind::Nearest(Box::new(nearest))))
+    }
+
+    fn parameter_type(
+        &self,
+        table: &LanceTable,
+        arguments: &[Expr],
+        position: usize,
+    ) -> Option<DataType> {
+        match position {
+            QUERY => {
+                let column = string(NAME, "column", &arguments[1]).ok()?;
+                let (element, _) = vector_column(table, &column).ok()?;
+                Some(DataType::List(Arc::new(Field::new_list_field(
+                    element, true,
+                ))))
+            }
+            K => Some(DataType::Int64),
+            _ => None,
+        }
+    }
+}
+
+/// The element type and dimension of vector column `column`.
+fn vector_column(table: &LanceTable, column: &str) -> Result<(DataType, usize)> {
+    let data_type = table
+        .column_type(column)
+        .ok_or_else(|| Error::ColumnNotFound {
+            table: table.name().to_string(),
+            column: column.to_string(),
+        })?;
+    match data_type {
+        DataType::FixedSizeList(item, dimension)
+            if matches!(
+                item.data_type(),
+                DataType::Float16
+                    | DataType::Float32
+                    | DataType::Float64
+                    | DataType::Int8
+                    | DataType::UInt8
+            ) =>
+        {
+            Ok((
+                item.data_type().clone(),
+                usize::try_from(*dimension).unwrap_or(0),
+            ))
+        }
+        other => Err(Error::invalid(format!(
+            "{NAME}: column '{column}' of '{}' is not a vector column (a fixed-size list of \
+             float16, float32, float64, int8 or uint8); it holds {other}",
+            table.name()
+        ))),
+    }
+}
+
+fn is_list(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _)
+    )
+}
+
+fn list_element(data_type: &DataType) -> Option<&DataType> {
+    match data_type {
+        DataType::List(item) | DataType::LargeList(item) | DataType::FixedSizeList(item, _) => {
+            Some(item.data_type())
+        }
+        _ => None,
+    }
+}
+
+/// Whether a query value holds several vectors.
+fn is_batch(value: &ScalarValue) -> Result<bool> {
+    match list_element(&value.data_type()) {
+        Some(element) => Ok(is_list(element)),
+        None => Err(Error::invalid(format!(
+            "{NAME}: argument 'query_vector' must be an array of numbers (or of arrays of \
+             numbers), got {}",
+            describe(value)
+        ))),
+    }
+}
+
+/// Row `row` of a list array.
+fn list_row(array: &ArrayRef, row: usize) -> Option<ArrayRef> {
+    if array.is_null(row) {
+        return None;
+    }
+    match array.data_type() {
+        DataType::List(_) => Some(array.as_list::<i32>().value(row)),
+        DataType::LargeList(_) => Some(array.as_list::<i64>().value(row)),
+        DataType::FixedSizeList(_, _) => Some(array.as_fixed_size_list().value(row)),
+        _ => None,
+    }
+}
+
+/// The query vectors of `value`, converted to the column's element type, and whether several
+/// were given.
+fn query_vectors(
+    value: &ScalarValue,
+    column: &str,
+    element: &DataType,
+    dimension: usize,
+) -> Result<(Arc<FixedSizeListArray>, bool)> {
+    let batch = is_batch(value)?;
+    let invalid = || {
+        Error::invalid(format!(
+            "{NAME}: argument 'query_vector' must not be NULL or hold NULLs"
+        ))
+    };
+    let array = value.to_array().map_err(Error::from)?;
+    let outer = list_row(&array, 0).ok_or_else(invalid)?;
+    let vectors: Vec<ArrayRef> = if batch {
+        (0..outer.len())
+            .map(|row| list_row(&outer, row).ok_or_else(invalid))
+            .collect::<Result<_>>()?
+    } else {
+        vec![outer]
+    };
+    if vectors.is_empty() {
+        return Err(Error::invalid(format!(
+            "{NAME}: argument 'query_vector' holds no vectors"
+        )));
+    }
+    let options = CastOptions {
+        safe: false,
+        ..CastOptions::default()
+    };
+    let mut converted = Vec::with_capacity(vectors.len());
+    for (number, vector) in vectors.iter().enumerate() {
+        if vector.null_count() > 0 {
+            return Err(invalid());
+        }
+        if vector.len() != dimension {
+            let which = if batch {
+                format!("query vector {}", number + 1)
+            } else {
+                "the query vector".to_string()
+            };
+            return Err(Error::invalid(format!(
+                "{NAME}: {which} has {} dimensions; column '{column}' has {dimension}",
+                vector.len()
+            )));
+        }
+        let cast =
+            arrow::compute::cast_with_options(vector, element, &options).map_err(|error| {
+                Error::invalid(format!(
+                    "{NAME}: the query vector does not convert to the column's {element}: {error}"
+                ))
+            })?;
+        converted.push(cast);
+    }
+    let parts: Vec<&dyn Array> = converted.iter().map(|array| array.as_ref()).collect();
+    let values = arrow::compute::concat(&parts).map_err(Error::from)?;
+    let queries = FixedSizeListArray::try_new(
+        Arc::new(Field::new_list_field(element.clone(), true)),
+        i32::try_from(dimension).unwrap_or(i32::MAX),
+        values,
+        None,
+    )
+    .map_err(Error::from)?;
+    Ok((Arc::new(queries), batch))
+}
+
+/// The prefilter condition, planned against the table's columns.
+fn prefilter(table: &LanceTable, condition: &str, session: &dyn Session) -> Result<Expr> {
+    let state = session
+        .as_any()
+        .downcast_ref::<SessionState>()
+        .ok_or_else(|| Error::Internal {
+            message: format!("{NAME} was planned outside a lancesql session"),
+        })?;
+    let schema = Arc::new(DFSchema::try_from(table.schema().as_ref().clone())?);
+    let described = |error: DataFusionError| {
+        Error::invalid(format!(
+            "{NAME}: prefilter '{condition}' is not a condition on the columns of '{}': {}",
+            table.name(),
+            Error::from(error)
+        ))
+    };
+    let expr = state
+        .create_logical_expr(condition, &schema)
+        .map_err(described)?;
+    let simplifier = ExprSimplifier::new(
+        SimplifyContext::builder()
+            .with_schema(schema.clone())
+            .build(),
+    );
+    simplifier.coerce(expr, &schema).map_err(described)
+}
