@@ -89,7 +89,7 @@ def start_lancesql(binary, root):
 
 
 def read_adbc(uri):
-    with flightsql.connect(uri) as connection, connection.cursor() as cursor:
+    with flightsql.connect(uri, autocommit=True) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT * FROM items")
         return cursor.fetch_arrow_table()
 
@@ -168,7 +168,7 @@ def main():
 
         def ingest():
             name = f"ingested_{next(counter)}"
-            with flightsql.connect(f"grpc://{address}") as connection:
+            with flightsql.connect(f"grpc://{address}", autocommit=True) as connection:
                 with connection.cursor() as cursor:
                     cursor.adbc_ingest(name, table, mode="create")
             return table

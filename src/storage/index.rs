@@ -182,14 +182,7 @@ impl DataRoot {
             }
             (index_type, Box::new(params))
         };
-        let existing = dataset.load_indices().await.map_err(|error| {
-            Error::lance(
-                format!("listing indices of '{table}'"),
-                dataset.uri(),
-                error,
-            )
-        })?;
-        if existing.iter().any(|index| index.name == name) {
+        if has_index(&dataset, table, &name).await? {
             if definition.if_not_exists {
                 return Ok(false);
             }
@@ -220,14 +213,7 @@ impl DataRoot {
     /// Drops index `name` of `table` in one commit; `false` when the table has no such index.
     pub async fn drop_index(&self, table: &str, name: &str) -> Result<bool> {
         let mut dataset = self.open_for_write(table).await?;
-        let existing = dataset.load_indices().await.map_err(|error| {
-            Error::lance(
-                format!("listing indices of '{table}'"),
-                dataset.uri(),
-                error,
-            )
-        })?;
-        if !existing.iter().any(|index| index.name == name) {
+        if !has_index(&dataset, table, name).await? {
             return Ok(false);
         }
         dataset.drop_index(name).await.map_err(|error| {
@@ -239,6 +225,18 @@ impl DataRoot {
         })?;
         Ok(true)
     }
+}
+
+/// Whether `dataset` (of `table`) has an index called `name`, readable by this build or not.
+async fn has_index(dataset: &lance::Dataset, table: &str, name: &str) -> Result<bool> {
+    let existing = dataset.load_indices().await.map_err(|error| {
+        Error::lance(
+            format!("listing indices of '{table}'"),
+            dataset.uri(),
+            error,
+        )
+    })?;
+    Ok(existing.iter().any(|index| index.name == name))
 }
 
 /// A whole number option.
