@@ -166,11 +166,15 @@ def main():
 
         counter = iter(range(1_000_000))
 
+        # ADBC sends each record batch as one gRPC message, and its client refuses messages over
+        # 16 MiB: the table goes in batches of 100,000 rows, as a loader would send it.
+        chunked = pa.Table.from_batches(table.to_batches(max_chunksize=100_000))
+
         def ingest():
             name = f"ingested_{next(counter)}"
             with flightsql.connect(f"grpc://{address}", autocommit=True) as connection:
                 with connection.cursor() as cursor:
-                    cursor.adbc_ingest(name, table, mode="create")
+                    cursor.adbc_ingest(name, chunked, mode="create")
             return table
 
         def write_dataset():
