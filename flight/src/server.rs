@@ -45,6 +45,11 @@ pub struct FlightConfig {
 }
 
 /// A bound Flight SQL listener, ready to serve.
+/// HTTP/2 flow-control window per stream (the connection's is twice this).
+const TRANSFER_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
+/// Largest HTTP/2 frame a client may send (fewer frames and reads per batch than 16 KiB).
+const MAX_FRAME_BYTES: u32 = 1024 * 1024;
+
 pub struct FlightServer<S: SessionSource> {
     listener: TcpListener,
     /// The transport, with TLS configured (and so checked) at bind time.
@@ -97,7 +102,12 @@ impl<S: SessionSource> FlightServer<S> {
             }
             _ => {}
         }
-        let mut transport = Server::builder();
+        // Bulk transfers in both directions: HTTP/2's 1 MiB default windows make a client
+        // uploading multi-megabyte batches wait for a window update several times per batch.
+        let mut transport = Server::builder()
+            .initial_stream_window_size(TRANSFER_WINDOW_BYTES)
+            .initial_connection_window_size(2 * TRANSFER_WINDOW_BYTES)
+            .max_frame_size(MAX_FRAME_BYTES);
         let tls_enabled = tls.is_some();
         if let Some(tls) = tls {
             // Other crates in the process may enable a second rustls provider, and then rustls

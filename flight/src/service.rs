@@ -42,7 +42,7 @@ use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::stream::{RecordBatchReceiverStream, RecordBatchStreamAdapter};
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
 use tonic::metadata::MetadataMap;
@@ -344,6 +344,27 @@ fn put_stream(request: Request<PeekableFlightDataStream>) -> FlightRecordBatchSt
     // The peekable stream still yields the first message (the descriptor and the schema).
     let data = request.into_inner().map_err(FlightError::from);
     FlightRecordBatchStream::new_from_flight_data(data)
+}
+
+/// Batches an ingest receives ahead of the writer.
+const INGEST_READ_AHEAD_BATCHES: usize = 8;
+
+/// `data`, received and decoded by a task of its own up to [`INGEST_READ_AHEAD_BATCHES`] ahead of
+/// the consumer: the writer encodes while the client keeps sending, where reading only when the
+/// writer asks would stall the client on flow control for every page Lance encodes. Dropping the
+/// result stops the task.
+fn read_ahead(mut data: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    let mut builder = RecordBatchReceiverStream::builder(data.schema(), INGEST_READ_AHEAD_BATCHES);
+    let sender = builder.tx();
+    builder.spawn(async move {
+        while let Some(batch) = data.next().await {
+            if sender.send(batch).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    });
+    builder.build()
 }
 
 fn ingest_target(command: &CommandStatementIngest) -> Result<IngestTarget> {
@@ -739,7 +760,10 @@ impl<S: SessionSource> FlightSqlService for FlightSqlEngine<S> {
         });
         let data = futures::stream::iter(first.map(Ok)).chain(rest);
         let data: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(schema, data));
-        let rows = session.ingest(&target, data).await.map_err(Error::from)?;
+        let rows = session
+            .ingest(&target, read_ahead(data))
+            .await
+            .map_err(Error::from)?;
         Ok(i64::try_from(rows).unwrap_or(i64::MAX))
     }
 
