@@ -163,3 +163,79 @@ def test_rows_appended_after_the_index_are_still_found(server, data):
         assert conn.execute(statement.format(", 'fast_search', true"), (vector,)).fetchone() \
             != (10_005,)
     assert appended.count_rows() == 2030
+
+
+WORDS = ("lance columnar vector search index table version fragment scan filter shuffle "
+         "training data blob row take sample query text token score ranking fusion").split()
+
+
+def write_documents(data, name, rows, seed=3):
+    rng = np.random.default_rng(seed)
+    bodies = [" ".join(rng.choice(WORDS, size=rng.integers(4, 16))) for _ in range(rows)]
+    titles = [" ".join(rng.choice(WORDS, size=3)) for _ in range(rows)]
+    table = pa.table({"id": pa.array(np.arange(rows, dtype=np.int64)),
+                      "title": titles, "body": bodies})
+    return lance.write_dataset(table, str(data / f"{name}.lance"),
+                               max_rows_per_file=max(rows // 2, 1))
+
+
+def test_full_text_results_equal_pylances(server, data):
+    write_documents(data, "docs", 400)
+    with psycopg.connect(trust_conninfo(server["pg"]), autocommit=True) as conn:
+        conn.execute("CREATE INDEX ON docs USING INVERTED (body) WITH (with_position = true)")
+        conn.execute("CREATE INDEX ON docs USING INVERTED (title)")
+        dataset = lance.dataset(str(data / "docs.lance"))
+        from lance.query import (BooleanQuery, FullTextOperator, MatchQuery, MultiMatchQuery,
+                                 Occur, PhraseQuery)
+
+        def pylance(query, limit=None):
+            found = dataset.to_table(columns=["id"], full_text_query=query, limit=limit)
+            return sorted(zip(found["id"].to_pylist(),
+                              [round(s, 4) for s in found["_score"].to_pylist()]))
+
+        def ours(sql, *parameters):
+            rows = conn.execute(sql, parameters).fetchall()
+            return sorted((row[0], round(row[1], 4)) for row in rows)
+
+        cases = [
+            ("SELECT id, _score FROM fts('docs', 'vector search', 'columns', 'body')",
+             MatchQuery("vector search", "body")),
+            ("SELECT id, _score FROM fts('docs', 'vector search', 'columns', 'body', "
+             "'operator', 'and')",
+             MatchQuery("vector search", "body", operator=FullTextOperator.AND)),
+            ("SELECT id, _score FROM fts('docs', 'shuffle training', 'columns', 'body', "
+             "'phrase', true)",
+             PhraseQuery("shuffle training", "body")),
+            ("SELECT id, _score FROM fts('docs', 'blob', 'columns', 'title, body')",
+             MultiMatchQuery("blob", ["title", "body"])),
+            ("SELECT id, _score FROM fts('docs', 'lance', 'columns', 'body', 'must_not', 'scan')",
+             BooleanQuery([(Occur.MUST, MatchQuery("lance", "body")),
+                           (Occur.MUST_NOT, MatchQuery("scan", "body"))])),
+        ]
+        for sql, query in cases:
+            expected = pylance(query)
+            assert expected, f"pylance finds nothing for {query}: the case tests nothing"
+            assert ours(sql) == expected, sql
+        # The best 10, with the query bound as a parameter.
+        best = conn.execute(
+            "SELECT id FROM fts('docs', %s, 'columns', 'body', 'limit', 10)",
+            ("token ranking",)).fetchall()
+        expected = dataset.to_table(columns=["id"], limit=10,
+                                    full_text_query=MatchQuery("token ranking", "body"))
+        assert [row[0] for row in best] == expected["id"].to_pylist()
+
+
+def test_sample_rows_are_pylances_take_of_the_same_row_ids(server, data):
+    dataset = write_vectors(data, "sampled", 900)
+    with psycopg.connect(trust_conninfo(server["pg"]), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT _rowid, id, label FROM sample('sampled', 40, 11)").fetchall()
+        again = conn.execute(
+            "SELECT _rowid, id, label FROM sample('sampled', 40, 11)").fetchall()
+    assert rows == again and len(rows) == 40 and len({row[0] for row in rows}) == 40
+    # _rowid is uint64, which the wire sends as numeric.
+    taken = dataset._take_rows([int(row[0]) for row in rows], columns=["id", "label"])
+    assert [row[1:] for row in rows] == list(zip(taken["id"].to_pylist(),
+                                                 taken["label"].to_pylist()))
+    # Shuffled, not in table order.
+    assert [row[1] for row in rows] != sorted(row[1] for row in rows)

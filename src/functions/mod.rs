@@ -1,9 +1,12 @@
 //! SQL functions the engine adds to DataFusion's, registered by [`register_all`]: the one list.
 //!
 //! May depend on: `error`, `config`; the search functions ([`search`]) also on `catalog`,
-//! `provider` and `physical`; never on `engine` or front ends.
+//! `provider` and `physical`, the distance functions ([`distance`]) on `physical` (the metrics
+//! they share with search); never on `engine` or front ends.
 
 pub mod columns;
+pub mod distance;
+pub mod highlight;
 pub mod overflow;
 pub mod postgres;
 pub mod search;
@@ -13,7 +16,7 @@ use std::sync::Arc;
 use datafusion::execution::context::SessionContext;
 
 /// Registers every function lancesql adds: Lance's own SQL functions, `sum` that fails on
-/// overflow, and the Postgres functions clients call that the catalog emulation lacks or gets
+/// overflow, the vector distance functions, `highlight`, and the Postgres functions clients call that the catalog emulation lacks or gets
 /// wrong. Called after the catalog emulation installed its functions, so ours win where both
 /// define a name. `lancesql_columns()` lists the columns of the context's catalogs. Checked
 /// integer arithmetic is an expression planner, installed with the session state (see
@@ -36,6 +39,10 @@ pub fn register_all(context: &SessionContext) {
     }
     context.register_udf(postgres::my_temp_schema());
     context.register_udf(postgres::parse_ident());
+    for function in distance::all() {
+        context.register_udf(function);
+    }
+    context.register_udf(highlight::udf());
     search::register(context);
     context.register_udtf(
         columns::NAME,

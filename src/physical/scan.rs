@@ -229,20 +229,8 @@ impl ExecutionPlan for LanceScanExec {
                 Arc::new(move |summary| finished.finished(started, summary));
             let stream = scan_fragments(&dataset, &spec, &fragment_ids, on_finish).await?;
             let schema = output_schema.clone();
-            Ok(stream
-                .then(move |item| {
-                    let root = root.clone();
-                    let spec = spec.clone();
-                    async move {
-                        match item {
-                            Ok(batch) => Ok(batch),
-                            Err(error) => Err(DataFusionError::from(
-                                root.read_failure(&spec.table, &spec.uri, spec.version, error)
-                                    .await,
-                            )),
-                        }
-                    }
-                })
+            Ok(root
+                .classify_read_failures(&spec.table, &spec.uri, spec.version, stream)
                 .and_then(move |batch| {
                     let conformed = conform(batch, &schema);
                     if let Ok(batch) = &conformed {

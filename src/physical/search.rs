@@ -1,17 +1,21 @@
 //! `LanceSearchExec`: one Lance search on a pinned dataset version — nearest neighbours of
-//! query vectors, or the rows of given row ids — as an execution node.
+//! query vectors, rows matching a full-text query, the rows of given row ids, or a random
+//! sample of rows — as an execution node.
 //!
 //! Like [`crate::physical::scan::LanceScanExec`] the node holds only a plain description
 //! ([`SearchSpec`]: table, URI, version, columns, the query and every knob) and opens the dataset
 //! in `execute` through the task's [`DataRoot`], so it could run in another process. Its output
-//! has the order Lance gives: nearest first (per query, for several query vectors), or the order
+//! has the order Lance gives: nearest first (per query, for several query vectors), best score
+//! first, or the order
 //! the row ids were given in, duplicates kept. It has one partition.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, FixedSizeListArray, RecordBatch, UInt64Array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, RecordBatch, UInt64Array,
+};
 use arrow::datatypes::SchemaRef;
 use datafusion::common::{ScalarValue, internal_datafusion_err};
 use datafusion::error::{DataFusionError, Result as DFResult};
@@ -25,9 +29,15 @@ use datafusion::physical_plan::{
 };
 use futures::{StreamExt, TryStreamExt};
 use lance::Dataset;
+use lance::dataset::ProjectionRequest;
 use lance_core::datatypes::BlobHandling;
 use lance_core::{ROW_ADDR, ROW_ID};
+use lance_index::scalar::FullTextSearchQuery;
+use lance_index::scalar::inverted::query::FtsQuery;
 use lance_linalg::distance::DistanceType;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
 
 use crate::error::Error;
 use crate::storage::{DataRoot, guard_stream_panics};
@@ -36,6 +46,10 @@ use crate::storage::{DataRoot, guard_stream_panics};
 pub const DISTANCE_COLUMN: &str = "_distance";
 /// Which query vector a row answers, when several were given.
 pub const QUERY_INDEX_COLUMN: &str = "query_index";
+/// The BM25 score column of a full-text search.
+pub const SCORE_COLUMN: &str = "_score";
+/// The fused score of a hybrid search.
+pub const RELEVANCE_COLUMN: &str = "_relevance_score";
 
 /// What one search reads, as plain data.
 #[derive(Debug, Clone)]
@@ -59,10 +73,20 @@ pub struct SearchSpec {
 #[derive(Debug, Clone)]
 pub enum SearchKind {
     Nearest(Box<NearestSpec>),
+    /// Rows matching a full-text query, best first.
+    FullText(Box<FullTextSpec>),
+    /// A vector and a full-text search fused into one ranking, best first.
+    Hybrid(Box<HybridSpec>),
     /// The rows of these row ids, in this order, duplicates kept; an id that names no live row
     /// fails the statement.
     Take {
         row_ids: Vec<u64>,
+    },
+    /// `rows` distinct live rows chosen uniformly at random, in random order (every row when
+    /// the table has fewer); the choice is fixed by `seed` and the version, or random without one.
+    Sample {
+        rows: usize,
+        seed: Option<u64>,
     },
 }
 
@@ -91,8 +115,47 @@ pub struct NearestSpec {
     pub prefilter: Option<Expr>,
 }
 
+/// A full-text search (BM25) over the table's INVERTED indices.
+#[derive(Debug, Clone)]
+pub struct FullTextSpec {
+    /// The query tree, every clause naming its column (serialisable as Lance's JSON form).
+    pub query: FtsQuery,
+    /// Best rows kept; all matches without one.
+    pub limit: Option<usize>,
+    /// Rows must match this before they are ranked.
+    pub prefilter: Option<Expr>,
+}
+
+/// A hybrid search: each search returns its best `k` rows, and the best `k` of their union by
+/// `fusion` are kept.
+#[derive(Debug, Clone)]
+pub struct HybridSpec {
+    pub nearest: NearestSpec,
+    pub full_text: FullTextSpec,
+    pub k: usize,
+    pub fusion: Fusion,
+}
+
+/// How a hybrid search ranks the union of its two result lists.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fusion {
+    /// `Σ 1 / (k + rank)` over the lists holding the row, ranks from 1.
+    ReciprocalRank { k: f32 },
+    /// `vector_weight · (1 - normalised distance) + (1 - vector_weight) · normalised score`.
+    Linear { vector_weight: f32 },
+}
+
+impl fmt::Display for Fusion {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Fusion::ReciprocalRank { k } => write!(f, "rrf(k={k})"),
+            Fusion::Linear { vector_weight } => write!(f, "linear(vector_weight={vector_weight})"),
+        }
+    }
+}
+
 /// A distance metric, as SQL names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Metric {
     L2,
     Cosine,
@@ -217,6 +280,46 @@ impl DisplayAs for LanceSearchExec {
                             write!(f, " prefilter=[{prefilter}]")?;
                         }
                     }
+                    SearchKind::FullText(full_text) => {
+                        write!(
+                            f,
+                            "LanceFullText: table={} version={} query={}",
+                            spec.table, spec.version, full_text.query
+                        )?;
+                        if let Some(limit) = full_text.limit {
+                            write!(f, " limit={limit}")?;
+                        }
+                        if let Some(prefilter) = &full_text.prefilter {
+                            write!(f, " prefilter=[{prefilter}]")?;
+                        }
+                    }
+                    SearchKind::Hybrid(hybrid) => {
+                        write!(
+                            f,
+                            "LanceHybrid: table={} version={} k={} fusion={} vector=[column={} \
+                             metric={}] text=[{}]",
+                            spec.table,
+                            spec.version,
+                            hybrid.k,
+                            hybrid.fusion,
+                            hybrid.nearest.column,
+                            hybrid.nearest.metric.map_or("default", Metric::name),
+                            hybrid.full_text.query
+                        )?;
+                        if let Some(prefilter) = &hybrid.nearest.prefilter {
+                            write!(f, " prefilter=[{prefilter}]")?;
+                        }
+                    }
+                    SearchKind::Sample { rows, seed } => {
+                        write!(
+                            f,
+                            "LanceSample: table={} version={} rows={rows}",
+                            spec.table, spec.version
+                        )?;
+                        if let Some(seed) = seed {
+                            write!(f, " seed={seed}")?;
+                        }
+                    }
                     SearchKind::Take { row_ids } => write!(
                         f,
                         "LanceTakeRows: table={} version={} rows={}",
@@ -283,8 +386,20 @@ impl ExecutionPlan for LanceSearchExec {
                 SearchKind::Nearest(nearest) => {
                     nearest_stream(&root, &dataset, &spec, nearest).await?
                 }
+                SearchKind::FullText(full_text) => {
+                    full_text_stream(&root, &dataset, &spec, full_text).await?
+                }
+                SearchKind::Hybrid(hybrid) => {
+                    let batch = hybrid_rows(&root, &dataset, &spec, hybrid, &output_schema).await?;
+                    futures::stream::once(futures::future::ready(Ok(batch))).boxed()
+                }
                 SearchKind::Take { row_ids } => {
                     let batch = take_rows(&root, &dataset, &spec, row_ids).await?;
+                    futures::stream::once(futures::future::ready(Ok(batch))).boxed()
+                }
+                SearchKind::Sample { rows, seed } => {
+                    let row_ids = sampled_row_ids(&dataset, &spec, *rows, *seed).await?;
+                    let batch = take_rows(&root, &dataset, &spec, &row_ids).await?;
                     futures::stream::once(futures::future::ready(Ok(batch))).boxed()
                 }
             };
@@ -363,23 +478,283 @@ async fn nearest_stream(
     }
     scanner.use_index(nearest.use_index);
     let stream = scanner.try_into_stream().await.map_err(lance_error)?;
-    let root = root.clone();
-    let spec = spec.clone();
-    Ok(stream
-        .then(move |item| {
-            let root = root.clone();
-            let spec = spec.clone();
-            async move {
-                match item {
-                    Ok(batch) => Ok(batch),
-                    Err(error) => Err(DataFusionError::from(
-                        root.read_failure(&spec.table, &spec.uri, spec.version, error)
-                            .await,
-                    )),
-                }
+    Ok(root.classify_read_failures(&spec.table, &spec.uri, spec.version, stream))
+}
+
+/// The rows matching a full-text query, best first, with `_score`.
+async fn full_text_stream(
+    root: &Arc<DataRoot>,
+    dataset: &Arc<Dataset>,
+    spec: &SearchSpec,
+    full_text: &FullTextSpec,
+) -> DFResult<BatchStream> {
+    let lance_error =
+        |error| DataFusionError::from(Error::lance("searching text", &spec.uri, error));
+    let mut scanner = dataset.scan();
+    scanner.blob_handling(BlobHandling::AllBinary);
+    scanner.batch_size(spec.batch_size);
+    scanner.disable_scoring_autoprojection();
+    let mut columns: Vec<&str> = spec.columns.iter().map(String::as_str).collect();
+    columns.push(SCORE_COLUMN);
+    if spec.with_row_id {
+        columns.push(ROW_ID);
+    }
+    if spec.with_row_addr {
+        columns.push(ROW_ADDR);
+    }
+    scanner.project(&columns).map_err(lance_error)?;
+    if let Some(prefilter) = &full_text.prefilter {
+        scanner.prefilter(true);
+        scanner.filter_expr(prefilter.clone());
+    }
+    let limit = full_text
+        .limit
+        .map(|limit| i64::try_from(limit).unwrap_or(i64::MAX));
+    scanner
+        .full_text_search(FullTextSearchQuery::new_query(full_text.query.clone()).limit(limit))
+        .map_err(lance_error)?;
+    let stream = scanner.try_into_stream().await.map_err(lance_error)?;
+    Ok(root.classify_read_failures(&spec.table, &spec.uri, spec.version, stream))
+}
+
+/// Both searches of a hybrid search, each with row ids, fused into one batch of the best `k`
+/// rows: the data columns, `_distance` and `_score` (NULL where that search did not return the
+/// row) and `_relevance_score`.
+async fn hybrid_rows(
+    root: &Arc<DataRoot>,
+    dataset: &Arc<Dataset>,
+    spec: &SearchSpec,
+    hybrid: &HybridSpec,
+    output_schema: &SchemaRef,
+) -> DFResult<RecordBatch> {
+    let mut with_ids = spec.clone();
+    with_ids.with_row_id = true;
+    let vector: Vec<RecordBatch> = nearest_stream(root, dataset, &with_ids, &hybrid.nearest)
+        .await?
+        .try_collect()
+        .await?;
+    let text: Vec<RecordBatch> = full_text_stream(root, dataset, &with_ids, &hybrid.full_text)
+        .await?
+        .try_collect()
+        .await?;
+    let mut columns: Vec<String> = spec.columns.clone();
+    columns.push(ROW_ID.to_string());
+    if spec.with_row_addr {
+        columns.push(ROW_ADDR.to_string());
+    }
+    // Every returned row once, in one table: vector results first, then text results.
+    let mut parts = Vec::new();
+    for batch in vector.iter().chain(&text) {
+        let projected = columns
+            .iter()
+            .map(|name| {
+                batch
+                    .column_by_name(name)
+                    .cloned()
+                    .ok_or_else(|| internal_datafusion_err!("a search returned no '{name}'"))
+            })
+            .collect::<DFResult<Vec<ArrayRef>>>()?;
+        parts.push(projected);
+    }
+    let float_column = |batches: &[RecordBatch], name: &str| -> DFResult<Vec<f32>> {
+        let mut values = Vec::new();
+        for batch in batches {
+            let column = batch
+                .column_by_name(name)
+                .ok_or_else(|| internal_datafusion_err!("a search returned no '{name}'"))?;
+            let column = arrow::compute::cast(column, &arrow::datatypes::DataType::Float32)?;
+            let column = column.as_primitive::<arrow::datatypes::Float32Type>();
+            values.extend(column.iter().map(|value| value.unwrap_or(f32::NAN)));
+        }
+        Ok(values)
+    };
+    let ids = |batches: &[RecordBatch]| -> DFResult<Vec<u64>> {
+        let mut values = Vec::new();
+        for batch in batches {
+            let column = batch
+                .column_by_name(ROW_ID)
+                .and_then(|column| column.as_any().downcast_ref::<UInt64Array>())
+                .ok_or_else(|| internal_datafusion_err!("a search returned no {ROW_ID}"))?;
+            values.extend(column.values().iter().copied());
+        }
+        Ok(values)
+    };
+    let ranked = fuse(
+        &ids(&vector)?,
+        &float_column(&vector, DISTANCE_COLUMN)?,
+        &ids(&text)?,
+        &float_column(&text, SCORE_COLUMN)?,
+        hybrid.fusion,
+        hybrid.k,
+    );
+    let order = UInt64Array::from_iter_values(ranked.iter().map(|row| row.position as u64));
+    if ranked.is_empty() {
+        return Ok(RecordBatch::new_empty(output_schema.clone()));
+    }
+    let mut output: Vec<ArrayRef> = Vec::with_capacity(columns.len() + 3);
+    for index in 0..columns.len() {
+        let pieces: Vec<&dyn Array> = parts.iter().map(|part| part[index].as_ref()).collect();
+        let whole = arrow::compute::concat(&pieces)?;
+        output.push(arrow::compute::take(whole.as_ref(), &order, None)?);
+    }
+    output.push(Arc::new(Float32Array::from_iter(
+        ranked.iter().map(|row| row.distance),
+    )));
+    output.push(Arc::new(Float32Array::from_iter(
+        ranked.iter().map(|row| row.score),
+    )));
+    output.push(Arc::new(Float32Array::from_iter_values(
+        ranked.iter().map(|row| row.relevance),
+    )));
+    let mut fields: Vec<arrow::datatypes::FieldRef> = Vec::new();
+    for (name, column) in columns.iter().zip(&output) {
+        fields.push(Arc::new(arrow::datatypes::Field::new(
+            name,
+            column.data_type().clone(),
+            true,
+        )));
+    }
+    for name in [DISTANCE_COLUMN, SCORE_COLUMN, RELEVANCE_COLUMN] {
+        fields.push(Arc::new(arrow::datatypes::Field::new(
+            name,
+            arrow::datatypes::DataType::Float32,
+            true,
+        )));
+    }
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(ranked.len()));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::new(arrow::datatypes::Schema::new(fields)),
+        output,
+        &options,
+    )?)
+}
+
+/// One row of a fused ranking.
+#[derive(Debug, Clone, PartialEq)]
+struct FusedRow {
+    /// Where the row is among the vector results followed by the text results.
+    position: usize,
+    distance: Option<f32>,
+    score: Option<f32>,
+    relevance: f32,
+}
+
+/// The best `k` rows of the union of a vector result list (ids and distances, nearest first)
+/// and a text result list (ids and scores, best first), best first; ties keep vector order.
+fn fuse(
+    vector_ids: &[u64],
+    distances: &[f32],
+    text_ids: &[u64],
+    scores: &[f32],
+    fusion: Fusion,
+    k: usize,
+) -> Vec<FusedRow> {
+    let mut rows: Vec<FusedRow> = Vec::new();
+    let mut by_id: HashMap<u64, usize> = HashMap::new();
+    let (closest, farthest) = min_max(distances);
+    let (lowest, highest) = min_max(scores);
+    let normalised = |value: f32, low: f32, high: f32| {
+        if high > low {
+            (value - low) / (high - low)
+        } else {
+            1.0
+        }
+    };
+    for (rank, (id, distance)) in vector_ids.iter().zip(distances).enumerate() {
+        let relevance = match fusion {
+            Fusion::ReciprocalRank { k } => 1.0 / (k + rank as f32 + 1.0),
+            Fusion::Linear { vector_weight } => {
+                vector_weight * (1.0 - normalised(*distance, closest, farthest))
             }
-        })
-        .boxed())
+        };
+        by_id.insert(*id, rows.len());
+        rows.push(FusedRow {
+            position: rank,
+            distance: Some(*distance),
+            score: None,
+            relevance,
+        });
+    }
+    for (rank, (id, score)) in text_ids.iter().zip(scores).enumerate() {
+        let relevance = match fusion {
+            Fusion::ReciprocalRank { k } => 1.0 / (k + rank as f32 + 1.0),
+            Fusion::Linear { vector_weight } => {
+                (1.0 - vector_weight) * normalised(*score, lowest, highest)
+            }
+        };
+        match by_id.get(id) {
+            Some(index) => {
+                let row = &mut rows[*index];
+                row.score = Some(*score);
+                row.relevance += relevance;
+            }
+            None => {
+                by_id.insert(*id, rows.len());
+                rows.push(FusedRow {
+                    position: vector_ids.len() + rank,
+                    distance: None,
+                    score: Some(*score),
+                    relevance,
+                });
+            }
+        }
+    }
+    rows.sort_by(|a, b| b.relevance.total_cmp(&a.relevance));
+    rows.truncate(k);
+    rows
+}
+
+/// The smallest and largest finite value (0 and 0 for none).
+fn min_max(values: &[f32]) -> (f32, f32) {
+    let finite = values.iter().copied().filter(|value| value.is_finite());
+    let low = finite.clone().fold(f32::INFINITY, f32::min);
+    let high = finite.fold(f32::NEG_INFINITY, f32::max);
+    if low.is_finite() {
+        (low, high)
+    } else {
+        (0.0, 0.0)
+    }
+}
+
+/// The row ids of `rows` live rows chosen uniformly at random, in random order: positions among
+/// the live rows are drawn, then Lance's take by position reads only their row ids.
+async fn sampled_row_ids(
+    dataset: &Arc<Dataset>,
+    spec: &SearchSpec,
+    rows: usize,
+    seed: Option<u64>,
+) -> DFResult<Vec<u64>> {
+    let lance_error = |error| DataFusionError::from(Error::lance("sampling", &spec.uri, error));
+    let live = dataset.count_rows(None).await.map_err(lance_error)?;
+    let mut generator = match seed {
+        Some(seed) => ChaCha8Rng::seed_from_u64(seed),
+        None => ChaCha8Rng::from_os_rng(),
+    };
+    let mut positions = rand::seq::index::sample(&mut generator, live, rows.min(live)).into_vec();
+    positions.shuffle(&mut generator);
+    let mut sorted: Vec<u64> = positions.iter().map(|position| *position as u64).collect();
+    sorted.sort_unstable();
+    let taken = dataset
+        .take(
+            &sorted,
+            ProjectionRequest::from_columns([ROW_ID], dataset.schema()),
+        )
+        .await
+        .map_err(lance_error)?;
+    let ids = taken
+        .column_by_name(ROW_ID)
+        .and_then(|column| column.as_any().downcast_ref::<UInt64Array>())
+        .filter(|ids| ids.len() == sorted.len())
+        .ok_or_else(|| internal_datafusion_err!("a take by position returned no {ROW_ID}"))?;
+    let id_at: HashMap<u64, u64> = sorted
+        .iter()
+        .copied()
+        .zip(ids.values().iter().copied())
+        .collect();
+    Ok(positions
+        .iter()
+        .filter_map(|position| id_at.get(&(*position as u64)).copied())
+        .collect())
 }
 
 /// The rows of `row_ids` in the order given, duplicates kept. Each distinct id is read once,
@@ -484,4 +859,44 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> DFResult<RecordBatch> {
         columns,
         &options,
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reciprocal_rank_fusion_sums_over_both_lists() {
+        // Row 7 is second by vector and first by text; row 1 only first by vector.
+        let fused = fuse(
+            &[1, 7],
+            &[0.1, 0.2],
+            &[7, 9],
+            &[3.0, 1.0],
+            Fusion::ReciprocalRank { k: 60.0 },
+            10,
+        );
+        let ids: Vec<usize> = fused.iter().map(|row| row.position).collect();
+        assert_eq!(ids, vec![1, 0, 3]);
+        assert_eq!(fused[0].relevance, 1.0 / 62.0 + 1.0 / 61.0);
+        assert_eq!((fused[0].distance, fused[0].score), (Some(0.2), Some(3.0)));
+        assert_eq!((fused[2].distance, fused[2].score), (None, Some(1.0)));
+    }
+
+    #[test]
+    fn linear_fusion_normalises_each_list_and_keeps_k() {
+        let fused = fuse(
+            &[1, 2],
+            &[0.0, 4.0],
+            &[2, 3],
+            &[10.0, 5.0],
+            Fusion::Linear { vector_weight: 0.5 },
+            2,
+        );
+        // Row 1: 0.5 · 1 = 0.5; row 2: 0.5 · 0 + 0.5 · 1 = 0.5; row 3: 0.5 · 0 = 0.
+        assert_eq!(fused.len(), 2);
+        assert_eq!(fused[0].relevance, 0.5);
+        assert_eq!(fused[1].relevance, 0.5);
+        assert_eq!(fused[0].position, 0);
+    }
 }

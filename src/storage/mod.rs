@@ -29,7 +29,8 @@ use datafusion::common::internal_datafusion_err;
 use datafusion::error::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::stream::BoxStream;
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use lance::Dataset;
 use lance::dataset::builder::DatasetBuilder;
 use lance::dataset::transaction::{Operation, Transaction};
@@ -392,6 +393,31 @@ impl DataRoot {
                 None => Error::lance(format!("{doing} table '{table}'"), &uri, source),
             }),
         }
+    }
+
+    /// `stream`'s batches, its failures reported as [`DataRoot::read_failure`] describes.
+    pub fn classify_read_failures(
+        self: &Arc<Self>,
+        table: &str,
+        uri: &str,
+        version: u64,
+        stream: impl Stream<Item = std::result::Result<RecordBatch, lance::Error>> + Send + 'static,
+    ) -> BoxStream<'static, datafusion::error::Result<RecordBatch>> {
+        let root = self.clone();
+        let (table, uri) = (Arc::<str>::from(table), Arc::<str>::from(uri));
+        stream
+            .then(move |item| {
+                let (root, table, uri) = (root.clone(), table.clone(), uri.clone());
+                async move {
+                    match item {
+                        Ok(batch) => Ok(batch),
+                        Err(error) => Err(DataFusionError::from(
+                            root.read_failure(&table, &uri, version, error).await,
+                        )),
+                    }
+                }
+            })
+            .boxed()
     }
 
     /// The error to report for a read of `table` (at `uri`, `version`) that failed with `error`.

@@ -1,5 +1,6 @@
-//! Search and random-access table functions: [`vector::NAME`] (`vector_search`) and
-//! [`take::NAME`] (`take`), listed once in [`SEARCH_FUNCTIONS`].
+//! Search and random-access table functions: [`vector::NAME`] (`vector_search`),
+//! [`text::NAME`] (`fts`), [`hybrid::NAME`] (`hybrid_search`), [`take::NAME`] (`take`) and
+//! [`sample::NAME`] (`sample`), listed once in [`SEARCH_FUNCTIONS`].
 //!
 //! Contract:
 //! - The first argument names a table as a string. The engine resolves that table into the
@@ -11,21 +12,30 @@
 //!   ([`SearchTable::bind`]); its type is reported to clients from the table's column.
 //! - The search itself runs in [`crate::physical::search::LanceSearchExec`] at execution.
 //! - Results carry the table's columns plus `_rowid` and `_rowaddr` (kept out of `SELECT *`, as
-//!   for tables) and the function's own columns (`_distance`, `query_index`). A `WHERE` around
+//!   for tables) and the function's own columns (`_distance`, `query_index`, `_score`, `_relevance_score`). A `WHERE` around
 //!   the function filters its results; it is never pushed into the search.
 //!
 //! May depend on: `catalog` (the statement's snapshot), `provider` (`LanceTable`), `physical`,
 //! `config`, `error`.
 
 mod arguments;
+pub mod hybrid;
+pub mod sample;
 pub mod table;
 pub mod take;
+pub mod text;
 pub mod vector;
 
 use std::sync::Arc;
 
 use datafusion::catalog::Session;
+use datafusion::common::DFSchema;
+use datafusion::datasource::TableProvider;
+use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SessionContext, SessionState};
+use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 
 use crate::catalog::{CATALOG_NAME, StatementCatalog};
 use crate::error::{Error, Result};
@@ -33,12 +43,21 @@ use crate::provider::table::LanceTable;
 pub use table::SearchTable;
 
 /// Every search table function, by name.
-pub const SEARCH_FUNCTIONS: [&str; 2] = [vector::NAME, take::NAME];
+pub const SEARCH_FUNCTIONS: [&str; 5] = [
+    vector::NAME,
+    text::NAME,
+    hybrid::NAME,
+    take::NAME,
+    sample::NAME,
+];
 
 /// Registers the search table functions.
 pub fn register(context: &SessionContext) {
     context.register_udtf(vector::NAME, Arc::new(vector::VectorSearch));
+    context.register_udtf(text::NAME, Arc::new(text::FullTextSearch));
+    context.register_udtf(hybrid::NAME, Arc::new(hybrid::HybridSearch));
     context.register_udtf(take::NAME, Arc::new(take::Take));
+    context.register_udtf(sample::NAME, Arc::new(sample::Sample));
 }
 
 /// Whether `name` is one of the search table functions.
@@ -46,15 +65,19 @@ pub fn is_search_function(name: &str) -> bool {
     SEARCH_FUNCTIONS.contains(&name)
 }
 
-/// The table `function`'s first argument names, from the statement's snapshot.
-fn table_argument(function: &str, session: &dyn Session, name: &str) -> Result<Arc<LanceTable>> {
-    let state = session
+/// The lancesql session state a search function is planned in.
+fn session_state<'a>(function: &str, session: &'a dyn Session) -> Result<&'a SessionState> {
+    session
         .as_any()
         .downcast_ref::<SessionState>()
         .ok_or_else(|| Error::Internal {
             message: format!("{function} was planned outside a lancesql session"),
-        })?;
-    let snapshot = state
+        })
+}
+
+/// The table `function`'s first argument names, from the statement's snapshot.
+fn table_argument(function: &str, session: &dyn Session, name: &str) -> Result<Arc<LanceTable>> {
+    let snapshot = session_state(function, session)?
         .catalog_list()
         .catalog(CATALOG_NAME)
         .and_then(|catalog| {
@@ -65,4 +88,31 @@ fn table_argument(function: &str, session: &dyn Session, name: &str) -> Result<A
     snapshot.ok_or_else(|| Error::TableNotFound {
         table: name.to_string(),
     })
+}
+
+/// The `prefilter` option of `function`: a SQL condition planned against the table's columns.
+fn prefilter(
+    function: &str,
+    table: &LanceTable,
+    condition: &str,
+    session: &dyn Session,
+) -> Result<Expr> {
+    let state = session_state(function, session)?;
+    let schema = Arc::new(DFSchema::try_from(table.schema().as_ref().clone())?);
+    let described = |error: DataFusionError| {
+        Error::invalid(format!(
+            "{function}: prefilter '{condition}' is not a condition on the columns of '{}': {}",
+            table.name(),
+            Error::from(error)
+        ))
+    };
+    let expr = state
+        .create_logical_expr(condition, &schema)
+        .map_err(described)?;
+    let simplifier = ExprSimplifier::new(
+        SimplifyContext::builder()
+            .with_schema(schema.clone())
+            .build(),
+    );
+    simplifier.coerce(expr, &schema).map_err(described)
 }

@@ -17,7 +17,8 @@ use lance_core::{ROW_ADDR, ROW_ID};
 
 use crate::error::{Error, Result};
 use crate::physical::search::{
-    DISTANCE_COLUMN, LanceSearchExec, QUERY_INDEX_COLUMN, SearchKind, SearchSpec,
+    DISTANCE_COLUMN, LanceSearchExec, QUERY_INDEX_COLUMN, RELEVANCE_COLUMN, SCORE_COLUMN,
+    SearchKind, SearchSpec,
 };
 use crate::provider::table::LanceTable;
 
@@ -194,7 +195,11 @@ impl SearchTable {
 
 /// Columns a search produces beside the table's data columns.
 fn is_search_column(name: &str) -> bool {
-    matches!(name, DISTANCE_COLUMN | QUERY_INDEX_COLUMN) || name == ROW_ID || name == ROW_ADDR
+    matches!(
+        name,
+        DISTANCE_COLUMN | QUERY_INDEX_COLUMN | SCORE_COLUMN | RELEVANCE_COLUMN
+    ) || name == ROW_ID
+        || name == ROW_ADDR
 }
 
 #[async_trait]

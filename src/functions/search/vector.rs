@@ -16,13 +16,10 @@ use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray};
 use arrow::compute::CastOptions;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl};
-use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::common::ScalarValue;
 use datafusion::datasource::TableProvider;
 use datafusion::error::{DataFusionError, Result as DFResult};
-use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::Expr;
-use datafusion::logical_expr::simplify::SimplifyContext;
-use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 
 use crate::config::LanceOptions;
 use crate::error::{Error, Result};
@@ -36,7 +33,7 @@ use super::arguments::{
     string_value,
 };
 use super::table::{SearchFunction, SearchTable};
-use super::table_argument;
+use super::{prefilter, table_argument};
 
 /// The function's SQL name.
 pub const NAME: &str = "vector_search";
@@ -102,7 +99,7 @@ impl SearchFunction for VectorSearch {
 
     fn schema(&self, table: &LanceTable, arguments: &[Expr]) -> Result<SchemaRef> {
         let batch = match argument(NAME, "query_vector", &arguments[QUERY])? {
-            Argument::Value(value) => is_batch(value)?,
+            Argument::Value(value) => is_batch(NAME, value)?,
             Argument::Parameter(placeholder) => placeholder
                 .field
                 .as_ref()
@@ -137,126 +134,15 @@ impl SearchFunction for VectorSearch {
         arguments: &[Expr],
         session: &dyn Session,
     ) -> Result<Option<SearchKind>> {
-        let column = string(NAME, "column", &arguments[1])?;
-        let (element, dimension) = vector_column(table, &column)?;
-        let queries = match argument(NAME, "query_vector", &arguments[QUERY])? {
-            Argument::Value(value) => Some(query_vectors(value, &column, &element, dimension)?),
-            Argument::Parameter(_) | Argument::Subquery(_) => None,
-        };
-        let k = match argument(NAME, "k", &arguments[K])? {
-            Argument::Value(value) => Some(positive_integer(NAME, "k", value)?),
-            Argument::Parameter(_) | Argument::Subquery(_) => None,
-        };
         let options = option_pairs(NAME, &arguments[4..], &OPTIONS)?;
-        let indexed = table
-            .indices()
-            .iter()
-            .any(|index| index.is_vector() && index.columns.first() == Some(&column));
-        if !indexed
-            && let Some((name, _)) = options
-                .iter()
-                .find(|(name, _)| INDEX_OPTIONS.contains(&name.as_str()))
-        {
-            return Err(Error::invalid(format!(
-                "{NAME}: option '{name}' needs a vector index on column '{column}' of '{}', which \
-                 has none (create one with CREATE INDEX ON {} USING IVF_PQ ({column}), or leave \
-                 the option out for an exact search)",
-                table.name(),
-                table.name()
-            )));
-        }
-        let defaults = session
-            .config_options()
-            .extensions
-            .get::<LanceOptions>()
-            .cloned()
-            .unwrap_or_default();
-        let setting = |value: usize| (indexed && value > 0).then_some(value);
-        let mut nearest = NearestSpec {
-            column: column.clone(),
-            queries: Arc::new(FixedSizeListArray::new_null(
-                Arc::new(Field::new_list_field(element.clone(), true)),
-                i32::try_from(dimension).unwrap_or(i32::MAX),
-                0,
-            )),
-            batch: false,
-            k: k.unwrap_or(1),
-            metric: None,
-            nprobes: setting(defaults.nprobes),
-            minimum_nprobes: None,
-            maximum_nprobes: None,
-            ef: setting(defaults.ef),
-            refine_factor: setting(defaults.refine_factor).and_then(|f| u32::try_from(f).ok()),
-            distance_range: (None, None),
-            fast_search: false,
-            use_index: true,
-            prefilter: None,
-        };
-        for (name, value) in options {
-            match name.as_str() {
-                "metric" => {
-                    let text = string_value(NAME, "metric", value)?;
-                    let metric = Metric::parse(&text).ok_or_else(|| {
-                        Error::invalid(format!(
-                            "{NAME}: unknown metric '{text}'; metrics are {}",
-                            Metric::ALL.map(|(name, _)| name).join(", ")
-                        ))
-                    })?;
-                    if metric == Metric::Hamming && element != DataType::UInt8 {
-                        return Err(Error::invalid(format!(
-                            "{NAME}: metric 'hamming' needs a vector column of uint8 (packed \
-                             bits); '{column}' holds {element}"
-                        )));
-                    }
-                    nearest.metric = Some(metric);
-                }
-                "nprobes" => nearest.nprobes = Some(positive_integer(NAME, &name, value)?),
-                "minimum_nprobes" => {
-                    nearest.minimum_nprobes = Some(positive_integer(NAME, &name, value)?)
-                }
-                "maximum_nprobes" => {
-                    nearest.maximum_nprobes = Some(positive_integer(NAME, &name, value)?)
-                }
-                "ef" => nearest.ef = Some(positive_integer(NAME, &name, value)?),
-                "refine_factor" => {
-                    let factor = positive_integer(NAME, &name, value)?;
-                    nearest.refine_factor = Some(u32::try_from(factor).map_err(|_| {
-                        Error::invalid(format!("{NAME}: refine_factor {factor} is too large"))
-                    })?);
-                }
-                "lower_bound" => {
-                    nearest.distance_range.0 = Some(number(NAME, &name, value)? as f32)
-                }
-                "upper_bound" => {
-                    nearest.distance_range.1 = Some(number(NAME, &name, value)? as f32)
-                }
-                "prefilter" => {
-                    let condition = string_value(NAME, "prefilter", value)?;
-                    nearest.prefilter = Some(prefilter(table, &condition, session)?);
-                }
-                "fast_search" => nearest.fast_search = boolean(NAME, &name, value)?,
-                "use_index" => nearest.use_index = boolean(NAME, &name, value)?,
-                _ => {
-                    return Err(Error::Internal {
-                        message: format!("{NAME}: option '{name}' is listed but not handled"),
-                    });
-                }
-            }
-        }
-        if let (Some(low), Some(high)) = nearest.distance_range
-            && low >= high
-        {
-            return Err(Error::invalid(format!(
-                "{NAME}: lower_bound ({low}) must be below upper_bound ({high})"
-            )));
-        }
-        let (Some((queries, batch)), Some(k)) = (queries, k) else {
-            return Ok(None);
-        };
-        nearest.queries = queries;
-        nearest.batch = batch;
-        nearest.k = k;
-        Ok(Some(SearchKind::Nearest(Box::new(nearest))))
+        let nearest = nearest(
+            NAME,
+            table,
+            [&arguments[1], &arguments[QUERY], &arguments[K]],
+            &options,
+            session,
+        )?;
+        Ok(nearest.map(|nearest| SearchKind::Nearest(Box::new(nearest))))
     }
 
     fn parameter_type(
@@ -266,21 +152,24 @@ impl SearchFunction for VectorSearch {
         position: usize,
     ) -> Option<DataType> {
         match position {
-            QUERY => {
-                let column = string(NAME, "column", &arguments[1]).ok()?;
-                let (element, _) = vector_column(table, &column).ok()?;
-                Some(DataType::List(Arc::new(Field::new_list_field(
-                    element, true,
-                ))))
-            }
+            QUERY => query_parameter_type(table, &arguments[1]),
             K => Some(DataType::Int64),
             _ => None,
         }
     }
 }
 
+/// The type a query vector bound as a parameter takes: a list of the column's element type.
+pub(super) fn query_parameter_type(table: &LanceTable, column: &Expr) -> Option<DataType> {
+    let column = string(NAME, "column", column).ok()?;
+    let (element, _) = vector_column(NAME, table, &column).ok()?;
+    Some(DataType::List(Arc::new(Field::new_list_field(
+        element, true,
+    ))))
+}
+
 /// The element type and dimension of vector column `column`.
-fn vector_column(table: &LanceTable, column: &str) -> Result<(DataType, usize)> {
+fn vector_column(function: &str, table: &LanceTable, column: &str) -> Result<(DataType, usize)> {
     let data_type = table
         .column_type(column)
         .ok_or_else(|| Error::ColumnNotFound {
@@ -304,7 +193,7 @@ fn vector_column(table: &LanceTable, column: &str) -> Result<(DataType, usize)> 
             ))
         }
         other => Err(Error::invalid(format!(
-            "{NAME}: column '{column}' of '{}' is not a vector column (a fixed-size list of \
+            "{function}: column '{column}' of '{}' is not a vector column (a fixed-size list of \
              float16, float32, float64, int8 or uint8); it holds {other}",
             table.name()
         ))),
@@ -328,11 +217,11 @@ fn list_element(data_type: &DataType) -> Option<&DataType> {
 }
 
 /// Whether a query value holds several vectors.
-fn is_batch(value: &ScalarValue) -> Result<bool> {
+fn is_batch(function: &str, value: &ScalarValue) -> Result<bool> {
     match list_element(&value.data_type()) {
         Some(element) => Ok(is_list(element)),
         None => Err(Error::invalid(format!(
-            "{NAME}: argument 'query_vector' must be an array of numbers (or of arrays of \
+            "{function}: argument 'query_vector' must be an array of numbers (or of arrays of \
              numbers), got {}",
             describe(value)
         ))),
@@ -355,15 +244,16 @@ fn list_row(array: &ArrayRef, row: usize) -> Option<ArrayRef> {
 /// The query vectors of `value`, converted to the column's element type, and whether several
 /// were given.
 fn query_vectors(
+    function: &str,
     value: &ScalarValue,
     column: &str,
     element: &DataType,
     dimension: usize,
 ) -> Result<(Arc<FixedSizeListArray>, bool)> {
-    let batch = is_batch(value)?;
+    let batch = is_batch(function, value)?;
     let invalid = || {
         Error::invalid(format!(
-            "{NAME}: argument 'query_vector' must not be NULL or hold NULLs"
+            "{function}: argument 'query_vector' must not be NULL or hold NULLs"
         ))
     };
     let array = value.to_array().map_err(Error::from)?;
@@ -377,7 +267,7 @@ fn query_vectors(
     };
     if vectors.is_empty() {
         return Err(Error::invalid(format!(
-            "{NAME}: argument 'query_vector' holds no vectors"
+            "{function}: argument 'query_vector' holds no vectors"
         )));
     }
     let options = CastOptions {
@@ -396,14 +286,14 @@ fn query_vectors(
                 "the query vector".to_string()
             };
             return Err(Error::invalid(format!(
-                "{NAME}: {which} has {} dimensions; column '{column}' has {dimension}",
+                "{function}: {which} has {} dimensions; column '{column}' has {dimension}",
                 vector.len()
             )));
         }
         let cast =
             arrow::compute::cast_with_options(vector, element, &options).map_err(|error| {
                 Error::invalid(format!(
-                    "{NAME}: the query vector does not convert to the column's {element}: {error}"
+                    "{function}: the query vector does not convert to the column's {element}: {error}"
                 ))
             })?;
         converted.push(cast);
@@ -420,29 +310,131 @@ fn query_vectors(
     Ok((Arc::new(queries), batch))
 }
 
-/// The prefilter condition, planned against the table's columns.
-fn prefilter(table: &LanceTable, condition: &str, session: &dyn Session) -> Result<Expr> {
-    let state = session
-        .as_any()
-        .downcast_ref::<SessionState>()
-        .ok_or_else(|| Error::Internal {
-            message: format!("{NAME} was planned outside a lancesql session"),
-        })?;
-    let schema = Arc::new(DFSchema::try_from(table.schema().as_ref().clone())?);
-    let described = |error: DataFusionError| {
-        Error::invalid(format!(
-            "{NAME}: prefilter '{condition}' is not a condition on the columns of '{}': {}",
-            table.name(),
-            Error::from(error)
-        ))
+/// The nearest-neighbour search `function` describes with `[column, query_vector, k]` and
+/// `options` (vector options only), or `None` while the query vector or `k` is unbound.
+pub(super) fn nearest(
+    function: &str,
+    table: &LanceTable,
+    [column, query, k]: [&Expr; 3],
+    options: &[(String, &ScalarValue)],
+    session: &dyn Session,
+) -> Result<Option<NearestSpec>> {
+    let column = string(function, "column", column)?;
+    let (element, dimension) = vector_column(function, table, &column)?;
+    let queries = match argument(function, "query_vector", query)? {
+        Argument::Value(value) => Some(query_vectors(
+            function, value, &column, &element, dimension,
+        )?),
+        Argument::Parameter(_) | Argument::Subquery(_) => None,
     };
-    let expr = state
-        .create_logical_expr(condition, &schema)
-        .map_err(described)?;
-    let simplifier = ExprSimplifier::new(
-        SimplifyContext::builder()
-            .with_schema(schema.clone())
-            .build(),
-    );
-    simplifier.coerce(expr, &schema).map_err(described)
+    let k = match argument(function, "k", k)? {
+        Argument::Value(value) => Some(positive_integer(function, "k", value)?),
+        Argument::Parameter(_) | Argument::Subquery(_) => None,
+    };
+    let indexed = table
+        .indices()
+        .iter()
+        .any(|index| index.is_vector() && index.columns.first() == Some(&column));
+    if !indexed
+        && let Some((name, _)) = options
+            .iter()
+            .find(|(name, _)| INDEX_OPTIONS.contains(&name.as_str()))
+    {
+        return Err(Error::invalid(format!(
+            "{function}: option '{name}' needs a vector index on column '{column}' of '{}', which \
+                 has none (create one with CREATE INDEX ON {} USING IVF_PQ ({column}), or leave \
+                 the option out for an exact search)",
+            table.name(),
+            table.name()
+        )));
+    }
+    let defaults = session
+        .config_options()
+        .extensions
+        .get::<LanceOptions>()
+        .cloned()
+        .unwrap_or_default();
+    let setting = |value: usize| (indexed && value > 0).then_some(value);
+    let mut nearest = NearestSpec {
+        column: column.clone(),
+        queries: Arc::new(FixedSizeListArray::new_null(
+            Arc::new(Field::new_list_field(element.clone(), true)),
+            i32::try_from(dimension).unwrap_or(i32::MAX),
+            0,
+        )),
+        batch: false,
+        k: k.unwrap_or(1),
+        metric: None,
+        nprobes: setting(defaults.nprobes),
+        minimum_nprobes: None,
+        maximum_nprobes: None,
+        ef: setting(defaults.ef),
+        refine_factor: setting(defaults.refine_factor).and_then(|f| u32::try_from(f).ok()),
+        distance_range: (None, None),
+        fast_search: false,
+        use_index: true,
+        prefilter: None,
+    };
+    for (name, value) in options {
+        let (name, value) = (name.as_str(), *value);
+        match name {
+            "metric" => {
+                let text = string_value(function, "metric", value)?;
+                let metric = Metric::parse(&text).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "{function}: unknown metric '{text}'; metrics are {}",
+                        Metric::ALL.map(|(name, _)| name).join(", ")
+                    ))
+                })?;
+                if metric == Metric::Hamming && element != DataType::UInt8 {
+                    return Err(Error::invalid(format!(
+                        "{function}: metric 'hamming' needs a vector column of uint8 (packed \
+                             bits); '{column}' holds {element}"
+                    )));
+                }
+                nearest.metric = Some(metric);
+            }
+            "nprobes" => nearest.nprobes = Some(positive_integer(function, name, value)?),
+            "minimum_nprobes" => {
+                nearest.minimum_nprobes = Some(positive_integer(function, name, value)?)
+            }
+            "maximum_nprobes" => {
+                nearest.maximum_nprobes = Some(positive_integer(function, name, value)?)
+            }
+            "ef" => nearest.ef = Some(positive_integer(function, name, value)?),
+            "refine_factor" => {
+                let factor = positive_integer(function, name, value)?;
+                nearest.refine_factor = Some(u32::try_from(factor).map_err(|_| {
+                    Error::invalid(format!("{function}: refine_factor {factor} is too large"))
+                })?);
+            }
+            "lower_bound" => nearest.distance_range.0 = Some(number(function, name, value)? as f32),
+            "upper_bound" => nearest.distance_range.1 = Some(number(function, name, value)? as f32),
+            "prefilter" => {
+                let condition = string_value(function, "prefilter", value)?;
+                nearest.prefilter = Some(prefilter(function, table, &condition, session)?);
+            }
+            "fast_search" => nearest.fast_search = boolean(function, name, value)?,
+            "use_index" => nearest.use_index = boolean(function, name, value)?,
+            _ => {
+                return Err(Error::Internal {
+                    message: format!("{function}: option '{name}' is listed but not handled"),
+                });
+            }
+        }
+    }
+    if let (Some(low), Some(high)) = nearest.distance_range
+        && low >= high
+    {
+        return Err(Error::invalid(format!(
+            "{function}: lower_bound ({low}) must be below upper_bound ({high})"
+        )));
+    }
+    let (Some((queries, batch)), Some(k)) = (queries, k) else {
+        return Ok(None);
+    };
+    nearest.queries = queries;
+    nearest.batch = batch;
+    nearest.k = k;
+    Ok(Some(nearest))
 }
