@@ -128,7 +128,7 @@ def recall(conn, dataset, kind, options, queries, k=10):
     ("IVF_PQ", "num_partitions = 16, num_sub_vectors = 8, max_iterations = 20",
      ", 'nprobes', 6, 'refine_factor', 10"),
     ("IVF_HNSW_SQ", "num_partitions = 8, max_iterations = 20",
-     ", 'nprobes', 4, 'ef', 100, 'refine_factor', 5"),
+     ", 'nprobes', 6, 'ef', 100, 'refine_factor', 5"),
 ])
 def test_index_recall_against_exact_search(server, data, kind, with_options, search_options):
     dataset = write_vectors(data, "vecs", 4000)
@@ -223,6 +223,37 @@ def test_full_text_results_equal_pylances(server, data):
         expected = dataset.to_table(columns=["id"], limit=10,
                                     full_text_query=MatchQuery("token ranking", "body"))
         assert [row[0] for row in best] == expected["id"].to_pylist()
+
+
+def test_hybrid_search_binds_the_vector_and_the_text(server, data):
+    rows = 300
+    rng = np.random.default_rng(8)
+    vectors = clustered(rows, seed=8)
+    table = pa.table({
+        "id": pa.array(np.arange(rows, dtype=np.int64)),
+        "body": [" ".join(rng.choice(WORDS, size=8)) for _ in range(rows)],
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), DIM),
+    })
+    dataset = lance.write_dataset(table, str(data / "hybrid_docs.lance"))
+    query = clustered(1, seed=77)[0]
+    with psycopg.connect(trust_conninfo(server["pg"]), autocommit=True) as conn:
+        conn.execute("CREATE INDEX ON hybrid_docs USING INVERTED (body)")
+        statement = ("SELECT id, _distance IS NOT NULL, _score IS NOT NULL "
+                     "FROM hybrid_search('hybrid_docs', 'embedding', %s, %s, 5)")
+        found = conn.execute(statement, ([float(x) for x in query], "vector search")).fetchall()
+    # Reciprocal rank fusion of pylance's two result lists gives the same ranking.
+    nearest = exact_ids(dataset, query, 5)
+    text = dataset.to_table(columns=["id"], limit=5, full_text_query=__import__(
+        "lance.query", fromlist=["MatchQuery"]).MatchQuery("vector search", "body"))
+    text = text["id"].to_pylist()
+    fused = {}
+    for ranking in (nearest, text):
+        for rank, row in enumerate(ranking):
+            fused[row] = fused.get(row, 0.0) + 1.0 / (60 + rank + 1)
+    expected = sorted(fused, key=lambda row: -fused[row])[:5]
+    assert sorted(row[0] for row in found) == sorted(expected)
+    for row, has_distance, has_score in found:
+        assert has_distance == (row in nearest) and has_score == (row in text)
 
 
 def test_sample_rows_are_pylances_take_of_the_same_row_ids(server, data):

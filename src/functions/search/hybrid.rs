@@ -19,7 +19,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::TableProvider;
-use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::error::Result as DFResult;
 use datafusion::logical_expr::Expr;
 
 use crate::error::{Error, Result};
@@ -28,9 +28,8 @@ use crate::physical::search::{
 };
 use crate::provider::table::LanceTable;
 
-use super::arguments::{number, option_pairs, positive_integer, string, string_value};
-use super::table::{SearchFunction, SearchTable};
-use super::table_argument;
+use super::arguments::{number, option_pairs, positive_integer, string_value};
+use super::table::{SearchFunction, call};
 use super::text::full_text;
 use super::vector::{self, nearest};
 
@@ -70,27 +69,21 @@ pub struct HybridSearch;
 
 impl TableFunctionImpl for HybridSearch {
     fn call_with_args(&self, args: TableFunctionArgs) -> DFResult<Arc<dyn TableProvider>> {
-        let exprs = args.exprs();
-        if exprs.len() < 5 {
-            return Err(DataFusionError::from(Error::invalid(format!(
-                "{NAME} takes at least 5 arguments, got {}: {USAGE}",
-                exprs.len()
-            ))));
-        }
-        let table_name = string(NAME, "table", &exprs[0])?;
-        let table = table_argument(NAME, args.session(), &table_name)?;
-        Ok(Arc::new(SearchTable::try_new(
-            Arc::new(HybridSearch),
-            table,
-            exprs.to_vec(),
-            args.session(),
-        )?))
+        call(Arc::new(HybridSearch), args)
     }
 }
 
 impl SearchFunction for HybridSearch {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn usage(&self) -> &'static str {
+        USAGE
+    }
+
+    fn arity(&self) -> (usize, Option<usize>) {
+        (5, None)
     }
 
     fn schema(&self, table: &LanceTable, _arguments: &[Expr]) -> Result<SchemaRef> {

@@ -8,16 +8,15 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl};
 use datafusion::datasource::TableProvider;
-use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::error::Result as DFResult;
 use datafusion::logical_expr::Expr;
 
 use crate::error::{Error, Result};
 use crate::physical::search::SearchKind;
 use crate::provider::table::LanceTable;
 
-use super::arguments::{Argument, argument, describe, integer, positive_integer, string};
-use super::table::{SearchFunction, SearchTable};
-use super::table_argument;
+use super::arguments::{Argument, argument, describe, integer, positive_integer};
+use super::table::{SearchFunction, call};
 
 /// The function's SQL name.
 pub const NAME: &str = "sample";
@@ -32,27 +31,21 @@ pub struct Sample;
 
 impl TableFunctionImpl for Sample {
     fn call_with_args(&self, args: TableFunctionArgs) -> DFResult<Arc<dyn TableProvider>> {
-        let exprs = args.exprs();
-        if !(2..=3).contains(&exprs.len()) {
-            return Err(DataFusionError::from(Error::invalid(format!(
-                "{NAME} takes 2 or 3 arguments, got {}: {USAGE}",
-                exprs.len()
-            ))));
-        }
-        let table_name = string(NAME, "table", &exprs[0])?;
-        let table = table_argument(NAME, args.session(), &table_name)?;
-        Ok(Arc::new(SearchTable::try_new(
-            Arc::new(Sample),
-            table,
-            exprs.to_vec(),
-            args.session(),
-        )?))
+        call(Arc::new(Sample), args)
     }
 }
 
 impl SearchFunction for Sample {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn usage(&self) -> &'static str {
+        USAGE
+    }
+
+    fn arity(&self) -> (usize, Option<usize>) {
+        (2, Some(3))
     }
 
     fn schema(&self, table: &LanceTable, _arguments: &[Expr]) -> Result<SchemaRef> {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, FieldRef, SchemaRef};
 use async_trait::async_trait;
-use datafusion::catalog::Session;
+use datafusion::catalog::{Session, TableFunctionArgs};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::TableProvider;
@@ -22,11 +22,18 @@ use crate::physical::search::{
 };
 use crate::provider::table::LanceTable;
 
-use super::arguments::parameter;
+use super::arguments::{parameter, string};
+use super::table_argument;
 
 /// What each search function knows about its own arguments.
 pub(super) trait SearchFunction: Debug + Send + Sync {
     fn name(&self) -> &'static str;
+
+    /// How the function is called, for errors: `name(table, ...)`.
+    fn usage(&self) -> &'static str;
+
+    /// The fewest and the most arguments it takes (`None`: trailing options, no most).
+    fn arity(&self) -> (usize, Option<usize>);
 
     /// The result's columns.
     fn schema(&self, table: &LanceTable, arguments: &[Expr]) -> Result<SchemaRef>;
@@ -47,6 +54,42 @@ pub(super) trait SearchFunction: Debug + Send + Sync {
         arguments: &[Expr],
         position: usize,
     ) -> Option<DataType>;
+}
+
+/// The table `function` returns for `args`: the argument count checked, and the table the first
+/// argument names taken from the statement's snapshot.
+pub(super) fn call(
+    function: Arc<dyn SearchFunction>,
+    args: TableFunctionArgs,
+) -> DFResult<Arc<dyn TableProvider>> {
+    let exprs = args.exprs();
+    let name = function.name();
+    let count = match function.arity() {
+        (least, None) if exprs.len() < least => Some(format!("at least {least}")),
+        (least, Some(most)) if exprs.len() < least || exprs.len() > most => {
+            Some(if least == most {
+                least.to_string()
+            } else {
+                format!("{least} to {most}")
+            })
+        }
+        _ => None,
+    };
+    if let Some(count) = count {
+        return Err(DataFusionError::from(Error::invalid(format!(
+            "{name} takes {count} arguments, got {}: {}",
+            exprs.len(),
+            function.usage()
+        ))));
+    }
+    let table_name = string(name, "table", &exprs[0])?;
+    let table = table_argument(name, args.session(), &table_name)?;
+    Ok(Arc::new(SearchTable::try_new(
+        function,
+        table,
+        exprs.to_vec(),
+        args.session(),
+    )?))
 }
 
 /// A search function's result: the table it searches, its arguments, and the search they

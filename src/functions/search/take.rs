@@ -9,19 +9,20 @@ use arrow::datatypes::{DataType, Field, SchemaRef, UInt64Type};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::TableProvider;
-use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::error::Result as DFResult;
 use datafusion::logical_expr::Expr;
 
 use crate::error::{Error, Result};
 use crate::physical::search::SearchKind;
 use crate::provider::table::LanceTable;
 
-use super::arguments::{Argument, argument, describe, string};
-use super::table::{SearchFunction, SearchTable};
-use super::table_argument;
+use super::arguments::{Argument, argument, describe};
+use super::table::{SearchFunction, call};
 
 /// The function's SQL name.
 pub const NAME: &str = "take";
+
+const USAGE: &str = "take(table, row_ids)";
 
 const ROW_IDS: usize = 1;
 
@@ -31,27 +32,21 @@ pub struct Take;
 
 impl TableFunctionImpl for Take {
     fn call_with_args(&self, args: TableFunctionArgs) -> DFResult<Arc<dyn TableProvider>> {
-        let exprs = args.exprs();
-        if exprs.len() != 2 {
-            return Err(DataFusionError::from(Error::invalid(format!(
-                "{NAME} takes 2 arguments, got {}: {NAME}(table, row_ids)",
-                exprs.len()
-            ))));
-        }
-        let table_name = string(NAME, "table", &exprs[0])?;
-        let table = table_argument(NAME, args.session(), &table_name)?;
-        Ok(Arc::new(SearchTable::try_new(
-            Arc::new(Take),
-            table,
-            exprs.to_vec(),
-            args.session(),
-        )?))
+        call(Arc::new(Take), args)
     }
 }
 
 impl SearchFunction for Take {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn usage(&self) -> &'static str {
+        USAGE
+    }
+
+    fn arity(&self) -> (usize, Option<usize>) {
+        (2, Some(2))
     }
 
     fn schema(&self, table: &LanceTable, _arguments: &[Expr]) -> Result<SchemaRef> {

@@ -21,7 +21,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::TableProvider;
-use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::error::Result as DFResult;
 use datafusion::logical_expr::Expr;
 use lance_index::scalar::inverted::query::{
     BooleanQuery, FtsQuery, FtsQueryNode, MatchQuery, MultiMatchQuery, Operator, PhraseQuery,
@@ -32,11 +32,10 @@ use crate::physical::search::{FullTextSpec, SCORE_COLUMN, SearchKind};
 use crate::provider::table::LanceTable;
 
 use super::arguments::{
-    Argument, argument, boolean, describe, integer, option_pairs, positive_integer, string,
-    string_value,
+    Argument, argument, boolean, describe, integer, option_pairs, positive_integer, string_value,
 };
-use super::table::{SearchFunction, SearchTable};
-use super::{prefilter, table_argument};
+use super::prefilter;
+use super::table::{SearchFunction, call};
 
 /// The function's SQL name.
 pub const NAME: &str = "fts";
@@ -87,27 +86,21 @@ pub struct FullTextSearch;
 
 impl TableFunctionImpl for FullTextSearch {
     fn call_with_args(&self, args: TableFunctionArgs) -> DFResult<Arc<dyn TableProvider>> {
-        let exprs = args.exprs();
-        if exprs.len() < 2 {
-            return Err(DataFusionError::from(Error::invalid(format!(
-                "{NAME} takes at least 2 arguments, got {}: {USAGE}",
-                exprs.len()
-            ))));
-        }
-        let table_name = string(NAME, "table", &exprs[0])?;
-        let table = table_argument(NAME, args.session(), &table_name)?;
-        Ok(Arc::new(SearchTable::try_new(
-            Arc::new(FullTextSearch),
-            table,
-            exprs.to_vec(),
-            args.session(),
-        )?))
+        call(Arc::new(FullTextSearch), args)
     }
 }
 
 impl SearchFunction for FullTextSearch {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn usage(&self) -> &'static str {
+        USAGE
+    }
+
+    fn arity(&self) -> (usize, Option<usize>) {
+        (2, None)
     }
 
     fn schema(&self, table: &LanceTable, _arguments: &[Expr]) -> Result<SchemaRef> {
@@ -152,11 +145,12 @@ fn full_text_columns(table: &LanceTable) -> Vec<String> {
 
 /// The `columns` option: `name[^boost]`, comma separated, each with a full-text index.
 fn weighted_columns(
+    function: &str,
     table: &LanceTable,
     indexed: &[String],
     value: &ScalarValue,
 ) -> Result<Vec<(String, f32)>> {
-    let text = string_value(NAME, "columns", value)?;
+    let text = string_value(function, "columns", value)?;
     let mut columns = Vec::new();
     for part in text.split(',').map(str::trim) {
         let (column, boost) = match part.split_once('^') {
@@ -168,7 +162,7 @@ fn weighted_columns(
                     .filter(|boost| boost.is_finite() && *boost > 0.0)
                     .ok_or_else(|| {
                         Error::invalid(format!(
-                            "{NAME}: option 'columns': the boost of '{part}' is not a number \
+                            "{function}: option 'columns': the boost of '{part}' is not a number \
                              above 0"
                         ))
                     })?;
@@ -178,16 +172,21 @@ fn weighted_columns(
         };
         if column.is_empty() {
             return Err(Error::invalid(format!(
-                "{NAME}: option 'columns' names no column in '{text}'"
+                "{function}: option 'columns' names no column in '{text}'"
             )));
         }
-        check_indexed(table, indexed, column)?;
+        check_indexed(function, table, indexed, column)?;
         columns.push((column.to_string(), boost));
     }
     Ok(columns)
 }
 
-fn check_indexed(table: &LanceTable, indexed: &[String], column: &str) -> Result<()> {
+fn check_indexed(
+    function: &str,
+    table: &LanceTable,
+    indexed: &[String],
+    column: &str,
+) -> Result<()> {
     if table.column_type(column).is_none() {
         return Err(Error::ColumnNotFound {
             table: table.name().to_string(),
@@ -196,7 +195,7 @@ fn check_indexed(table: &LanceTable, indexed: &[String], column: &str) -> Result
     }
     if !indexed.iter().any(|name| name == column) {
         return Err(Error::invalid(format!(
-            "{NAME}: column '{column}' of '{}' has no full-text index; indexed columns: {}",
+            "{function}: column '{column}' of '{}' has no full-text index; indexed columns: {}",
             table.name(),
             indexed.join(", ")
         )));
@@ -205,44 +204,49 @@ fn check_indexed(table: &LanceTable, indexed: &[String], column: &str) -> Result
 }
 
 /// A whole number, zero or more.
-fn count(name: &str, value: &ScalarValue) -> Result<u32> {
+fn count(function: &str, name: &str, value: &ScalarValue) -> Result<u32> {
     integer(value)
         .and_then(|number| u32::try_from(number).ok())
         .ok_or_else(|| {
             Error::invalid(format!(
-                "{NAME}: option '{name}' must be a whole number, 0 or more, got {}",
+                "{function}: option '{name}' must be a whole number, 0 or more, got {}",
                 describe(value)
             ))
         })
 }
 
 /// `fuzziness`: edits per term, or `'auto'` (by term length, as Lance decides).
-fn fuzziness(value: &ScalarValue) -> Result<Option<u32>> {
-    if let Ok(text) = string_value(NAME, "fuzziness", value) {
+fn fuzziness(function: &str, value: &ScalarValue) -> Result<Option<u32>> {
+    if let Ok(text) = string_value(function, "fuzziness", value) {
         return if text.eq_ignore_ascii_case("auto") {
             Ok(None)
         } else {
             Err(Error::invalid(format!(
-                "{NAME}: option 'fuzziness' is a number of edits or 'auto', got '{text}'"
+                "{function}: option 'fuzziness' is a number of edits or 'auto', got '{text}'"
             )))
         };
     }
-    count("fuzziness", value).map(Some)
+    count(function, "fuzziness", value).map(Some)
 }
 
 /// A query in Lance's JSON form, checked to search only indexed columns.
-fn json_query(table: &LanceTable, indexed: &[String], text: &str) -> Result<FtsQuery> {
+fn json_query(
+    function: &str,
+    table: &LanceTable,
+    indexed: &[String],
+    text: &str,
+) -> Result<FtsQuery> {
     let query = lance_index::scalar::inverted::parser::from_json(text).map_err(|error| {
         Error::invalid(format!(
-            "{NAME}: argument 'query' is not a JSON full-text query: {error}"
+            "{function}: argument 'query' is not a JSON full-text query: {error}"
         ))
     })?;
     for column in query.columns() {
-        check_indexed(table, indexed, &column)?;
+        check_indexed(function, table, indexed, &column)?;
     }
     if query.is_missing_column() {
         return Err(Error::invalid(format!(
-            "{NAME}: every clause of a JSON query names its column"
+            "{function}: every clause of a JSON query names its column"
         )));
     }
     Ok(query)
@@ -391,7 +395,7 @@ pub(super) fn full_text(
         }
         match name {
             "columns" => {
-                shape.columns = weighted_columns(table, &indexed, value)?;
+                shape.columns = weighted_columns(function, table, &indexed, value)?;
             }
             "operator" => {
                 let text = string_value(function, name, value)?;
@@ -401,12 +405,12 @@ pub(super) fn full_text(
                     ))
                 })?;
             }
-            "fuzziness" => shape.fuzziness = fuzziness(value)?,
+            "fuzziness" => shape.fuzziness = fuzziness(function, value)?,
             "max_expansions" => shape.max_expansions = positive_integer(function, name, value)?,
-            "prefix_length" => shape.prefix_length = count(name, value)?,
+            "prefix_length" => shape.prefix_length = count(function, name, value)?,
             "phrase" => shape.phrase |= boolean(function, name, value)?,
             "slop" => {
-                shape.slop = count(name, value)?;
+                shape.slop = count(function, name, value)?;
                 shape.phrase = true;
             }
             "must" => shape.must.push(string_value(function, name, value)?),
@@ -448,7 +452,7 @@ pub(super) fn full_text(
         )));
     }
     spec.query = if json {
-        json_query(table, &indexed, &text)?
+        json_query(function, table, &indexed, &text)?
     } else {
         shape.query(&text)
     };

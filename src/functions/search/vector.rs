@@ -18,7 +18,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::TableProvider;
-use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::error::Result as DFResult;
 use datafusion::logical_expr::Expr;
 
 use crate::config::LanceOptions;
@@ -32,8 +32,8 @@ use super::arguments::{
     Argument, argument, boolean, describe, number, option_pairs, positive_integer, string,
     string_value,
 };
-use super::table::{SearchFunction, SearchTable};
-use super::{prefilter, table_argument};
+use super::prefilter;
+use super::table::{SearchFunction, call};
 
 /// The function's SQL name.
 pub const NAME: &str = "vector_search";
@@ -74,27 +74,21 @@ pub struct VectorSearch;
 
 impl TableFunctionImpl for VectorSearch {
     fn call_with_args(&self, args: TableFunctionArgs) -> DFResult<Arc<dyn TableProvider>> {
-        let exprs = args.exprs();
-        if exprs.len() < 4 {
-            return Err(DataFusionError::from(Error::invalid(format!(
-                "{NAME} takes at least 4 arguments, got {}: {USAGE}",
-                exprs.len()
-            ))));
-        }
-        let table_name = string(NAME, "table", &exprs[0])?;
-        let table = table_argument(NAME, args.session(), &table_name)?;
-        Ok(Arc::new(SearchTable::try_new(
-            Arc::new(VectorSearch),
-            table,
-            exprs.to_vec(),
-            args.session(),
-        )?))
+        call(Arc::new(VectorSearch), args)
     }
 }
 
 impl SearchFunction for VectorSearch {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn usage(&self) -> &'static str {
+        USAGE
+    }
+
+    fn arity(&self) -> (usize, Option<usize>) {
+        (4, None)
     }
 
     fn schema(&self, table: &LanceTable, arguments: &[Expr]) -> Result<SchemaRef> {
