@@ -270,3 +270,8 @@ def test_sample_rows_are_pylances_take_of_the_same_row_ids(server, data):
                                                  taken["label"].to_pylist()))
     # Shuffled, not in table order.
     assert [row[1] for row in rows] != sorted(row[1] for row in rows)
+    # Positions are drawn among live rows only: rows pylance deletes are never sampled.
+    dataset.delete("id < 300")
+    with psycopg.connect(trust_conninfo(server["pg"]), autocommit=True) as conn:
+        ids = [row[0] for row in conn.execute("SELECT id FROM sample('sampled', 2000)")]
+    assert sorted(ids) == list(range(300, 900))

@@ -61,6 +61,38 @@ impl Distance {
             Metric::L2 | Metric::Cosine | Metric::Dot => DataType::Float64,
         }
     }
+
+    fn distance(&self, a: &ArrayRef, b: &ArrayRef) -> f64 {
+        let floats = |v: &ArrayRef| v.as_primitive::<Float64Type>().values().clone();
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+        match self.metric {
+            Metric::Hamming => {
+                let (a, b) = (
+                    a.as_primitive::<UInt8Type>().values(),
+                    b.as_primitive::<UInt8Type>().values(),
+                );
+                a.iter()
+                    .zip(b.iter())
+                    .map(|(x, y)| f64::from((x ^ y).count_ones()))
+                    .sum()
+            }
+            Metric::L2 => {
+                let (a, b) = (floats(a), floats(b));
+                a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum()
+            }
+            Metric::Dot => 1.0 - dot(&floats(a), &floats(b)),
+            Metric::Cosine => {
+                let (a, b) = (floats(a), floats(b));
+                let denominator = dot(&a, &a).sqrt() * dot(&b, &b).sqrt();
+                if denominator == 0.0 {
+                    // Lance's cosine distance of a zero vector.
+                    1.0
+                } else {
+                    1.0 - dot(&a, &b) / denominator
+                }
+            }
+        }
+    }
 }
 
 impl ScalarUDFImpl for Distance {
@@ -145,40 +177,6 @@ impl ScalarUDFImpl for Distance {
             ))
         } else {
             Ok(ColumnarValue::Array(result))
-        }
-    }
-}
-
-impl Distance {
-    fn distance(&self, a: &ArrayRef, b: &ArrayRef) -> f64 {
-        let floats = |v: &ArrayRef| v.as_primitive::<Float64Type>().values().to_vec();
-        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
-        match self.metric {
-            Metric::Hamming => {
-                let (a, b) = (
-                    a.as_primitive::<UInt8Type>().values(),
-                    b.as_primitive::<UInt8Type>().values(),
-                );
-                a.iter()
-                    .zip(b.iter())
-                    .map(|(x, y)| f64::from((x ^ y).count_ones()))
-                    .sum()
-            }
-            Metric::L2 => {
-                let (a, b) = (floats(a), floats(b));
-                a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum()
-            }
-            Metric::Dot => 1.0 - dot(&floats(a), &floats(b)),
-            Metric::Cosine => {
-                let (a, b) = (floats(a), floats(b));
-                let denominator = dot(&a, &a).sqrt() * dot(&b, &b).sqrt();
-                if denominator == 0.0 {
-                    // Lance's cosine distance of a zero vector.
-                    1.0
-                } else {
-                    1.0 - dot(&a, &b) / denominator
-                }
-            }
         }
     }
 }

@@ -340,26 +340,30 @@ async fn scan_fragments(
     scanner.try_into_stream().await.map_err(lance_error)
 }
 
-/// Gives a Lance batch the node's declared schema (same columns, same order).
-fn conform(batch: RecordBatch, schema: &SchemaRef) -> DFResult<RecordBatch> {
-    if schema.fields().is_empty() {
-        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-        return Ok(RecordBatch::try_new_with_options(
-            schema.clone(),
-            vec![],
-            &options,
-        )?);
-    }
+/// Gives a Lance batch a node's declared schema: the same columns by name, in its order, cast
+/// where Lance's type differs from the declared one (a search's score columns); the row count
+/// is kept for batches without columns.
+pub(super) fn conform(batch: RecordBatch, schema: &SchemaRef) -> DFResult<RecordBatch> {
     let columns = schema
         .fields()
         .iter()
         .map(|field| {
-            batch.column_by_name(field.name()).cloned().ok_or_else(|| {
+            let column = batch.column_by_name(field.name()).ok_or_else(|| {
                 internal_datafusion_err!("Lance returned no column '{}'", field.name())
-            })
+            })?;
+            if column.data_type() == field.data_type() {
+                Ok(column.clone())
+            } else {
+                Ok(arrow::compute::cast(column, field.data_type())?)
+            }
         })
         .collect::<DFResult<Vec<_>>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        schema.clone(),
+        columns,
+        &options,
+    )?)
 }
 
 /// Splits fragments into at most `target` groups of similar row counts (largest first into the

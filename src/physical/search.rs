@@ -16,7 +16,7 @@ use std::sync::Arc;
 use arrow::array::{
     Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, RecordBatch, UInt64Array,
 };
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Float32Type, SchemaRef, UInt64Type};
 use datafusion::common::{ScalarValue, internal_datafusion_err};
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -41,6 +41,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::Error;
 use crate::storage::{DataRoot, guard_stream_panics};
+
+use super::scan::conform;
 
 /// The distance column of a nearest-neighbour search.
 pub const DISTANCE_COLUMN: &str = "_distance";
@@ -556,34 +558,23 @@ async fn hybrid_rows(
             .collect::<DFResult<Vec<ArrayRef>>>()?;
         parts.push(projected);
     }
-    let float_column = |batches: &[RecordBatch], name: &str| -> DFResult<Vec<f32>> {
-        let mut values = Vec::new();
-        for batch in batches {
-            let column = batch
-                .column_by_name(name)
-                .ok_or_else(|| internal_datafusion_err!("a search returned no '{name}'"))?;
-            let column = arrow::compute::cast(column, &arrow::datatypes::DataType::Float32)?;
-            let column = column.as_primitive::<arrow::datatypes::Float32Type>();
-            values.extend(column.iter().map(|value| value.unwrap_or(f32::NAN)));
-        }
-        Ok(values)
-    };
     let ids = |batches: &[RecordBatch]| -> DFResult<Vec<u64>> {
-        let mut values = Vec::new();
-        for batch in batches {
-            let column = batch
-                .column_by_name(ROW_ID)
-                .and_then(|column| column.as_any().downcast_ref::<UInt64Array>())
-                .ok_or_else(|| internal_datafusion_err!("a search returned no {ROW_ID}"))?;
-            values.extend(column.values().iter().copied());
-        }
-        Ok(values)
+        let ids = column_of(batches, ROW_ID, &DataType::UInt64)?;
+        Ok(ids.as_primitive::<UInt64Type>().values().to_vec())
+    };
+    let values = |batches: &[RecordBatch], name: &str| -> DFResult<Vec<f32>> {
+        let values = column_of(batches, name, &DataType::Float32)?;
+        let values = values.as_primitive::<Float32Type>();
+        Ok(values
+            .iter()
+            .map(|value| value.unwrap_or(f32::NAN))
+            .collect())
     };
     let ranked = fuse(
         &ids(&vector)?,
-        &float_column(&vector, DISTANCE_COLUMN)?,
+        &values(&vector, DISTANCE_COLUMN)?,
         &ids(&text)?,
-        &float_column(&text, SCORE_COLUMN)?,
+        &values(&text, SCORE_COLUMN)?,
         hybrid.fusion,
         hybrid.k,
     );
@@ -617,7 +608,7 @@ async fn hybrid_rows(
     for name in [DISTANCE_COLUMN, SCORE_COLUMN, RELEVANCE_COLUMN] {
         fields.push(Arc::new(arrow::datatypes::Field::new(
             name,
-            arrow::datatypes::DataType::Float32,
+            DataType::Float32,
             true,
         )));
     }
@@ -627,6 +618,25 @@ async fn hybrid_rows(
         output,
         &options,
     )?)
+}
+
+/// Column `name` of every batch, as one array of `data_type`.
+fn column_of(batches: &[RecordBatch], name: &str, data_type: &DataType) -> DFResult<ArrayRef> {
+    let columns = batches
+        .iter()
+        .map(|batch| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| internal_datafusion_err!("a search returned no '{name}'"))
+        })
+        .collect::<DFResult<Vec<_>>>()?;
+    let pieces: Vec<&dyn Array> = columns.iter().map(|column| column.as_ref()).collect();
+    let whole = if pieces.is_empty() {
+        arrow::array::new_empty_array(data_type)
+    } else {
+        arrow::compute::concat(&pieces)?
+    };
+    Ok(arrow::compute::cast(&whole, data_type)?)
 }
 
 /// One row of a fused ranking.
@@ -832,30 +842,6 @@ async fn take_rows(
     let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(order.len()));
     Ok(RecordBatch::try_new_with_options(
         taken.schema(),
-        columns,
-        &options,
-    )?)
-}
-
-/// Gives a Lance batch the node's declared schema (same columns, same order, declared types).
-fn conform(batch: RecordBatch, schema: &SchemaRef) -> DFResult<RecordBatch> {
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|field| {
-            let column = batch.column_by_name(field.name()).ok_or_else(|| {
-                internal_datafusion_err!("Lance returned no column '{}'", field.name())
-            })?;
-            if column.data_type() == field.data_type() {
-                Ok(column.clone())
-            } else {
-                Ok(arrow::compute::cast(column, field.data_type())?)
-            }
-        })
-        .collect::<DFResult<Vec<_>>>()?;
-    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-    Ok(RecordBatch::try_new_with_options(
-        schema.clone(),
         columns,
         &options,
     )?)

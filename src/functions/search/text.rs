@@ -45,24 +45,6 @@ const USAGE: &str = "fts(table, query [, 'option', value]...)";
 /// The index kind full-text search needs.
 pub const FULL_TEXT_INDEX: &str = "INVERTED";
 
-/// Every option, by name.
-pub const OPTIONS: [&str; 14] = [
-    "columns",
-    "operator",
-    "fuzziness",
-    "max_expansions",
-    "prefix_length",
-    "phrase",
-    "slop",
-    "must",
-    "should",
-    "must_not",
-    "json",
-    "prefilter",
-    "limit",
-    "boost",
-];
-
 /// Options that shape the query tree, which a JSON query already spells out.
 const QUERY_OPTIONS: [&str; 11] = [
     "columns",
@@ -77,6 +59,9 @@ const QUERY_OPTIONS: [&str; 11] = [
     "must_not",
     "boost",
 ];
+
+/// The other options: how the query is read, and which rows are ranked and kept.
+const RUN_OPTIONS: [&str; 3] = ["json", "prefilter", "limit"];
 
 const QUERY: usize = 1;
 
@@ -115,7 +100,8 @@ impl SearchFunction for FullTextSearch {
         arguments: &[Expr],
         session: &dyn Session,
     ) -> Result<Option<SearchKind>> {
-        let options = option_pairs(NAME, &arguments[QUERY + 1..], &OPTIONS)?;
+        let known: Vec<&str> = QUERY_OPTIONS.iter().chain(&RUN_OPTIONS).copied().collect();
+        let options = option_pairs(NAME, &arguments[QUERY + 1..], &known)?;
         let full_text = full_text(NAME, table, &arguments[QUERY], &options, session)?;
         Ok(full_text.map(|full_text| SearchKind::FullText(Box::new(full_text))))
     }
