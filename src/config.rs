@@ -8,6 +8,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -243,6 +244,53 @@ pub struct LanceOptions {
     pub refine_factor: usize,
     /// Default HNSW `ef` of vector searches over an index (0: Lance decides).
     pub ef: usize,
+    /// How `ORDER BY <distance>(column, vector) LIMIT k` over a table runs.
+    pub nearest_order_by: NearestOrderBy,
+}
+
+/// How `ORDER BY <distance>(column, vector) LIMIT k` over a Lance table runs (see
+/// `functions::search::order_by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NearestOrderBy {
+    /// As an exact (flat) Lance vector search: the same rows as without the rewrite.
+    Exact,
+    /// As a Lance vector search through the column's vector index where one exists, with the
+    /// session's `nprobes`/`ef`/`refine_factor`: faster and approximate, as pgvector's indices.
+    Index,
+    /// As DataFusion sorts any expression: every row's distance computed and sorted.
+    Off,
+}
+
+impl NearestOrderBy {
+    const ALL: [(&'static str, NearestOrderBy); 3] = [
+        ("exact", NearestOrderBy::Exact),
+        ("index", NearestOrderBy::Index),
+        ("off", NearestOrderBy::Off),
+    ];
+
+    fn parse(value: &str) -> datafusion::error::Result<Self> {
+        let lowered = value.trim().to_ascii_lowercase();
+        NearestOrderBy::ALL
+            .iter()
+            .find(|(name, _)| *name == lowered)
+            .map(|(_, mode)| *mode)
+            .ok_or_else(|| {
+                DataFusionError::Configuration(format!(
+                    "lance.nearest_order_by must be one of {}, got '{value}'",
+                    NearestOrderBy::ALL.map(|(name, _)| name).join(", ")
+                ))
+            })
+    }
+}
+
+impl fmt::Display for NearestOrderBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = NearestOrderBy::ALL
+            .iter()
+            .find(|(_, mode)| mode == self)
+            .map_or("exact", |(name, _)| name);
+        f.write_str(name)
+    }
 }
 
 impl Default for LanceOptions {
@@ -254,6 +302,7 @@ impl Default for LanceOptions {
             nprobes: 0,
             refine_factor: 0,
             ef: 0,
+            nearest_order_by: NearestOrderBy::Exact,
         }
     }
 }
@@ -280,6 +329,10 @@ impl ExtensionOptions for LanceOptions {
             "nprobes" => self.nprobes.set(key, value),
             "refine_factor" => self.refine_factor.set(key, value),
             "ef" => self.ef.set(key, value),
+            "nearest_order_by" => {
+                self.nearest_order_by = NearestOrderBy::parse(value)?;
+                Ok(())
+            }
             _ => Err(DataFusionError::Configuration(format!(
                 "unknown setting 'lance.{key}': lance settings are {}",
                 self.entries()
@@ -327,6 +380,12 @@ impl ExtensionOptions for LanceOptions {
                 "ef",
                 self.ef.to_string(),
                 "HNSW ef of vector searches over an index (0: Lance decides)",
+            ),
+            entry(
+                "nearest_order_by",
+                self.nearest_order_by.to_string(),
+                "ORDER BY <distance>(column, vector) LIMIT k runs as an exact Lance search \
+                 (exact), through a vector index (index), or as a sort (off)",
             ),
         ]
     }
@@ -393,8 +452,20 @@ mod tests {
                 "lance.late_materialization_max_rows",
                 "lance.nprobes",
                 "lance.refine_factor",
-                "lance.ef"
+                "lance.ef",
+                "lance.nearest_order_by"
             ]
+        );
+        options.set("lance.nearest_order_by", "Index").unwrap();
+        let lance = options.extensions.get::<LanceOptions>().unwrap();
+        assert_eq!(lance.nearest_order_by, NearestOrderBy::Index);
+        let bad = options
+            .set("lance.nearest_order_by", "fast")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad.contains("exact, index, off") && bad.contains("fast"),
+            "{bad}"
         );
     }
 

@@ -162,6 +162,27 @@ def test_rows_appended_after_the_index_are_still_found(server, data):
         # fast_search reads only what the index covers.
         assert conn.execute(statement.format(", 'fast_search', true"), (vector,)).fetchone() \
             != (10_005,)
+        # OPTIMIZE compacts the small fragments and folds the appended rows into the index.
+        before = lance.dataset(str(data / "vecs.lance"))
+        report = conn.execute("OPTIMIZE vecs").fetchone()
+        (name, fragments_removed, fragments_added, files_removed, files_added,
+         indices_optimized, version) = report
+        assert name == "vecs" and fragments_removed > fragments_added > 0, report
+        assert files_removed >= fragments_removed and files_added == fragments_added, report
+        assert indices_optimized == 1 and version > before.version, report
+        assert conn.execute(
+            "SELECT rows_indexed, rows_unindexed FROM system.indices WHERE table_name = 'vecs'"
+        ).fetchone() == (2030, 0)
+        assert conn.execute(statement.format(", 'fast_search', true"), (vector,)).fetchone() \
+            == (10_005,)
+        # pylance reads the new version, and the old one is still there, with the same rows.
+        after = lance.dataset(str(data / "vecs.lance"))
+        assert after.version == version and after.count_rows() == 2030
+        assert len(after.get_fragments()) < len(before.get_fragments())
+        assert lance.dataset(str(data / "vecs.lance"), version=before.version).count_rows() \
+            == 2030
+        # With nothing left to do, OPTIMIZE commits nothing.
+        assert conn.execute("OPTIMIZE TABLE vecs").fetchone() == ("vecs", 0, 0, 0, 0, 0, version)
     assert appended.count_rows() == 2030
 
 

@@ -8,4 +8,5 @@ pub mod args;
 pub mod demo;
 pub mod import;
 pub mod output;
+pub mod progress;
 pub mod shell;

@@ -12,13 +12,14 @@
 //! - Results stream batch by batch in every format (see [`crate::cli::output`]); errors always go to
 //!   standard error with their SQLSTATE.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use futures::TryStreamExt;
 
 use crate::cli::output::{OutputFormat, Written, output_error, write_results};
+use crate::cli::progress::TerminalProgress;
 use crate::engine::session::{LanceSession, Outcome};
 use crate::error::{Error, Result};
 
@@ -37,8 +38,14 @@ enum Summary {
 }
 
 impl Shell {
-    /// A shell writing results in `format`; tables show at most `max_rows` rows (0: all).
+    /// A shell writing results in `format`; tables show at most `max_rows` rows (0: all). Long
+    /// statements show their progress when standard error is a terminal.
     pub fn new(session: LanceSession, format: OutputFormat, max_rows: usize) -> Self {
+        let session = if std::io::stderr().is_terminal() {
+            session.with_progress(std::sync::Arc::new(TerminalProgress::default()))
+        } else {
+            session
+        };
         Shell {
             session,
             format,

@@ -27,5 +27,8 @@ pub use session::{
 };
 pub use transaction::FetchCount;
 
+/// Progress of long statements, for front ends that show it (the shell).
+pub use crate::storage::progress::WorkProgress;
+
 #[cfg(test)]
 mod tests;

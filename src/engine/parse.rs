@@ -248,6 +248,10 @@ impl Dialect for LanceSqlDialect {
         true
     }
 
+    fn supports_optimize_table(&self) -> bool {
+        true
+    }
+
     // Everything below is PostgreSQL's own answer.
     fn identifier_quote_style(&self, identifier: &str) -> Option<char> {
         POSTGRES.identifier_quote_style(identifier)

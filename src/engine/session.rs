@@ -30,6 +30,7 @@ use std::fmt;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProviderList};
 use datafusion::common::config::ConfigOptions;
@@ -63,10 +64,13 @@ use crate::engine::transaction::{BlockModes, CursorStatement, FetchCount, Transa
 use crate::engine::variables::{SessionCommand, Variables, check_transaction_modes};
 use crate::error::{Error, Result};
 use crate::functions::overflow::CheckedArithmeticPlanner;
+use crate::functions::search::order_by::NearestOrderBy;
 use crate::physical::late_materialization::TopKLateMaterialization;
 use crate::provider::table::LanceTable;
 use crate::storage::DataRoot;
 use crate::storage::index::IndexDefinition;
+use crate::storage::maintenance::OptimizeReport;
+use crate::storage::progress::WorkProgress;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
@@ -219,6 +223,7 @@ impl Engine {
             .with_runtime_env(self.shared.runtime.clone())
             .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
             .with_default_features()
+            .with_optimizer_rule(Arc::new(NearestOrderBy))
             .with_physical_optimizer_rules(physical_optimizer_rules());
         // Ours first: it must see integer arithmetic before DataFusion's planners do.
         builder
@@ -256,6 +261,7 @@ impl Engine {
             .unwrap_or(usize::MAX),
             prepared_names: Arc::default(),
             transaction: TransactionBlock::default(),
+            progress: None,
         })
     }
 }
@@ -286,6 +292,8 @@ pub enum CommandTag {
     CreateIndex,
     /// `DROP INDEX`.
     DropIndex,
+    /// `OPTIMIZE`, after its report.
+    Optimize,
     /// `SET`.
     Set,
     /// `RESET`.
@@ -380,6 +388,7 @@ impl fmt::Display for CommandTag {
             CommandTag::DropIndex => f.write_str("DROP INDEX"),
             CommandTag::Set => f.write_str("SET"),
             CommandTag::Reset => f.write_str("RESET"),
+            CommandTag::Optimize => f.write_str("OPTIMIZE"),
             CommandTag::Show => f.write_str("SHOW"),
             CommandTag::Explain => f.write_str("EXPLAIN"),
             CommandTag::Prepare => f.write_str("PREPARE"),
@@ -421,6 +430,9 @@ pub enum StatementKind {
         table: Option<String>,
         if_exists: bool,
     },
+    /// `OPTIMIZE [TABLE] table`: compaction and index optimisation by the data root, then one
+    /// row saying what it did ([`optimize_report_schema`]).
+    Optimize { table: String },
     /// `COPY ... TO STDOUT`: rows (with no row description) the front end writes in the COPY
     /// format, then `COPY n`.
     CopyOut(CopyOptions),
@@ -452,6 +464,7 @@ impl StatementKind {
                 | StatementKind::Show
                 | StatementKind::Explain
                 | StatementKind::Fetch { .. }
+                | StatementKind::Optimize { .. }
         )
     }
 
@@ -464,6 +477,7 @@ impl StatementKind {
             StatementKind::DropTable { .. } => CommandTag::DropTable,
             StatementKind::CreateIndex(_) => CommandTag::CreateIndex,
             StatementKind::DropIndex { .. } => CommandTag::DropIndex,
+            StatementKind::Optimize { .. } => CommandTag::Optimize,
             StatementKind::CreateTable {
                 as_select: false, ..
             } => CommandTag::CreateTable,
@@ -573,9 +587,18 @@ pub struct LanceSession {
     prepared_names: Arc<std::sync::Mutex<BTreeSet<String>>>,
     /// Open SQL cursors and the transaction block that scopes them.
     transaction: TransactionBlock,
+    /// Where long work (index builds) reports its stages, if anyone listens.
+    progress: Option<Arc<dyn WorkProgress>>,
 }
 
 impl LanceSession {
+    /// The same session, reporting the stages of long work its statements do (`CREATE INDEX`,
+    /// `OPTIMIZE`) to `progress`.
+    pub fn with_progress(mut self, progress: Arc<dyn WorkProgress>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
     /// Splits `sql` into statements (semicolons inside strings and comments are respected),
     /// refusing statements too complex to plan safely (SQLSTATE 54001), and rewrites the
     /// Postgres idioms clients send into SQL DataFusion plans.
@@ -667,9 +690,9 @@ impl LanceSession {
                 kind: match &command {
                     SessionCommand::Show(_) => StatementKind::Show,
                     SessionCommand::Set { .. } => StatementKind::Command(CommandTag::Set),
-                    SessionCommand::Reset(_) | SessionCommand::ResetAll => {
-                        StatementKind::Command(CommandTag::Reset)
-                    }
+                    SessionCommand::Reset(_)
+                    | SessionCommand::ResetSetting(_)
+                    | SessionCommand::ResetAll => StatementKind::Command(CommandTag::Reset),
                     SessionCommand::DiscardAll => StatementKind::Command(CommandTag::Discard),
                 },
                 schema: command.schema(),
@@ -746,6 +769,7 @@ impl LanceSession {
             StatementKind::Command(CommandTag::Transaction(_))
             | StatementKind::CreateIndex(_)
             | StatementKind::DropIndex { .. }
+            | StatementKind::Optimize { .. }
             | StatementKind::Fetch { .. }
             | StatementKind::CloseCursor(_) => Planned {
                 plan: empty_plan(),
@@ -765,6 +789,8 @@ impl LanceSession {
         }
         let schema = if let StatementKind::Fetch { name, .. } = &kind {
             self.transaction.schema(name)?
+        } else if let StatementKind::Optimize { .. } = &kind {
+            optimize_report_schema()
         } else if kind.returns_rows() || matches!(kind, StatementKind::CopyIn { .. }) {
             Arc::new(plan.schema().as_arrow().clone())
         } else {
@@ -885,7 +911,10 @@ impl LanceSession {
                 self.drop_table(table, *if_exists).await
             }
             StatementKind::CreateIndex(definition) => {
-                self.catalog.root().create_index(definition).await?;
+                self.catalog
+                    .root()
+                    .create_index(definition, self.progress.clone())
+                    .await?;
                 Ok(Outcome::Done(CommandTag::CreateIndex))
             }
             StatementKind::DropIndex {
@@ -893,6 +922,22 @@ impl LanceSession {
                 table,
                 if_exists,
             } => self.drop_index(name, table.as_deref(), *if_exists).await,
+            StatementKind::Optimize { table } => {
+                let report = self
+                    .catalog
+                    .root()
+                    .optimize_table(table, self.progress.clone())
+                    .await?;
+                let batch = optimize_report(table, &report)?;
+                Ok(Outcome::Rows {
+                    stream: Box::pin(MemoryStream::try_new(
+                        vec![batch],
+                        optimize_report_schema(),
+                        None,
+                    )?),
+                    kind: prepared.kind.clone(),
+                })
+            }
             StatementKind::CopyIn { .. } => Err(Error::Unsupported {
                 what: "COPY ... FROM STDIN here: it reads its rows from a Postgres client (psql, \
                        drivers); use `lancesql import` locally"
@@ -1007,6 +1052,25 @@ impl LanceSession {
             SessionCommand::Reset(name) => {
                 self.variables.reset(name)?;
                 self.apply_time_zone();
+                Ok(Outcome::Done(CommandTag::Reset))
+            }
+            SessionCommand::ResetSetting(key) => {
+                let initial = self
+                    .initial_options
+                    .entries()
+                    .into_iter()
+                    .find(|entry| entry.key == *key)
+                    .ok_or_else(|| Error::UndefinedParameter { name: key.clone() })?;
+                let state = self.context.state_ref();
+                let mut state = state.write();
+                match initial.value {
+                    Some(value) => state.config_mut().options_mut().set(key, &value)?,
+                    None => {
+                        return Err(Error::Internal {
+                            message: format!("setting '{key}' has no initial value to reset to"),
+                        });
+                    }
+                }
                 Ok(Outcome::Done(CommandTag::Reset))
             }
             SessionCommand::ResetAll => {
@@ -1593,6 +1657,34 @@ fn statement_kind(statement: &DFStatement) -> Result<StatementKind> {
                 if_exists: *if_exists,
             }
         }
+        S::OptimizeTable {
+            name,
+            on_cluster,
+            partition,
+            include_final,
+            deduplicate,
+            predicate,
+            zorder,
+            ..
+        } => {
+            if on_cluster.is_some()
+                || partition.is_some()
+                || *include_final
+                || deduplicate.is_some()
+                || predicate.is_some()
+                || zorder.is_some()
+            {
+                return Err(Error::Unsupported {
+                    what: "OPTIMIZE clauses (ON CLUSTER, PARTITION, FINAL, DEDUPLICATE, WHERE, \
+                           ZORDER BY): OPTIMIZE [TABLE] name compacts and re-indexes the whole \
+                           table"
+                        .into(),
+                });
+            }
+            StatementKind::Optimize {
+                table: local_table_name(name)?,
+            }
+        }
         S::Set(_) => StatementKind::Command(CommandTag::Set),
         S::ShowVariable { .. } | S::ShowTables { .. } | S::ShowColumns { .. } => {
             StatementKind::Show
@@ -1620,6 +1712,43 @@ fn statement_kind(statement: &DFStatement) -> Result<StatementKind> {
         }
         _ => StatementKind::Query,
     })
+}
+
+/// The columns of `OPTIMIZE`'s one-row report.
+fn optimize_report_schema() -> SchemaRef {
+    let count = |name: &str| Field::new(name, DataType::Int64, false);
+    Arc::new(Schema::new(vec![
+        Field::new("table_name", DataType::Utf8, false),
+        count("fragments_removed"),
+        count("fragments_added"),
+        count("files_removed"),
+        count("files_added"),
+        count("indices_optimized"),
+        count("version"),
+    ]))
+}
+
+/// `OPTIMIZE`'s report on `table` as a batch of [`optimize_report_schema`].
+fn optimize_report(table: &str, report: &OptimizeReport) -> Result<RecordBatch> {
+    let count = |value: usize| -> ArrayRef {
+        Arc::new(Int64Array::from(vec![
+            i64::try_from(value).unwrap_or(i64::MAX),
+        ]))
+    };
+    Ok(RecordBatch::try_new(
+        optimize_report_schema(),
+        vec![
+            Arc::new(StringArray::from(vec![table.to_string()])),
+            count(report.fragments_removed),
+            count(report.fragments_added),
+            count(report.files_removed),
+            count(report.files_added),
+            count(report.indices_optimized),
+            Arc::new(Int64Array::from(vec![
+                i64::try_from(report.version).unwrap_or(i64::MAX),
+            ])),
+        ],
+    )?)
 }
 
 /// The dataset name for a table that must live in our catalog and schema.
@@ -1786,6 +1915,7 @@ fn writes(statement: &DFStatement) -> Option<&'static str> {
         S::Truncate { .. } => "TRUNCATE",
         S::AlterTable { .. } => "ALTER TABLE",
         S::CreateIndex(_) => "CREATE INDEX",
+        S::OptimizeTable { .. } => "OPTIMIZE",
         S::CreateView(_) => "CREATE VIEW",
         S::Copy { to: false, .. } => "COPY FROM",
         _ => return None,

@@ -452,3 +452,63 @@ fn explain_analyze_shows_what_scans_and_takes_did() {
         }
     });
 }
+
+/// Every stage a statement reported, as `start <stage>` / `done <stage>`.
+#[derive(Debug, Default)]
+struct RecordedStages(std::sync::Mutex<Vec<String>>);
+
+impl RecordedStages {
+    fn events(&self) -> Vec<String> {
+        self.0.lock().expect("not poisoned").clone()
+    }
+}
+
+impl crate::engine::WorkProgress for RecordedStages {
+    fn stage_started(&self, stage: &str, _total: Option<u64>, _unit: &str) {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .push(format!("start {stage}"));
+    }
+
+    fn stage_advanced(&self, _stage: &str, _completed: u64) {}
+
+    fn stage_finished(&self, stage: &str) {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .push(format!("done {stage}"));
+    }
+}
+
+#[test]
+fn index_builds_report_their_stages_to_the_session_progress() {
+    run(|| async {
+        let root = tempfile::tempdir().expect("root");
+        let engine = engine_over(root.path(), EngineConfig::default());
+        let stages = std::sync::Arc::new(RecordedStages::default());
+        let session = engine
+            .session()
+            .expect("session")
+            .with_progress(stages.clone());
+        tag(&session, CREATE_TEN).await;
+        assert!(stages.events().is_empty(), "{:?}", stages.events());
+        assert_eq!(
+            tag(&session, "CREATE INDEX ON t USING BTREE (id)").await,
+            CommandTag::CreateIndex
+        );
+        let events = stages.events();
+        assert!(!events.is_empty(), "no stage reported");
+        // Stages run one after another: each start is followed by its own end.
+        for pair in events.chunks(2) {
+            let [start, done] = pair else {
+                panic!("unfinished stage in {events:?}");
+            };
+            assert_eq!(
+                start.strip_prefix("start "),
+                done.strip_prefix("done "),
+                "{events:?}"
+            );
+        }
+    });
+}

@@ -440,6 +440,9 @@ fn format_milliseconds(milliseconds: u64) -> String {
         .unwrap_or_else(|| format!("{milliseconds}ms"))
 }
 
+/// The namespace of the engine's own knobs.
+const LANCE_PREFIX: &str = "lance.";
+
 /// A statement the session carries out itself rather than planning it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum SessionCommand {
@@ -447,6 +450,9 @@ pub(crate) enum SessionCommand {
     Set { name: String, value: Option<String> },
     /// `RESET name`.
     Reset(String),
+    /// `RESET lance.<name>`: an engine knob back to the session's initial value (DataFusion's own
+    /// `RESET` knows only its built-in namespaces).
+    ResetSetting(String),
     /// `RESET ALL`: Postgres parameters and DataFusion settings back to their defaults.
     ResetAll,
     /// `SHOW name`: one row, one column named after the parameter.
@@ -464,6 +470,11 @@ impl SessionCommand {
                 let name = name.to_string();
                 return Ok(if name.eq_ignore_ascii_case("all") {
                     Some(SessionCommand::ResetAll)
+                } else if name
+                    .get(..LANCE_PREFIX.len())
+                    .is_some_and(|prefix| prefix.eq_ignore_ascii_case(LANCE_PREFIX))
+                {
+                    Some(SessionCommand::ResetSetting(name.to_ascii_lowercase()))
                 } else {
                     find(&name).map(|parameter| SessionCommand::Reset(parameter.name.to_string()))
                 });

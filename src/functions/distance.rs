@@ -33,6 +33,15 @@ pub fn function_name(metric: Metric) -> String {
     format!("{}_distance", metric.name())
 }
 
+/// The metric of `function` when it is one of these distance functions (by implementation, not
+/// by name: a function registered under the same name elsewhere is not one).
+pub fn metric_of(function: &ScalarUDF) -> Option<Metric> {
+    function
+        .inner()
+        .downcast_ref::<Distance>()
+        .map(|distance| distance.metric)
+}
+
 /// A bad argument, reported as the user's error (not an internal one).
 fn refused<T>(message: String) -> DFResult<T> {
     Err(DataFusionError::from(Error::invalid(message)))

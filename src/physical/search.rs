@@ -115,6 +115,10 @@ pub struct NearestSpec {
     pub use_index: bool,
     /// Rows must match this before the search ranks them.
     pub prefilter: Option<Expr>,
+    /// When fewer than `k` rows with a vector match, rows (matching the prefilter) whose vector
+    /// is NULL follow, with a NULL `_distance`, up to `k`: what `ORDER BY <distance> LIMIT k`
+    /// returns, where NULL distances sort last. Lance's search skips NULL vectors.
+    pub null_vectors_last: bool,
 }
 
 /// A full-text search (BM25) over the table's INVERTED indices.
@@ -280,6 +284,9 @@ impl DisplayAs for LanceSearchExec {
                         }
                         if let Some(prefilter) = &nearest.prefilter {
                             write!(f, " prefilter=[{prefilter}]")?;
+                        }
+                        if nearest.null_vectors_last {
+                            write!(f, " null_vectors_last")?;
                         }
                     }
                     SearchKind::FullText(full_text) => {
@@ -480,7 +487,70 @@ async fn nearest_stream(
     }
     scanner.use_index(nearest.use_index);
     let stream = scanner.try_into_stream().await.map_err(lance_error)?;
-    Ok(root.classify_read_failures(&spec.table, &spec.uri, spec.version, stream))
+    let found = root.classify_read_failures(&spec.table, &spec.uri, spec.version, stream);
+    if !nearest.null_vectors_last {
+        return Ok(found);
+    }
+    let found: Vec<RecordBatch> = found.try_collect().await?;
+    let rows: usize = found.iter().map(RecordBatch::num_rows).sum();
+    let mut batches = found;
+    if rows < nearest.k {
+        batches.extend(null_vector_rows(root, dataset, spec, nearest, nearest.k - rows).await?);
+    }
+    Ok(futures::stream::iter(batches.into_iter().map(Ok)).boxed())
+}
+
+/// Up to `limit` rows matching `nearest`'s prefilter whose vector is NULL, with a NULL
+/// `_distance`.
+async fn null_vector_rows(
+    root: &Arc<DataRoot>,
+    dataset: &Arc<Dataset>,
+    spec: &SearchSpec,
+    nearest: &NearestSpec,
+    limit: usize,
+) -> DFResult<Vec<RecordBatch>> {
+    let lance_error = |error| DataFusionError::from(Error::lance("searching", &spec.uri, error));
+    let mut scanner = dataset.scan();
+    scanner.blob_handling(BlobHandling::AllBinary);
+    scanner.batch_size(spec.batch_size);
+    scanner.project(&spec.columns).map_err(lance_error)?;
+    if spec.with_row_id {
+        scanner.with_row_id();
+    }
+    if spec.with_row_addr {
+        scanner.with_row_address();
+    }
+    let is_null = datafusion::logical_expr::col(&nearest.column).is_null();
+    scanner.filter_expr(match &nearest.prefilter {
+        Some(prefilter) => prefilter.clone().and(is_null),
+        None => is_null,
+    });
+    scanner
+        .limit(Some(i64::try_from(limit).unwrap_or(i64::MAX)), None)
+        .map_err(lance_error)?;
+    let stream = scanner.try_into_stream().await.map_err(lance_error)?;
+    let batches: Vec<RecordBatch> = root
+        .classify_read_failures(&spec.table, &spec.uri, spec.version, stream)
+        .try_collect()
+        .await?;
+    batches
+        .into_iter()
+        .map(|batch| {
+            let distances: ArrayRef = Arc::new(Float32Array::new_null(batch.num_rows()));
+            let mut fields: Vec<_> = batch.schema().fields().iter().cloned().collect();
+            fields.push(Arc::new(arrow::datatypes::Field::new(
+                DISTANCE_COLUMN,
+                DataType::Float32,
+                true,
+            )));
+            let mut columns = batch.columns().to_vec();
+            columns.push(distances);
+            Ok(RecordBatch::try_new(
+                Arc::new(arrow::datatypes::Schema::new(fields)),
+                columns,
+            )?)
+        })
+        .collect()
 }
 
 /// The rows matching a full-text query, best first, with `_score`.

@@ -47,6 +47,23 @@ pub struct LanceTable {
     decisions: Mutex<HashMap<Expr, Arc<FilterDecision>>>,
 }
 
+/// A copy of the same table at the same version; the remembered filter decisions (a cache) start
+/// empty.
+impl Clone for LanceTable {
+    fn clone(&self) -> Self {
+        LanceTable {
+            name: self.name.clone(),
+            dataset: self.dataset.clone(),
+            schema: self.schema.clone(),
+            indices: self.indices.clone(),
+            fragment_rows: self.fragment_rows.clone(),
+            blob_columns: self.blob_columns.clone(),
+            index_summaries: self.index_summaries.clone(),
+            decisions: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
 /// One index of a table, as `system.indices` and the search functions see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexSummary {

@@ -15,9 +15,12 @@ use lance_index::vector::sq::builder::SQBuildParams;
 use lance_index::{IndexParams, IndexType};
 use lance_linalg::distance::DistanceType;
 
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
 
 use super::DataRoot;
+use super::progress::{LanceProgress, WorkProgress};
 
 /// An option value as written in `WITH (name = value)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +113,13 @@ const INVERTED_OPTIONS: [&str; 12] = [
 impl DataRoot {
     /// Builds the index `definition` asks for on the table's latest version and commits it;
     /// `false` when `IF NOT EXISTS` found an index of that name.
-    pub async fn create_index(&self, definition: &IndexDefinition) -> Result<bool> {
+    ///
+    /// Lance reports the build's stages to `progress`.
+    pub async fn create_index(
+        &self,
+        definition: &IndexDefinition,
+        progress: Option<Arc<dyn WorkProgress>>,
+    ) -> Result<bool> {
         let table = &definition.table;
         let kind = definition.kind.to_ascii_uppercase();
         let Some((_, allowed)) = INDEX_KINDS.iter().find(|(known, _)| *known == kind) else {
@@ -191,22 +200,21 @@ impl DataRoot {
                 index: name,
             });
         }
-        dataset
-            .create_index(
-                &[definition.column.as_str()],
-                index_type,
-                Some(name.clone()),
-                params.as_ref(),
-                false,
+        let columns = [definition.column.as_str()];
+        let mut builder = dataset
+            .create_index_builder(&columns, index_type, params.as_ref())
+            .name(name.clone())
+            .replace(false);
+        if let Some(progress) = progress {
+            builder = builder.progress(Arc::new(LanceProgress(progress)));
+        }
+        builder.await.map_err(|error| {
+            Error::lance(
+                format!("building {kind} index '{name}' on '{table}'"),
+                dataset.uri(),
+                error,
             )
-            .await
-            .map_err(|error| {
-                Error::lance(
-                    format!("building {kind} index '{name}' on '{table}'"),
-                    dataset.uri(),
-                    error,
-                )
-            })?;
+        })?;
         Ok(true)
     }
 

@@ -43,6 +43,8 @@ use crate::config::{LocalIo, StoreConfig};
 
 mod cache;
 pub mod index;
+pub mod maintenance;
+pub mod progress;
 use crate::error::{Error, Result};
 use cache::DatasetCache;
 

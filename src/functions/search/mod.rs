@@ -20,6 +20,7 @@
 
 mod arguments;
 pub mod hybrid;
+pub mod order_by;
 pub mod sample;
 pub mod table;
 pub mod take;

@@ -94,7 +94,7 @@ pub(super) fn call(
 
 /// A search function's result: the table it searches, its arguments, and the search they
 /// resolve to once every parameter is bound.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SearchTable {
     function: Arc<dyn SearchFunction>,
     table: Arc<LanceTable>,
@@ -121,6 +121,23 @@ impl SearchTable {
         })
     }
 
+    /// The result of `search` over `table`, decided by the engine rather than written as a call
+    /// (the arguments are empty, so there is nothing to bind).
+    pub(super) fn of_search(
+        function: Arc<dyn SearchFunction>,
+        table: Arc<LanceTable>,
+        schema: SchemaRef,
+        search: SearchKind,
+    ) -> SearchTable {
+        SearchTable {
+            function,
+            table,
+            arguments: Vec::new(),
+            schema,
+            search: Some(search),
+        }
+    }
+
     /// The bind parameters among the arguments, typed as the client should send them.
     pub fn parameters(&self) -> Vec<(String, FieldRef)> {
         self.arguments
@@ -140,6 +157,9 @@ impl SearchTable {
 
     /// The same search with `values` bound to its parameters, validated again.
     pub fn bind(&self, values: &ParamValues, session: &dyn Session) -> Result<SearchTable> {
+        if self.arguments.is_empty() {
+            return Ok(self.clone());
+        }
         let arguments = self
             .arguments
             .iter()

@@ -105,21 +105,7 @@ impl SearchFunction for VectorSearch {
                 .first()
                 .is_some_and(|field| list_element(field.data_type()).is_some_and(is_list)),
         };
-        let mut fields = Vec::new();
-        if batch {
-            fields.push(Arc::new(Field::new(
-                QUERY_INDEX_COLUMN,
-                DataType::Int32,
-                false,
-            )));
-        }
-        fields.extend(table.schema().fields().iter().cloned());
-        fields.push(Arc::new(Field::new(
-            DISTANCE_COLUMN,
-            DataType::Float32,
-            true,
-        )));
-        Ok(Arc::new(Schema::new(fields)))
+        Ok(result_schema(table, batch))
     }
 
     fn resolve(
@@ -153,6 +139,26 @@ impl SearchFunction for VectorSearch {
     }
 }
 
+/// The columns of a nearest-neighbour search of `table`: `query_index` when several query
+/// vectors were given (`batch`), the table's columns, `_distance`.
+pub(super) fn result_schema(table: &LanceTable, batch: bool) -> SchemaRef {
+    let mut fields = Vec::new();
+    if batch {
+        fields.push(Arc::new(Field::new(
+            QUERY_INDEX_COLUMN,
+            DataType::Int32,
+            false,
+        )));
+    }
+    fields.extend(table.schema().fields().iter().cloned());
+    fields.push(Arc::new(Field::new(
+        DISTANCE_COLUMN,
+        DataType::Float32,
+        true,
+    )));
+    Arc::new(Schema::new(fields))
+}
+
 /// The type a query vector bound as a parameter takes: a list of the column's element type.
 pub(super) fn query_parameter_type(table: &LanceTable, column: &Expr) -> Option<DataType> {
     let column = string(NAME, "column", column).ok()?;
@@ -163,7 +169,11 @@ pub(super) fn query_parameter_type(table: &LanceTable, column: &Expr) -> Option<
 }
 
 /// The element type and dimension of vector column `column`.
-fn vector_column(function: &str, table: &LanceTable, column: &str) -> Result<(DataType, usize)> {
+pub(super) fn vector_column(
+    function: &str,
+    table: &LanceTable,
+    column: &str,
+) -> Result<(DataType, usize)> {
     let data_type = table
         .column_type(column)
         .ok_or_else(|| Error::ColumnNotFound {
@@ -237,7 +247,7 @@ fn list_row(array: &ArrayRef, row: usize) -> Option<ArrayRef> {
 
 /// The query vectors of `value`, converted to the column's element type, and whether several
 /// were given.
-fn query_vectors(
+pub(super) fn query_vectors(
     function: &str,
     value: &ScalarValue,
     column: &str,
@@ -325,11 +335,7 @@ pub(super) fn nearest(
         Argument::Value(value) => Some(positive_integer(function, "k", value)?),
         Argument::Parameter(_) | Argument::Subquery(_) => None,
     };
-    let indexed = table
-        .indices()
-        .iter()
-        .any(|index| index.is_vector() && index.columns.first() == Some(&column));
-    if !indexed
+    if !is_indexed(table, &column)
         && let Some((name, _)) = options
             .iter()
             .find(|(name, _)| INDEX_OPTIONS.contains(&name.as_str()))
@@ -348,27 +354,12 @@ pub(super) fn nearest(
         .get::<LanceOptions>()
         .cloned()
         .unwrap_or_default();
-    let setting = |value: usize| (indexed && value > 0).then_some(value);
-    let mut nearest = NearestSpec {
-        column: column.clone(),
-        queries: Arc::new(FixedSizeListArray::new_null(
-            Arc::new(Field::new_list_field(element.clone(), true)),
-            i32::try_from(dimension).unwrap_or(i32::MAX),
-            0,
-        )),
-        batch: false,
-        k: k.unwrap_or(1),
-        metric: None,
-        nprobes: setting(defaults.nprobes),
-        minimum_nprobes: None,
-        maximum_nprobes: None,
-        ef: setting(defaults.ef),
-        refine_factor: setting(defaults.refine_factor).and_then(|f| u32::try_from(f).ok()),
-        distance_range: (None, None),
-        fast_search: false,
-        use_index: true,
-        prefilter: None,
-    };
+    let placeholder = Arc::new(FixedSizeListArray::new_null(
+        Arc::new(Field::new_list_field(element.clone(), true)),
+        i32::try_from(dimension).unwrap_or(i32::MAX),
+        0,
+    ));
+    let mut nearest = with_defaults(table, &column, placeholder, k.unwrap_or(1), &defaults);
     for (name, value) in options {
         let (name, value) = (name.as_str(), *value);
         match name {
@@ -431,4 +422,42 @@ pub(super) fn nearest(
     nearest.batch = batch;
     nearest.k = k;
     Ok(Some(nearest))
+}
+
+/// Whether `column` of `table` has a vector index.
+fn is_indexed(table: &LanceTable, column: &str) -> bool {
+    table
+        .indices()
+        .iter()
+        .any(|index| index.is_vector() && index.columns.first().map(String::as_str) == Some(column))
+}
+
+/// The `k`-nearest search of `column` for one query vector (`queries` holds one row) with every
+/// knob at the session's defaults: the index knobs set only where the column has an index.
+pub(super) fn with_defaults(
+    table: &LanceTable,
+    column: &str,
+    queries: Arc<FixedSizeListArray>,
+    k: usize,
+    defaults: &LanceOptions,
+) -> NearestSpec {
+    let indexed = is_indexed(table, column);
+    let setting = |value: usize| (indexed && value > 0).then_some(value);
+    NearestSpec {
+        column: column.to_string(),
+        queries,
+        batch: false,
+        k,
+        metric: None,
+        nprobes: setting(defaults.nprobes),
+        minimum_nprobes: None,
+        maximum_nprobes: None,
+        ef: setting(defaults.ef),
+        refine_factor: setting(defaults.refine_factor).and_then(|f| u32::try_from(f).ok()),
+        distance_range: (None, None),
+        fast_search: false,
+        use_index: true,
+        prefilter: None,
+        null_vectors_last: false,
+    }
 }

@@ -1,0 +1,122 @@
+//! `OPTIMIZE t`: small fragments compacted into larger ones, and rows appended since an index was
+//! built folded into it, so scans open fewer files and searches use the index for every row.
+//!
+//! Indices go first: Lance compacts only fragments with the same index coverage together, so
+//! folding new rows into the indices first lets one `OPTIMIZE` merge every small fragment.
+//!
+//! Contract: each step is one Lance commit, through the write URI (Lance's safe commit handler),
+//! and only when it has work: a table with nothing to compact and every row indexed stays at its
+//! version. Compaction rewrites live rows into new files and keeps the old ones for older
+//! versions (removing them is `VACUUM`'s job, never this one's), so a reader of any version sees
+//! the same rows before and after. Index optimisation appends the unindexed rows to each index
+//! as a delta, without retraining. A concurrent writer's commit is rebased or the step fails
+//! with nothing changed.
+
+use lance::dataset::optimize::{CompactionOptions, compact_files};
+use lance::index::DatasetIndexExt;
+use lance_index::optimize::OptimizeOptions;
+use lance_table::system_index::is_system_index;
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+
+use super::DataRoot;
+use super::progress::{LanceProgress, WorkProgress};
+
+/// What `OPTIMIZE` did to one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptimizeReport {
+    /// Fragments compaction replaced, and the fragments it wrote in their place.
+    pub fragments_removed: usize,
+    pub fragments_added: usize,
+    /// Data and deletion files no longer referenced by the new version, and files written.
+    pub files_removed: usize,
+    pub files_added: usize,
+    /// Indices that had unindexed rows, all folded in.
+    pub indices_optimized: usize,
+    /// The table's version afterwards.
+    pub version: u64,
+}
+
+impl DataRoot {
+    /// Compacts `table`'s small fragments and folds unindexed rows into its indices, reporting
+    /// the index work's stages to `progress`.
+    pub async fn optimize_table(
+        &self,
+        table: &str,
+        progress: Option<Arc<dyn WorkProgress>>,
+    ) -> Result<OptimizeReport> {
+        let mut dataset = self.open_for_write(table).await?;
+        let indices = dataset.load_indices().await.map_err(|error| {
+            Error::lance(
+                format!("listing indices of '{table}'"),
+                dataset.uri(),
+                error,
+            )
+        })?;
+        let fragments: Vec<u32> = dataset
+            .fragments()
+            .iter()
+            .filter_map(|fragment| u32::try_from(fragment.id).ok())
+            .collect();
+        // One index name may have several segments (a base and deltas); it is behind when its
+        // segments together miss a fragment.
+        let mut behind: Vec<String> = Vec::new();
+        let mut names: Vec<&str> = indices
+            .iter()
+            .filter(|index| !is_system_index(index))
+            .map(|index| index.name.as_str())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            let covers = |fragment: &u32| {
+                indices.iter().any(|index| {
+                    index.name == name
+                        && index
+                            .fragment_bitmap
+                            .as_ref()
+                            .is_some_and(|bitmap| bitmap.contains(*fragment))
+                })
+            };
+            if !fragments.iter().all(covers) {
+                behind.push(name.to_string());
+            }
+        }
+        if !behind.is_empty() {
+            let mut options = OptimizeOptions::default();
+            options.index_names = Some(behind.clone());
+            if let Some(progress) = progress {
+                options.progress = Arc::new(LanceProgress(progress));
+            }
+            dataset.optimize_indices(&options).await.map_err(|error| {
+                Error::lance(
+                    format!(
+                        "folding new rows into the indices of '{table}' ({})",
+                        behind.join(", ")
+                    ),
+                    dataset.uri(),
+                    error,
+                )
+            })?;
+        }
+        let metrics = compact_files(&mut dataset, CompactionOptions::default(), None)
+            .await
+            .map_err(|error| {
+                Error::lance(
+                    format!("compacting the fragments of '{table}'"),
+                    dataset.uri(),
+                    error,
+                )
+            })?;
+        Ok(OptimizeReport {
+            fragments_removed: metrics.fragments_removed,
+            fragments_added: metrics.fragments_added,
+            files_removed: metrics.files_removed,
+            files_added: metrics.files_added,
+            indices_optimized: behind.len(),
+            version: dataset.version().version,
+        })
+    }
+}
