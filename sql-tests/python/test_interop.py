@@ -101,6 +101,35 @@ def test_deletions_and_new_versions_by_pylance_are_seen(data):
     assert sql_json(data, "SELECT count(*) AS n, max(id) AS m FROM items") == [{"n": 7, "m": 6}]
 
 
+def test_versions_and_tags_written_by_pylance_read_as_pylance_reads_them(data):
+    uri = str(data / "items.lance")
+    lance.write_dataset(pa.table({"id": list(range(10))}), uri)
+    lance.write_dataset(pa.table({"id": list(range(10, 15))}), uri, mode="append")
+    dataset = lance.dataset(uri)
+    dataset.delete("id % 2 = 0")
+    dataset = lance.dataset(uri)
+    dataset.tags.create("before-delete", 2)
+    assert dataset.version == 3
+    for version in (1, 2, 3):
+        expected = sorted(lance.dataset(uri, version=version).to_table()["id"].to_pylist())
+        rows = sql_json(data, f"SELECT id FROM items VERSION AS OF {version} ORDER BY id")
+        assert [row["id"] for row in rows] == expected, version
+    tagged = sql_json(data, "SELECT count(*) AS n FROM items AT (TAG => 'before-delete')")
+    assert tagged == [{"n": 15}]
+    # The newest version committed at or before a time: just after version 2's commit (pylance
+    # gives times to the microsecond, Lance keeps nanoseconds).
+    committed = next(v for v in dataset.versions() if v["version"] == 2)["timestamp"]
+    just_after = committed.astimezone(datetime.timezone.utc) + datetime.timedelta(microseconds=1)
+    at = just_after.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    rows = sql_json(data, f"SELECT count(*) AS n FROM items TIMESTAMP AS OF '{at}'")
+    assert rows == [{"n": 15}]
+    # One query, two versions: the rows the delete removed.
+    removed = sql_json(data, "SELECT old.id FROM items VERSION AS OF 2 AS old "
+                             "LEFT JOIN items AS now ON old.id = now.id "
+                             "WHERE now.id IS NULL ORDER BY old.id")
+    assert [row["id"] for row in removed] == list(range(0, 15, 2))
+
+
 def test_lancesql_ctas_is_read_by_pylance(data):
     lance.write_dataset(rich_table(), str(data / "rich.lance"))
     run(["--data", str(data), "sql", "-c",

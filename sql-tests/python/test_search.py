@@ -159,6 +159,9 @@ def test_rows_appended_after_the_index_are_still_found(server, data):
         statement = "SELECT id FROM vector_search('vecs', 'embedding', %s, 1{})"
         vector = [float(x) for x in target]
         assert conn.execute(statement.format(""), (vector,)).fetchone() == (10_005,)
+        # A search of the version before the append does not see the new rows.
+        assert conn.execute(statement.format(", 'version', 2"), (vector,)).fetchone() \
+            != (10_005,)
         # fast_search reads only what the index covers.
         assert conn.execute(statement.format(", 'fast_search', true"), (vector,)).fetchone() \
             != (10_005,)

@@ -81,8 +81,12 @@ impl Catalog {
         &self.root
     }
 
-    /// `table` at its latest version, or `None` when there is no such table.
+    /// `table` at its latest version (a [`versioned_name`] at its version), or `None` when
+    /// there is no such table.
     pub async fn table(&self, table: &str) -> Result<Option<Arc<LanceTable>>> {
+        if let Some((table, version)) = split_versioned(table) {
+            return self.table_at(table, version).await.map(Some);
+        }
         let Some(dataset) = self.root.open_latest(table).await? else {
             return Ok(None);
         };
@@ -101,6 +105,26 @@ impl Catalog {
         let fresh = Arc::new(LanceTable::new(table, dataset).await?);
         self.tables.insert(key, fresh.clone()).await;
         Ok(Some(fresh))
+    }
+
+    /// `table` as it was at `version` (which must exist: see `DataRoot::version_as_of`).
+    pub async fn table_at(&self, table: &str, version: u64) -> Result<Arc<LanceTable>> {
+        let uri = self.root.table_uri(table)?;
+        let dataset = self.root.open_pinned(&uri, version).await?;
+        let key = (table.to_string(), version);
+        let derived = self
+            .tables
+            .try_get_with_by_ref(&key, async {
+                LanceTable::new(table, dataset.clone()).await.map(Arc::new)
+            })
+            .await
+            .map_err(Error::from_shared)?;
+        if derived.is_of(&dataset) {
+            return Ok(derived);
+        }
+        let fresh = Arc::new(LanceTable::new(table, dataset).await?);
+        self.tables.insert(key, fresh.clone()).await;
+        Ok(fresh)
     }
 
     /// The most recent listing any statement took (`None` before the first).
@@ -143,9 +167,9 @@ impl Catalog {
         self.listing.invalidate(&()).await;
     }
 
-    /// Opens the tables of `public` among `names` (those in `pinned` at the version given there)
-    /// and, when `with_listing`, takes the listing: the snapshot one statement is planned
-    /// against. Names that are no table are left out.
+    /// Opens the tables of `public` among `names` (those in `pinned` at the version given there,
+    /// [`versioned_name`]s at theirs) and, when `with_listing`, takes the listing: the snapshot
+    /// one statement is planned against. Names that are no table are left out.
     pub async fn resolve(
         self: &Arc<Self>,
         names: &[String],
@@ -181,6 +205,18 @@ impl Catalog {
             others,
         })
     }
+}
+
+/// The name a statement's snapshot gives `table` as of `version` (`FROM t VERSION AS OF 3`):
+/// never a table's own name, since table names have no `@`.
+pub fn versioned_name(table: &str, version: u64) -> String {
+    format!("{table}@{version}")
+}
+
+/// The table and version a [`versioned_name`] stands for.
+fn split_versioned(name: &str) -> Option<(&str, u64)> {
+    let (table, version) = name.rsplit_once('@')?;
+    Some((table, version.parse().ok()?))
 }
 
 /// `lancesql` as one statement sees it.

@@ -16,6 +16,7 @@ pub mod parse;
 mod search;
 pub mod session;
 mod session_functions;
+mod time_travel;
 mod transaction;
 mod variables;
 

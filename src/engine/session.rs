@@ -1325,6 +1325,9 @@ impl LanceSession {
     /// Resolves the statement's tables into a snapshot and plans against it; returns the plan and
     /// the tables it read.
     async fn plan(&self, statement: &DFStatement, kind: &StatementKind) -> Result<Planned> {
+        let mut statement = statement.clone();
+        super::time_travel::pin_versions(&mut statement, self.catalog.root()).await?;
+        let statement = &statement;
         let base = self.context.state();
         let references: Vec<ResolvedTableReference> = base
             .resolve_table_references(statement)?

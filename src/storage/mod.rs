@@ -42,6 +42,7 @@ use object_store::path::Path;
 use crate::config::{LocalIo, StoreConfig};
 
 mod cache;
+pub mod history;
 pub mod index;
 pub mod maintenance;
 pub mod progress;

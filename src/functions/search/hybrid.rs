@@ -62,6 +62,8 @@ pub const DEFAULT_VECTOR_WEIGHT: f32 = 0.7;
 const QUERY_VECTOR: usize = 2;
 const TEXT_QUERY: usize = 3;
 const K: usize = 4;
+/// Options follow `table, vector_column, query_vector, text_query, k`.
+pub const OPTIONS_START: usize = K + 1;
 
 /// `hybrid_search` as a table function.
 #[derive(Debug)]
@@ -112,7 +114,7 @@ impl SearchFunction for HybridSearch {
             .chain(&["prefilter"])
             .copied()
             .collect();
-        let options = option_pairs(NAME, &arguments[K + 1..], &known)?;
+        let options = option_pairs(NAME, &arguments[OPTIONS_START..], &known)?;
         let of = |names: &[&str]| -> Vec<(String, &ScalarValue)> {
             options
                 .iter()

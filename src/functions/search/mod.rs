@@ -11,6 +11,9 @@
 //!   argument given as a bind parameter (`$1`) is validated when the parameter is bound
 //!   ([`SearchTable::bind`]); its type is reported to clients from the table's column.
 //! - The search itself runs in [`crate::physical::search::LanceSearchExec`] at execution.
+//! - `'version', n` (or `'version', 'tag'`) among the options of `vector_search`, `fts` and
+//!   `hybrid_search` searches the table as of that version: the engine resolves it with the
+//!   statement's other time travel and hands the function the table at that version.
 //! - Results carry the table's columns plus `_rowid` and `_rowaddr` (kept out of `SELECT *`, as
 //!   for tables) and the function's own columns (`_distance`, `query_index`, `_score`, `_relevance_score`). A `WHERE` around
 //!   the function filters its results; it is never pushed into the search.
@@ -59,6 +62,17 @@ pub fn register(context: &SessionContext) {
     context.register_udtf(hybrid::NAME, Arc::new(hybrid::HybridSearch));
     context.register_udtf(take::NAME, Arc::new(take::Take));
     context.register_udtf(sample::NAME, Arc::new(sample::Sample));
+}
+
+/// Where the trailing `'option', value` pairs of search function `name` start (its argument
+/// count before them), for functions that take options.
+pub fn options_start(name: &str) -> Option<usize> {
+    match name {
+        vector::NAME => Some(vector::OPTIONS_START),
+        text::NAME => Some(text::OPTIONS_START),
+        hybrid::NAME => Some(hybrid::OPTIONS_START),
+        _ => None,
+    }
 }
 
 /// Whether `name` is one of the search table functions.

@@ -64,6 +64,8 @@ const QUERY_OPTIONS: [&str; 11] = [
 const RUN_OPTIONS: [&str; 3] = ["json", "prefilter", "limit"];
 
 const QUERY: usize = 1;
+/// Options follow `table, query`.
+pub const OPTIONS_START: usize = QUERY + 1;
 
 /// `fts` as a table function.
 #[derive(Debug)]
@@ -101,7 +103,7 @@ impl SearchFunction for FullTextSearch {
         session: &dyn Session,
     ) -> Result<Option<SearchKind>> {
         let known: Vec<&str> = QUERY_OPTIONS.iter().chain(&RUN_OPTIONS).copied().collect();
-        let options = option_pairs(NAME, &arguments[QUERY + 1..], &known)?;
+        let options = option_pairs(NAME, &arguments[OPTIONS_START..], &known)?;
         let full_text = full_text(NAME, table, &arguments[QUERY], &options, session)?;
         Ok(full_text.map(|full_text| SearchKind::FullText(Box::new(full_text))))
     }

@@ -66,6 +66,8 @@ const INDEX_OPTIONS: [&str; 6] = [
 ];
 
 const QUERY: usize = 2;
+/// Options follow `table, column, query_vector, k`.
+pub const OPTIONS_START: usize = 4;
 const K: usize = 3;
 
 /// `vector_search` as a table function.
@@ -114,7 +116,7 @@ impl SearchFunction for VectorSearch {
         arguments: &[Expr],
         session: &dyn Session,
     ) -> Result<Option<SearchKind>> {
-        let options = option_pairs(NAME, &arguments[4..], &OPTIONS)?;
+        let options = option_pairs(NAME, &arguments[OPTIONS_START..], &OPTIONS)?;
         let nearest = nearest(
             NAME,
             table,
