@@ -32,6 +32,7 @@ use datafusion::catalog::{CatalogProvider, SchemaProvider};
 use datafusion::datasource::TableProvider;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::logical_expr::TableType;
+use lance::Dataset;
 use moka::future::Cache;
 
 use crate::config::EngineConfig;
@@ -90,28 +91,19 @@ impl Catalog {
         let Some(dataset) = self.root.open_latest(table).await? else {
             return Ok(None);
         };
-        let key = (table.to_string(), dataset.version().version);
-        let derived = self
-            .tables
-            .try_get_with_by_ref(&key, async {
-                LanceTable::new(table, dataset.clone()).await.map(Arc::new)
-            })
-            .await
-            .map_err(Error::from_shared)?;
-        if derived.is_of(&dataset) {
-            return Ok(Some(derived));
-        }
-        // The same name and version, but another dataset (dropped and created again).
-        let fresh = Arc::new(LanceTable::new(table, dataset).await?);
-        self.tables.insert(key, fresh.clone()).await;
-        Ok(Some(fresh))
+        self.derived(table, dataset).await.map(Some)
     }
 
     /// `table` as it was at `version` (which must exist: see `DataRoot::version_as_of`).
     pub async fn table_at(&self, table: &str, version: u64) -> Result<Arc<LanceTable>> {
         let uri = self.root.table_uri(table)?;
         let dataset = self.root.open_pinned(&uri, version).await?;
-        let key = (table.to_string(), version);
+        self.derived(table, dataset).await
+    }
+
+    /// The table metadata of `dataset` (opened as `table`), derived once per (table, version).
+    async fn derived(&self, table: &str, dataset: Arc<Dataset>) -> Result<Arc<LanceTable>> {
+        let key = (table.to_string(), dataset.version().version);
         let derived = self
             .tables
             .try_get_with_by_ref(&key, async {
@@ -122,6 +114,7 @@ impl Catalog {
         if derived.is_of(&dataset) {
             return Ok(derived);
         }
+        // The same name and version, but another dataset (dropped and created again).
         let fresh = Arc::new(LanceTable::new(table, dataset).await?);
         self.tables.insert(key, fresh.clone()).await;
         Ok(fresh)
