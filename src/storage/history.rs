@@ -1,7 +1,8 @@
 //! A table's history as SQL names it: `VERSION AS OF n`, `VERSION AS OF 'tag'` and
 //! `TIMESTAMP AS OF '...'` resolved to a version number that exists now.
 //!
-//! Contract: resolving reads only the table's manifests and tags, never data; a version that
+//! Contract: resolving reads only the table's manifests and tags, never data (a version number
+//! only its own manifest); a version that
 //! was never written or has been removed, a tag that does not exist, or a time before the table
 //! existed is an error naming the table and what was asked for.
 
@@ -59,6 +60,16 @@ impl DataRoot {
             AsOf::Version(version) => (Some(*version), None),
             AsOf::Timestamp { nanos, written } => (None, Some((*nanos, written))),
         };
+        // A version number is checked by opening it (one manifest read, cached for the read
+        // that follows); listing every version's manifest is for times and for errors only.
+        if let Some(version) = wanted_version
+            && self
+                .open_pinned(&self.table_uri(table)?, version)
+                .await
+                .is_ok()
+        {
+            return Ok(version);
+        }
         let versions = dataset
             .versions()
             .await
