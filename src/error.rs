@@ -59,6 +59,10 @@ pub enum Error {
     #[error("schema '{schema}' does not exist")]
     SchemaNotFound { schema: String },
 
+    /// A write that would put NULL into a column declared `NOT NULL`.
+    #[error("null value in column '{column}' of table '{table}' violates its NOT NULL constraint")]
+    NotNullViolation { table: String, column: String },
+
     /// A function name that no registry knows.
     #[error("function '{name}' does not exist")]
     UndefinedFunction { name: String },
@@ -265,6 +269,7 @@ impl Error {
             Error::TableNotFound { .. } => K::UndefinedTable,
             Error::SchemaNotFound { .. } => K::UndefinedSchema,
             Error::ColumnNotFound { .. } => K::UndefinedColumn,
+            Error::NotNullViolation { .. } => K::NotNullViolation,
             Error::RowNotFound { .. } => K::InvalidParameterValue,
             Error::IndexNotFound { .. } => K::UndefinedObject,
             Error::IndexExists { .. } => K::DuplicateTable,
@@ -376,6 +381,8 @@ pub enum ErrorKind {
     TooManyConnections,
     /// A concurrent writer won; retrying the statement may succeed.
     SerializationFailure,
+    /// A NULL written into a `NOT NULL` column.
+    NotNullViolation,
     /// The object is not in a state that allows this.
     ObjectNotInPrerequisiteState,
     /// The data store cannot be reached or refuses access.
@@ -444,6 +451,7 @@ impl ErrorKind {
             K::InvalidAuthorization => "28000",
             K::TooManyConnections => "53300",
             K::SerializationFailure => "40001",
+            K::NotNullViolation => "23502",
             K::ObjectNotInPrerequisiteState => "55000",
             K::StoreUnavailable => "58030",
             K::FileNotFound => "58P01",
@@ -472,6 +480,7 @@ impl ErrorKind {
             | K::InvalidTextRepresentation
             | K::DivisionByZero
             | K::DataException
+            | K::NotNullViolation
             | K::StatementTooComplex => GrpcCode::InvalidArgument,
             K::NumericOutOfRange => GrpcCode::OutOfRange,
             K::DuplicateTable | K::DuplicateCursor => GrpcCode::AlreadyExists,
@@ -1013,7 +1022,8 @@ mod tests {
         assert_eq!(io.kind(), ErrorKind::StoreUnavailable);
     }
 
-    const ALL_KINDS: [ErrorKind; 35] = [
+    const ALL_KINDS: [ErrorKind; 36] = [
+        ErrorKind::NotNullViolation,
         ErrorKind::UndefinedTable,
         ErrorKind::UndefinedSchema,
         ErrorKind::UndefinedColumn,

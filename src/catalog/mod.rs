@@ -206,6 +206,11 @@ pub fn versioned_name(table: &str, version: u64) -> String {
     format!("{table}@{version}")
 }
 
+/// Whether `name` is a [`versioned_name`]: a table pinned at an old version.
+pub fn is_versioned_name(name: &str) -> bool {
+    split_versioned(name).is_some()
+}
+
 /// The table and version a [`versioned_name`] stands for.
 fn split_versioned(name: &str) -> Option<(&str, u64)> {
     let (table, version) = name.rsplit_once('@')?;

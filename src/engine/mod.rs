@@ -7,9 +7,11 @@
 //! Front ends receive statements, schemas, record-batch streams and completion tags: never a
 //! DataFusion `DataFrame`, a Lance dataset or the data root.
 
+mod alter;
 mod compat;
 mod copy;
 pub mod hidden;
+mod history;
 mod indices;
 mod limits;
 pub mod parse;
@@ -19,6 +21,7 @@ mod session_functions;
 mod time_travel;
 mod transaction;
 mod variables;
+mod writes;
 
 pub use copy::{CopyFormat, CopyInDecoder, CopyOptions};
 pub use limits::stream_until;

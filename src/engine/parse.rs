@@ -65,7 +65,20 @@ pub fn parse_statements(sql: &str) -> Result<Vec<Statement>> {
         }
         // Postgres' COPY (`COPY t TO STDOUT`, options in parentheses) is sqlparser's, not
         // DataFusion's (which copies to files).
-        let statement = if is_keyword(&next.token, Keyword::COPY) {
+        let history = if is_keyword(&next.token, Keyword::ALTER)
+            || is_keyword(&next.token, Keyword::VACUUM)
+            || super::history::is_restore(&next.token)
+        {
+            parser
+                .parser
+                .maybe_parse(super::history::parse_statement)
+                .map_err(|error| DataFusionError::SQL(Box::new(error), None))?
+        } else {
+            None
+        };
+        let statement = if let Some(call) = history {
+            Statement::Statement(Box::new(call))
+        } else if is_keyword(&next.token, Keyword::COPY) {
             let copy = parser
                 .parser
                 .parse_statement()

@@ -58,10 +58,12 @@ use crate::config::{EngineConfig, LanceOptions, StoreConfig, default_memory_limi
 use crate::engine::copy::binary::WireType;
 use crate::engine::copy::{Copy, CopyFormat, CopyOptions};
 use crate::engine::hidden::hide_row_identity_columns;
+use crate::engine::history::HistoryCommand;
 use crate::engine::limits::{query_runtime, stream_until};
 use crate::engine::session_functions::session_functions;
 use crate::engine::transaction::{BlockModes, CursorStatement, FetchCount, TransactionBlock};
 use crate::engine::variables::{SessionCommand, Variables, check_transaction_modes};
+use crate::engine::writes::RowChange;
 use crate::error::{Error, Result};
 use crate::functions::overflow::CheckedArithmeticPlanner;
 use crate::functions::search::order_by::NearestOrderBy;
@@ -69,7 +71,7 @@ use crate::physical::late_materialization::TopKLateMaterialization;
 use crate::provider::table::LanceTable;
 use crate::storage::DataRoot;
 use crate::storage::index::IndexDefinition;
-use crate::storage::maintenance::OptimizeReport;
+use crate::storage::maintenance::{OptimizeReport, VacuumReport};
 use crate::storage::progress::WorkProgress;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
@@ -288,6 +290,20 @@ pub enum CommandTag {
     CreateTable,
     /// `DROP TABLE`.
     DropTable,
+    /// `INSERT`, after adding `rows` rows.
+    Insert { rows: u64 },
+    /// `UPDATE`, after changing `rows` rows.
+    Update { rows: u64 },
+    /// `DELETE`, after removing `rows` rows.
+    Delete { rows: u64 },
+    /// `TRUNCATE`.
+    Truncate,
+    /// `ALTER TABLE` of a column.
+    AlterTable,
+    /// `VACUUM`, after its report.
+    Vacuum,
+    /// `CALL` of a history procedure (tags, restore), or its `ALTER TABLE`/`RESTORE` form.
+    Call,
     /// `CREATE INDEX`.
     CreateIndex,
     /// `DROP INDEX`.
@@ -326,6 +342,9 @@ impl CommandTag {
     pub fn rows(&self) -> Option<u64> {
         match self {
             CommandTag::Select { rows }
+            | CommandTag::Insert { rows }
+            | CommandTag::Update { rows }
+            | CommandTag::Delete { rows }
             | CommandTag::Copy { rows }
             | CommandTag::Fetch { rows } => Some(*rows),
             _ => None,
@@ -384,6 +403,14 @@ impl fmt::Display for CommandTag {
             CommandTag::Select { rows } => write!(f, "SELECT {rows}"),
             CommandTag::CreateTable => f.write_str("CREATE TABLE"),
             CommandTag::DropTable => f.write_str("DROP TABLE"),
+            // Postgres' INSERT tag carries an object id, always 0 since tables have no OIDs.
+            CommandTag::Insert { rows } => write!(f, "INSERT 0 {rows}"),
+            CommandTag::Update { rows } => write!(f, "UPDATE {rows}"),
+            CommandTag::Delete { rows } => write!(f, "DELETE {rows}"),
+            CommandTag::Truncate => f.write_str("TRUNCATE TABLE"),
+            CommandTag::Call => f.write_str("CALL"),
+            CommandTag::AlterTable => f.write_str("ALTER TABLE"),
+            CommandTag::Vacuum => f.write_str("VACUUM"),
             CommandTag::CreateIndex => f.write_str("CREATE INDEX"),
             CommandTag::DropIndex => f.write_str("DROP INDEX"),
             CommandTag::Set => f.write_str("SET"),
@@ -422,6 +449,17 @@ pub enum StatementKind {
     },
     /// `DROP TABLE`.
     DropTable { table: String, if_exists: bool },
+    /// `INSERT`, `UPDATE`, `DELETE` or `TRUNCATE`: one commit by the table's write hooks,
+    /// then the rows affected ([`super::writes`]).
+    Write(RowChange),
+    /// A history procedure: tags and restore ([`super::history`]).
+    History(HistoryCommand),
+    /// `ALTER TABLE` with one column operation ([`super::alter`]).
+    AlterTable {
+        table: String,
+        if_exists: bool,
+        operation: Box<ast::AlterTableOperation>,
+    },
     /// `CREATE INDEX`: built and committed by the data root.
     CreateIndex(IndexDefinition),
     /// `DROP INDEX name [ON table]`.
@@ -465,6 +503,7 @@ impl StatementKind {
                 | StatementKind::Explain
                 | StatementKind::Fetch { .. }
                 | StatementKind::Optimize { .. }
+                | StatementKind::History(HistoryCommand::Vacuum { .. })
         )
     }
 
@@ -475,9 +514,18 @@ impl StatementKind {
             StatementKind::Explain => CommandTag::Explain,
             StatementKind::Command(tag) => tag.clone(),
             StatementKind::DropTable { .. } => CommandTag::DropTable,
+            StatementKind::Write(change) => match change {
+                RowChange::Insert => CommandTag::Insert { rows },
+                RowChange::Update => CommandTag::Update { rows },
+                RowChange::Delete => CommandTag::Delete { rows },
+                RowChange::Truncate => CommandTag::Truncate,
+            },
             StatementKind::CreateIndex(_) => CommandTag::CreateIndex,
             StatementKind::DropIndex { .. } => CommandTag::DropIndex,
             StatementKind::Optimize { .. } => CommandTag::Optimize,
+            StatementKind::History(HistoryCommand::Vacuum { .. }) => CommandTag::Vacuum,
+            StatementKind::History(_) => CommandTag::Call,
+            StatementKind::AlterTable { .. } => CommandTag::AlterTable,
             StatementKind::CreateTable {
                 as_select: false, ..
             } => CommandTag::CreateTable,
@@ -770,6 +818,8 @@ impl LanceSession {
             | StatementKind::CreateIndex(_)
             | StatementKind::DropIndex { .. }
             | StatementKind::Optimize { .. }
+            | StatementKind::History(_)
+            | StatementKind::AlterTable { .. }
             | StatementKind::Fetch { .. }
             | StatementKind::CloseCursor(_) => Planned {
                 plan: empty_plan(),
@@ -791,6 +841,8 @@ impl LanceSession {
             self.transaction.schema(name)?
         } else if let StatementKind::Optimize { .. } = &kind {
             optimize_report_schema()
+        } else if let StatementKind::History(HistoryCommand::Vacuum { .. }) = &kind {
+            vacuum_report_schema()
         } else if kind.returns_rows() || matches!(kind, StatementKind::CopyIn { .. }) {
             Arc::new(plan.schema().as_arrow().clone())
         } else {
@@ -910,6 +962,34 @@ impl LanceSession {
             StatementKind::DropTable { table, if_exists } => {
                 self.drop_table(table, *if_exists).await
             }
+            StatementKind::Write(change) => {
+                let rows = Box::pin(self.write(*change, plan)).await?;
+                Ok(Outcome::Done(prepared.kind.tag_after(rows)))
+            }
+            StatementKind::History(HistoryCommand::Vacuum { table, retain }) => {
+                let report = self.catalog.root().vacuum_table(table, *retain).await?;
+                let batch = vacuum_report(table, &report)?;
+                Ok(Outcome::Rows {
+                    stream: Box::pin(MemoryStream::try_new(
+                        vec![batch],
+                        vacuum_report_schema(),
+                        None,
+                    )?),
+                    kind: prepared.kind.clone(),
+                })
+            }
+            StatementKind::History(command) => {
+                Box::pin(self.carry_out_history(command)).await?;
+                Ok(Outcome::Done(CommandTag::Call))
+            }
+            StatementKind::AlterTable {
+                table,
+                if_exists,
+                operation,
+            } => {
+                Box::pin(self.alter_table(table, *if_exists, operation)).await?;
+                Ok(Outcome::Done(CommandTag::AlterTable))
+            }
             StatementKind::CreateIndex(definition) => {
                 self.catalog
                     .root()
@@ -1005,6 +1085,31 @@ impl LanceSession {
                 kind: kind.clone(),
             }),
         }
+    }
+
+    /// Runs a planned `INSERT`, `UPDATE`, `DELETE` or `TRUNCATE`; returns the rows affected.
+    /// Only an insert's rows are a query worth optimising: the others hand the table their
+    /// condition and values as written (analysed, so typed), so they are planned physically
+    /// without the logical optimizer, which may rewrite them into columns the table does not
+    /// have (common subexpressions).
+    async fn write(&self, change: RowChange, plan: LogicalPlan) -> Result<u64> {
+        let batches = if change == RowChange::Insert {
+            futures::TryStreamExt::try_collect::<Vec<_>>(self.stream(plan).await?).await?
+        } else {
+            let state = self.context.state();
+            let analyzed =
+                state
+                    .analyzer()
+                    .execute_and_check(plan, state.config_options(), |_, _| {})?;
+            let physical = state
+                .query_planner()
+                .create_physical_plan(&analyzed, &state)
+                .await?;
+            let task = datafusion::execution::TaskContext::from(&state)
+                .with_runtime(query_runtime(&self.runtime, self.query_memory_limit));
+            datafusion::physical_plan::collect(physical, Arc::new(task)).await?
+        };
+        super::writes::affected_rows(&batches)
     }
 
     /// Runs `plan` as one query: its memory capped at the per-query limit.
@@ -1364,6 +1469,15 @@ impl LanceSession {
                 self.transaction.pin(name, table);
             }
         }
+        let named;
+        let statement = if matches!(kind, StatementKind::Write(RowChange::Insert)) {
+            let mut with_columns = statement.clone();
+            super::writes::name_inserted_columns(&mut with_columns, &snapshot)?;
+            named = with_columns;
+            &named
+        } else {
+            statement
+        };
         let state = statement_state(base, snapshot.clone());
         let target = match kind {
             StatementKind::CreateTable { table, .. } => Some(table.as_str()),
@@ -1374,6 +1488,7 @@ impl LanceSession {
             Ok(plan) => plan,
             Err(error) => return Err(classify_planning_error(&state, statement, error)),
         };
+        super::writes::check_write(&plan)?;
         let tables = ours
             .iter()
             .filter_map(|name| {
@@ -1422,6 +1537,58 @@ impl LanceSession {
 }
 
 impl LanceSession {
+    /// Changes one column of `table` (see [`super::alter`]).
+    async fn alter_table(
+        &self,
+        table: &str,
+        if_exists: bool,
+        operation: &ast::AlterTableOperation,
+    ) -> Result<()> {
+        let Some(current) = self.catalog.table(table).await? else {
+            if if_exists {
+                return Ok(());
+            }
+            return Err(Error::TableNotFound {
+                table: table.to_string(),
+            });
+        };
+        let change = super::alter::column_change(&self.context.state(), &current, operation)?;
+        if let Some(change) = change {
+            self.catalog.root().alter_table(table, change).await?;
+        }
+        Ok(())
+    }
+
+    /// Tags a version, drops a tag, or restores a version.
+    async fn carry_out_history(&self, command: &HistoryCommand) -> Result<()> {
+        let root = self.catalog.root();
+        match command {
+            HistoryCommand::CreateTag { table, tag, at } => {
+                root.create_tag(table, tag, at.as_ref()).await?;
+            }
+            HistoryCommand::DropTag {
+                table,
+                tag,
+                if_exists,
+            } => {
+                if !root.drop_tag(table, tag).await? && !if_exists {
+                    return Err(Error::invalid(format!(
+                        "table '{table}' has no tag '{tag}'"
+                    )));
+                }
+            }
+            HistoryCommand::Restore { table, at } => {
+                root.restore_table(table, at).await?;
+            }
+            HistoryCommand::Vacuum { .. } => {
+                return Err(Error::Internal {
+                    message: "VACUUM reports rows; it is not a plain command".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// `DROP INDEX name [ON table]`: without a table, the one table holding an index of that
     /// name.
     async fn drop_index(
@@ -1620,6 +1787,12 @@ fn statement_kind(statement: &DFStatement) -> Result<StatementKind> {
             _ => StatementKind::Query,
         });
     };
+    if let Some(change) = RowChange::of(inner) {
+        return Ok(StatementKind::Write(change));
+    }
+    if let Some(command) = HistoryCommand::from_statement(inner)? {
+        return Ok(StatementKind::History(command));
+    }
     Ok(match inner.as_ref() {
         S::CreateTable(create) => StatementKind::CreateTable {
             table: local_table_name(&create.name)?,
@@ -1689,6 +1862,18 @@ fn statement_kind(statement: &DFStatement) -> Result<StatementKind> {
             }
         }
         S::Set(_) => StatementKind::Command(CommandTag::Set),
+        S::AlterTable(alter) => {
+            let [operation] = alter.operations.as_slice() else {
+                return Err(Error::invalid(
+                    "ALTER TABLE makes one change at a time (each change is one version)",
+                ));
+            };
+            StatementKind::AlterTable {
+                table: local_table_name(&alter.name)?,
+                if_exists: alter.if_exists,
+                operation: Box::new(operation.clone()),
+            }
+        }
         S::ShowVariable { .. } | S::ShowTables { .. } | S::ShowColumns { .. } => {
             StatementKind::Show
         }
@@ -1750,6 +1935,35 @@ fn optimize_report(table: &str, report: &OptimizeReport) -> Result<RecordBatch> 
             Arc::new(Int64Array::from(vec![
                 i64::try_from(report.version).unwrap_or(i64::MAX),
             ])),
+        ],
+    )?)
+}
+
+/// The columns of `VACUUM`'s one-row report.
+fn vacuum_report_schema() -> SchemaRef {
+    let count = |name: &str| Field::new(name, DataType::Int64, false);
+    Arc::new(Schema::new(vec![
+        Field::new("table_name", DataType::Utf8, false),
+        count("versions_removed"),
+        count("files_removed"),
+        count("bytes_removed"),
+    ]))
+}
+
+/// `VACUUM`'s report on `table` as a batch of [`vacuum_report_schema`].
+fn vacuum_report(table: &str, report: &VacuumReport) -> Result<RecordBatch> {
+    let count = |value: u64| -> ArrayRef {
+        Arc::new(Int64Array::from(vec![
+            i64::try_from(value).unwrap_or(i64::MAX),
+        ]))
+    };
+    Ok(RecordBatch::try_new(
+        vacuum_report_schema(),
+        vec![
+            Arc::new(StringArray::from(vec![table.to_string()])),
+            count(report.versions_removed),
+            count(report.files_removed),
+            count(report.bytes_removed),
         ],
     )?)
 }
@@ -1919,6 +2133,7 @@ fn writes(statement: &DFStatement) -> Option<&'static str> {
         S::AlterTable { .. } => "ALTER TABLE",
         S::CreateIndex(_) => "CREATE INDEX",
         S::OptimizeTable { .. } => "OPTIMIZE",
+        S::Call(_) => "CALL",
         S::CreateView(_) => "CREATE VIEW",
         S::Copy { to: false, .. } => "COPY FROM",
         _ => return None,

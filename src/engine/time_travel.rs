@@ -274,7 +274,7 @@ fn at_function(function: &ast::Function) -> Result<AsOf> {
     }
 }
 
-fn version_number(expr: &Expr) -> Result<AsOf> {
+pub(super) fn version_number(expr: &Expr) -> Result<AsOf> {
     let text = match expr {
         Expr::Value(value) => match &value.value {
             Value::Number(number, _) => Some(number.to_string()),
@@ -292,7 +292,7 @@ fn version_number(expr: &Expr) -> Result<AsOf> {
         })
 }
 
-fn timestamp(expr: &Expr) -> Result<AsOf> {
+pub(super) fn timestamp(expr: &Expr) -> Result<AsOf> {
     let written = match expr {
         Expr::Value(value) => match &value.value {
             Value::SingleQuotedString(text) => Some(text.clone()),

@@ -8,3 +8,4 @@ pub mod metrics;
 pub mod scan;
 pub mod search;
 pub mod take;
+pub mod write;

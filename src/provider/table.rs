@@ -4,7 +4,9 @@
 //! resolves the table at that version (see [`crate::catalog`]), so every read within a statement
 //! sees the same version. The table exposes the dataset's columns plus `_rowid` and `_rowaddr`; the engine's SQL
 //! front door keeps those two out of `SELECT *`. Pushdown decisions are delegated to
-//! [`crate::provider::pushdown`]; the physical read is a [`LanceScanExec`].
+//! [`crate::provider::pushdown`]; the physical read is a [`LanceScanExec`]. Writes (DataFusion's
+//! `insert_into`, `delete_from`, `update`, `truncate`) become a [`LanceWriteExec`] that applies
+//! to the table's latest version, whichever version this table was resolved at.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,19 +19,24 @@ use datafusion::common::Statistics;
 use datafusion::common::stats::Precision;
 use datafusion::datasource::TableProvider;
 use datafusion::error::Result as DFResult;
+use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column as PhysicalColumn;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::projection::ProjectionExec;
 use lance::Dataset;
 use lance::index::DatasetIndexExt;
 use lance::index::DatasetIndexInternalExt;
 use lance::index::ScalarIndexInfo;
 use lance_arrow::json::lance_json_to_arrow_json;
 use lance_core::datatypes::BlobHandling;
-use lance_core::{ROW_ADDR_FIELD, ROW_ID_FIELD};
+use lance_core::{ROW_ADDR, ROW_ADDR_FIELD, ROW_ID, ROW_ID_FIELD};
 
 use crate::config::LanceOptions;
 use crate::error::{Error, Result};
 use crate::physical::scan::{LanceScanExec, PushedFilter, ScanSpec, partition_fragments};
+use crate::physical::write::{LanceWriteExec, WriteOperation, WriteSpec};
 use crate::provider::pushdown::{
     FilterContext, FilterDecision, classify, selects_rows_by_identity, unqualify,
 };
@@ -154,6 +161,18 @@ impl LanceTable {
     /// The table's indices (system indices, such as fragment reuse, left out).
     pub fn indices(&self) -> &[IndexSummary] {
         &self.index_summaries
+    }
+
+    /// The table's data columns: its schema without `_rowid` and `_rowaddr`.
+    pub fn schema_without_row_identity(&self) -> Schema {
+        let fields: Vec<_> = self
+            .schema
+            .fields()
+            .iter()
+            .filter(|field| !is_row_identity(field.name()))
+            .cloned()
+            .collect();
+        Schema::new_with_metadata(fields, self.schema.metadata().clone())
     }
 
     /// The type of data column `name`, if the table has it.
@@ -379,4 +398,130 @@ impl TableProvider for LanceTable {
         };
         Ok(Arc::new(LanceScanExec::new(spec, output_schema)))
     }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let operation = match insert_op {
+            InsertOp::Append => WriteOperation::Append,
+            InsertOp::Overwrite => WriteOperation::Overwrite,
+            InsertOp::Replace => {
+                return Err(Error::Unsupported {
+                    what: "REPLACE INTO: use MERGE INTO, or DELETE then INSERT".into(),
+                }
+                .into());
+            }
+        };
+        // The row identity columns are Lance's to assign: the insert's rows are the data
+        // columns only.
+        let input_schema = input.schema();
+        let data_columns: Vec<(Arc<dyn PhysicalExpr>, String)> = input_schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, field)| !is_row_identity(field.name()))
+            .map(|(index, field)| {
+                (
+                    Arc::new(PhysicalColumn::new(field.name(), index)) as Arc<dyn PhysicalExpr>,
+                    field.name().clone(),
+                )
+            })
+            .collect();
+        let rows = Arc::new(ProjectionExec::try_new(data_columns, input)?);
+        Ok(Arc::new(LanceWriteExec::new(
+            self.write_spec(operation),
+            Some(rows),
+        )))
+    }
+
+    async fn delete_from(
+        &self,
+        _state: &dyn Session,
+        filters: Vec<Expr>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let filter = self.own_filter(filters)?;
+        Ok(Arc::new(LanceWriteExec::new(
+            self.write_spec(WriteOperation::Delete { filter }),
+            None,
+        )))
+    }
+
+    async fn update(
+        &self,
+        _state: &dyn Session,
+        assignments: Vec<(String, Expr)>,
+        filters: Vec<Expr>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let filter = self.own_filter(filters)?;
+        let mut own = Vec::with_capacity(assignments.len());
+        for (column, value) in assignments {
+            if is_row_identity(&column) {
+                return Err(Error::invalid(format!(
+                    "column '{column}' of table '{}' is assigned by Lance and cannot be set",
+                    self.name
+                ))
+                .into());
+            }
+            own.push((column, self.own_expr(value)?));
+        }
+        Ok(Arc::new(LanceWriteExec::new(
+            self.write_spec(WriteOperation::Update {
+                assignments: own,
+                filter,
+            }),
+            None,
+        )))
+    }
+
+    async fn truncate(&self, _state: &dyn Session) -> DFResult<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(LanceWriteExec::new(
+            self.write_spec(WriteOperation::Truncate),
+            None,
+        )))
+    }
+}
+
+impl LanceTable {
+    fn write_spec(&self, operation: WriteOperation) -> WriteSpec {
+        WriteSpec {
+            table: self.name.clone(),
+            operation,
+        }
+    }
+
+    /// The conjunction of `filters`, over this table's columns alone.
+    fn own_filter(&self, filters: Vec<Expr>) -> DFResult<Option<Expr>> {
+        filters
+            .into_iter()
+            .map(|filter| self.own_expr(filter))
+            .reduce(|left, right| Ok(left?.and(right?)))
+            .transpose()
+    }
+
+    /// `expr` without table qualifiers, checked to read only this table's columns (a write
+    /// evaluates it against the table's rows, nothing else).
+    fn own_expr(&self, expr: Expr) -> DFResult<Expr> {
+        let expr = unqualify(expr);
+        for column in expr.column_refs() {
+            if self.schema.field_with_name(&column.name).is_err() {
+                return Err(Error::Unsupported {
+                    what: format!(
+                        "a write to table '{}' whose condition or values read '{}', which is \
+                         not one of its columns",
+                        self.name, column.name
+                    ),
+                }
+                .into());
+            }
+        }
+        Ok(expr)
+    }
+}
+
+/// Whether `column` is one of the row identity columns Lance assigns.
+fn is_row_identity(column: &str) -> bool {
+    column == ROW_ID || column == ROW_ADDR
 }

@@ -116,3 +116,171 @@ impl DataRoot {
             })
     }
 }
+
+/// One version of a table, as `system.versions` shows it.
+#[derive(Debug, Clone)]
+pub struct VersionRecord {
+    pub version: u64,
+    /// When it was committed, in microseconds since the epoch (UTC).
+    pub committed_micros: i64,
+    /// The Lance operation that committed it (`Append`, `Delete`, `Update`, `Restore`, ...),
+    /// when its transaction file is there to say.
+    pub operation: Option<String>,
+    /// Live rows in fragments this version added.
+    pub rows_added: u64,
+    /// Live rows of the previous version that this one no longer has.
+    pub rows_removed: u64,
+    /// Lance's key-value metadata of the version.
+    pub metadata: Vec<(String, String)>,
+}
+
+/// One tag of a table.
+#[derive(Debug, Clone)]
+pub struct TagRecord {
+    pub tag: String,
+    pub version: u64,
+}
+
+impl DataRoot {
+    /// Every version of `table` that still exists, oldest first. Reads each version's manifest
+    /// (cached afterwards) and transaction file.
+    pub async fn versions(&self, table: &str) -> Result<Vec<VersionRecord>> {
+        let dataset = self.latest_or_missing(table).await?;
+        let uri = self.table_uri(table)?;
+        let lance_error =
+            |what: &str, error| Error::lance(format!("{what} of '{table}'"), dataset.uri(), error);
+        let versions = dataset
+            .versions()
+            .await
+            .map_err(|error| lance_error("listing the versions", error))?;
+        let mut records = Vec::with_capacity(versions.len());
+        let mut previous: Option<std::collections::HashMap<u64, u64>> = None;
+        for version in versions {
+            let at = self.open_pinned(&uri, version.version).await?;
+            let live: std::collections::HashMap<u64, u64> = at
+                .fragments()
+                .iter()
+                .map(|fragment| (fragment.id, fragment.num_rows().unwrap_or(0) as u64))
+                .collect();
+            let (rows_added, rows_removed) = match &previous {
+                None => (live.values().sum(), 0),
+                Some(before) => {
+                    // A fragment may also regain rows (a restore of an older version).
+                    let added = live
+                        .iter()
+                        .map(|(id, rows)| rows.saturating_sub(before.get(id).copied().unwrap_or(0)))
+                        .sum();
+                    let removed = before
+                        .iter()
+                        .map(|(id, rows)| rows.saturating_sub(live.get(id).copied().unwrap_or(0)))
+                        .sum();
+                    (added, removed)
+                }
+            };
+            let operation = at
+                .read_transaction_by_version(version.version)
+                .await
+                .ok()
+                .flatten()
+                .map(|transaction| transaction.operation.name().to_string());
+            records.push(VersionRecord {
+                version: version.version,
+                committed_micros: version.timestamp.timestamp_micros(),
+                operation,
+                rows_added,
+                rows_removed,
+                metadata: version.metadata.into_iter().collect(),
+            });
+            previous = Some(live);
+        }
+        Ok(records)
+    }
+
+    /// The tags of `table`, by name.
+    pub async fn tags(&self, table: &str) -> Result<Vec<TagRecord>> {
+        let dataset = self.latest_or_missing(table).await?;
+        let tags = dataset.tags().list().await.map_err(|error| {
+            Error::lance(
+                format!("listing the tags of '{table}'"),
+                dataset.uri(),
+                error,
+            )
+        })?;
+        let mut records: Vec<TagRecord> = tags
+            .into_iter()
+            .map(|(tag, contents)| TagRecord {
+                tag,
+                version: contents.version,
+            })
+            .collect();
+        records.sort_by(|a, b| a.tag.cmp(&b.tag));
+        Ok(records)
+    }
+
+    /// Tags `table` as of `at` (its latest version without one) with `tag`; returns the
+    /// version tagged. A tag that exists is an error: tags are moved by dropping them first.
+    pub async fn create_tag(&self, table: &str, tag: &str, at: Option<&AsOf>) -> Result<u64> {
+        let version = match at {
+            Some(at) => self.version_as_of(table, at).await?,
+            None => self.latest_or_missing(table).await?.version().version,
+        };
+        let dataset = self.open_for_write(table).await?;
+        match dataset.tags().create(tag, version).await {
+            Ok(()) => Ok(version),
+            Err(lance_core::Error::RefConflict { .. }) => Err(Error::invalid(format!(
+                "table '{table}' already has a tag '{tag}'; drop it first to move it"
+            ))),
+            Err(lance_core::Error::InvalidRef { message }) => Err(Error::invalid(format!(
+                "'{tag}' cannot name a tag of table '{table}': {message}"
+            ))),
+            Err(error) => Err(Error::lance(
+                format!("tagging table '{table}'"),
+                dataset.uri(),
+                error,
+            )),
+        }
+    }
+
+    /// Removes `tag` from `table`; returns false when it had no such tag. The tagged version
+    /// stays until a `VACUUM` finds it untagged and old enough.
+    pub async fn drop_tag(&self, table: &str, tag: &str) -> Result<bool> {
+        let dataset = self.open_for_write(table).await?;
+        match dataset.tags().delete(tag).await {
+            Ok(()) => Ok(true),
+            Err(lance_core::Error::RefNotFound { .. }) => Ok(false),
+            Err(error) => Err(Error::lance(
+                format!("dropping tag '{tag}' of table '{table}'"),
+                dataset.uri(),
+                error,
+            )),
+        }
+    }
+
+    /// Makes `table` as of `at` its latest version again, as a new version (the versions in
+    /// between stay readable). Returns the new version.
+    pub async fn restore_table(&self, table: &str, at: &AsOf) -> Result<u64> {
+        let version = self.version_as_of(table, at).await?;
+        let dataset = self.open_for_write(table).await?;
+        let lance_error = |error| {
+            Error::lance(
+                format!("restoring table '{table}' to version {version}"),
+                dataset.uri(),
+                error,
+            )
+        };
+        let mut old = dataset
+            .checkout_version(version)
+            .await
+            .map_err(lance_error)?;
+        old.restore().await.map_err(lance_error)?;
+        Ok(old.version().version)
+    }
+
+    async fn latest_or_missing(&self, table: &str) -> Result<std::sync::Arc<lance::Dataset>> {
+        self.open_latest(table)
+            .await?
+            .ok_or_else(|| Error::TableNotFound {
+                table: table.to_string(),
+            })
+    }
+}

@@ -120,3 +120,47 @@ impl DataRoot {
         })
     }
 }
+
+/// What `VACUUM` removed from one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VacuumReport {
+    pub versions_removed: u64,
+    /// Data, deletion, index and transaction files removed, and their bytes.
+    pub files_removed: u64,
+    pub bytes_removed: u64,
+}
+
+impl DataRoot {
+    /// `VACUUM t RETAIN ...`: removes the versions of `table` committed more than `retain` ago,
+    /// and the files only they used. Never the latest version, never a tagged one, and never a
+    /// file no manifest lists (it may belong to another writer's commit in progress).
+    pub async fn vacuum_table(
+        &self,
+        table: &str,
+        retain: std::time::Duration,
+    ) -> Result<VacuumReport> {
+        let dataset = self.open_for_write(table).await?;
+        let retain = chrono::TimeDelta::from_std(retain)
+            .map_err(|_| Error::invalid(format!("VACUUM {table}: the retention is too long")))?;
+        let removed = dataset
+            .cleanup_old_versions(retain, Some(false), Some(false))
+            .await
+            .map_err(|source| {
+                Error::lance(
+                    format!("removing old versions of table '{table}'"),
+                    dataset.uri(),
+                    source,
+                )
+            })?;
+        let uri = self.table_uri(table)?;
+        self.datasets.forget(&uri).await;
+        Ok(VacuumReport {
+            versions_removed: removed.old_versions,
+            files_removed: removed.data_files_removed
+                + removed.deletion_files_removed
+                + removed.index_files_removed
+                + removed.transaction_files_removed,
+            bytes_removed: removed.bytes_removed,
+        })
+    }
+}

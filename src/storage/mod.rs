@@ -46,6 +46,8 @@ pub mod history;
 pub mod index;
 pub mod maintenance;
 pub mod progress;
+pub mod rows;
+pub mod schema;
 use crate::error::{Error, Result};
 use cache::DatasetCache;
 
@@ -331,28 +333,44 @@ impl DataRoot {
     /// value must convert to its column's type. If `data` fails, nothing is committed and the
     /// table stays as it was. Returns the rows appended.
     pub async fn append_table(&self, table: &str, data: SendableRecordBatchStream) -> Result<u64> {
-        self.write_existing(table, data, WriteMode::Append).await
+        self.write_existing(table, data, WriteMode::Append, true)
+            .await
+    }
+
+    /// Replaces `table`'s rows with `data`, keeping its columns (`INSERT OVERWRITE`): `data` is
+    /// shaped to them as [`Self::append_table`] does, and the rows replace the old ones as one
+    /// new version. Returns the rows written.
+    pub async fn overwrite_rows(
+        &self,
+        table: &str,
+        data: SendableRecordBatchStream,
+    ) -> Result<u64> {
+        self.write_existing(table, data, WriteMode::Overwrite, true)
+            .await
     }
 
     /// Replaces `table`'s rows and columns with `data`, as one new version (older versions stay
     /// readable by time travel). If `data` fails, nothing is committed and the table stays as
     /// it was. Returns the rows written.
     pub async fn replace_table(&self, table: &str, data: SendableRecordBatchStream) -> Result<u64> {
-        self.write_existing(table, data, WriteMode::Overwrite).await
+        self.write_existing(table, data, WriteMode::Overwrite, false)
+            .await
     }
 
-    /// One commit of `data` into the existing `table`: appended (shaped to the table's columns)
-    /// or overwriting it. Returns the rows written.
+    /// One commit of `data` into the existing `table`, appended or overwriting it; with
+    /// `keep_columns`, `data` is shaped to the table's columns, else it brings its own. Returns
+    /// the rows written.
     async fn write_existing(
         &self,
         table: &str,
         data: SendableRecordBatchStream,
         mode: WriteMode,
+        keep_columns: bool,
     ) -> Result<u64> {
         let uri = self.write_uri(table)?;
         let dataset = Arc::new(self.open_for_write(table).await?);
         let appending = matches!(mode, WriteMode::Append);
-        let schema = if appending {
+        let schema = if keep_columns {
             Arc::new(arrow::datatypes::Schema::from(dataset.schema()))
         } else {
             data.schema()
@@ -360,9 +378,10 @@ impl DataRoot {
         let written_rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = written_rows.clone();
         let shape = schema.clone();
+        let name = table.to_string();
         let counted = data.map(move |batch| {
-            let batch = if appending {
-                widen_to(&shape, batch?)?
+            let batch = if keep_columns {
+                widen_to(&name, &shape, batch?)?
             } else {
                 batch?
             };
@@ -596,12 +615,19 @@ fn manifest_version(location: &Path) -> Option<u64> {
     })
 }
 
-/// `batch` with the columns of `target` in its order: columns it lacks are NULL (refused when
-/// the column is not nullable).
+/// `batch` with the columns of `target` (the columns of `table`) in its order: columns it lacks
+/// are NULL; a NULL in a column that is not nullable is [`Error::NotNullViolation`].
 fn widen_to(
+    table: &str,
     target: &arrow::datatypes::SchemaRef,
     batch: RecordBatch,
 ) -> datafusion::error::Result<RecordBatch> {
+    let not_null = |column: &str| {
+        DataFusionError::from(Error::NotNullViolation {
+            table: table.to_string(),
+            column: column.to_string(),
+        })
+    };
     if let Some(extra) = batch
         .schema()
         .fields()
@@ -622,20 +648,19 @@ fn widen_to(
         .fields()
         .iter()
         .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) if !field.is_nullable() && column.null_count() > 0 => {
+                Err(not_null(field.name()))
+            }
             Some(column) if column.data_type() == field.data_type() => Ok(column.clone()),
             Some(column) => Ok(arrow::compute::cast_with_options(
                 column,
                 field.data_type(),
                 &strict,
             )?),
-            None if field.is_nullable() => Ok(arrow::array::new_null_array(
-                field.data_type(),
-                batch.num_rows(),
-            )),
-            None => Err(DataFusionError::from(Error::invalid(format!(
-                "column '{}' cannot be NULL, so it must be given",
-                field.name()
-            )))),
+            None if field.is_nullable() || batch.num_rows() == 0 => Ok(
+                arrow::array::new_null_array(field.data_type(), batch.num_rows()),
+            ),
+            None => Err(not_null(field.name())),
         })
         .collect::<datafusion::error::Result<Vec<_>>>()?;
     Ok(RecordBatch::try_new(target.clone(), columns)?)
