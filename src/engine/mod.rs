@@ -14,6 +14,7 @@ pub mod hidden;
 mod history;
 mod indices;
 mod limits;
+mod merge;
 pub mod parse;
 mod search;
 pub mod session;

@@ -298,6 +298,8 @@ pub enum CommandTag {
     Delete { rows: u64 },
     /// `TRUNCATE`.
     Truncate,
+    /// `MERGE`, after inserting, updating and deleting `rows` rows in all.
+    Merge { rows: u64 },
     /// `ALTER TABLE` of a column.
     AlterTable,
     /// `VACUUM`, after its report.
@@ -345,6 +347,7 @@ impl CommandTag {
             | CommandTag::Insert { rows }
             | CommandTag::Update { rows }
             | CommandTag::Delete { rows }
+            | CommandTag::Merge { rows }
             | CommandTag::Copy { rows }
             | CommandTag::Fetch { rows } => Some(*rows),
             _ => None,
@@ -408,6 +411,7 @@ impl fmt::Display for CommandTag {
             CommandTag::Update { rows } => write!(f, "UPDATE {rows}"),
             CommandTag::Delete { rows } => write!(f, "DELETE {rows}"),
             CommandTag::Truncate => f.write_str("TRUNCATE TABLE"),
+            CommandTag::Merge { rows } => write!(f, "MERGE {rows}"),
             CommandTag::Call => f.write_str("CALL"),
             CommandTag::AlterTable => f.write_str("ALTER TABLE"),
             CommandTag::Vacuum => f.write_str("VACUUM"),
@@ -452,6 +456,11 @@ pub enum StatementKind {
     /// `INSERT`, `UPDATE`, `DELETE` or `TRUNCATE`: one commit by the table's write hooks,
     /// then the rows affected ([`super::writes`]).
     Write(RowChange),
+    /// `MERGE INTO table USING ...`: one Lance merge-insert ([`super::merge`]).
+    Merge {
+        table: String,
+        statement: Box<ast::Merge>,
+    },
     /// A history procedure: tags and restore ([`super::history`]).
     History(HistoryCommand),
     /// `ALTER TABLE` with one column operation ([`super::alter`]).
@@ -526,6 +535,7 @@ impl StatementKind {
             StatementKind::History(HistoryCommand::Vacuum { .. }) => CommandTag::Vacuum,
             StatementKind::History(_) => CommandTag::Call,
             StatementKind::AlterTable { .. } => CommandTag::AlterTable,
+            StatementKind::Merge { .. } => CommandTag::Merge { rows },
             StatementKind::CreateTable {
                 as_select: false, ..
             } => CommandTag::CreateTable,
@@ -820,6 +830,7 @@ impl LanceSession {
             | StatementKind::Optimize { .. }
             | StatementKind::History(_)
             | StatementKind::AlterTable { .. }
+            | StatementKind::Merge { .. }
             | StatementKind::Fetch { .. }
             | StatementKind::CloseCursor(_) => Planned {
                 plan: empty_plan(),
@@ -981,6 +992,10 @@ impl LanceSession {
             StatementKind::History(command) => {
                 Box::pin(self.carry_out_history(command)).await?;
                 Ok(Outcome::Done(CommandTag::Call))
+            }
+            StatementKind::Merge { table, statement } => {
+                let rows = Box::pin(self.merge(table, statement)).await?;
+                Ok(Outcome::Done(CommandTag::Merge { rows }))
             }
             StatementKind::AlterTable {
                 table,
@@ -1537,6 +1552,30 @@ impl LanceSession {
 }
 
 impl LanceSession {
+    /// Runs a `MERGE` into `table`; returns the rows it inserted, updated and deleted.
+    async fn merge(&self, table: &str, statement: &ast::Merge) -> Result<u64> {
+        let Some(current) = self.catalog.table(table).await? else {
+            return Err(Error::TableNotFound {
+                table: table.to_string(),
+            });
+        };
+        let columns: Vec<String> = current
+            .schema_without_row_identity()
+            .fields()
+            .iter()
+            .map(|field| field.name().clone())
+            .collect();
+        let merge = super::merge::plan_merge(statement, table, &columns)?;
+        let source = self.prepare_sql(&merge.source_query).await?;
+        let rows = self.stream(source.plan.clone()).await?;
+        let counts = self
+            .catalog
+            .root()
+            .merge_rows(table, rows, merge.keys, merge.actions)
+            .await?;
+        Ok(counts.inserted + counts.updated + counts.deleted)
+    }
+
     /// Changes one column of `table` (see [`super::alter`]).
     async fn alter_table(
         &self,
@@ -1862,6 +1901,17 @@ fn statement_kind(statement: &DFStatement) -> Result<StatementKind> {
             }
         }
         S::Set(_) => StatementKind::Command(CommandTag::Set),
+        S::Merge(merge) => {
+            let ast::TableFactor::Table { name, .. } = &merge.table else {
+                return Err(Error::Unsupported {
+                    what: format!("MERGE INTO {}: the target must be a table", merge.table),
+                });
+            };
+            StatementKind::Merge {
+                table: local_table_name(name)?,
+                statement: Box::new(merge.clone()),
+            }
+        }
         S::AlterTable(alter) => {
             let [operation] = alter.operations.as_slice() else {
                 return Err(Error::invalid(

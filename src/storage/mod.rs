@@ -617,7 +617,7 @@ fn manifest_version(location: &Path) -> Option<u64> {
 
 /// `batch` with the columns of `target` (the columns of `table`) in its order: columns it lacks
 /// are NULL; a NULL in a column that is not nullable is [`Error::NotNullViolation`].
-fn widen_to(
+pub(super) fn widen_to(
     table: &str,
     target: &arrow::datatypes::SchemaRef,
     batch: RecordBatch,

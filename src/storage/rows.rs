@@ -364,3 +364,98 @@ fn collect_field_ids(field: &lance_core::datatypes::Field, ids: &mut Vec<u32>) {
         collect_field_ids(child, ids);
     }
 }
+
+/// What a `MERGE` does with each kind of row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MergeActions {
+    /// A target row matched by a source row: replaced by it (`Some(true)`), deleted
+    /// (`Some(false)`), or kept (`None`).
+    pub matched_update: Option<bool>,
+    /// A source row matching no target row is inserted.
+    pub insert_unmatched: bool,
+    /// A target row no source row matches is deleted.
+    pub delete_unmatched_target: bool,
+}
+
+/// The rows a `MERGE` changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MergeCounts {
+    pub inserted: u64,
+    pub updated: u64,
+    pub deleted: u64,
+}
+
+impl DataRoot {
+    /// Merges `source` (rows with the target's columns, matched on `keys`) into `table` as one
+    /// commit with Lance's merge-insert, retried by Lance over concurrent commits. A key that
+    /// two source rows share is an error (a target row may be changed once per statement).
+    pub async fn merge_rows(
+        &self,
+        table: &str,
+        source: SendableRecordBatchStream,
+        keys: Vec<String>,
+        actions: MergeActions,
+    ) -> Result<MergeCounts> {
+        use lance::dataset::{
+            MergeInsertBuilder, WhenMatched, WhenNotMatched, WhenNotMatchedBySource,
+        };
+        let uri = self.write_uri(table)?;
+        let dataset = Arc::new(self.open_for_write(table).await?);
+        let target: SchemaRef = Arc::new(arrow::datatypes::Schema::from(dataset.schema()));
+        let failed = |source| write_failure(table, &uri, "merging into", source);
+        let mut builder = MergeInsertBuilder::try_new(dataset.clone(), keys).map_err(failed)?;
+        builder
+            .when_matched(match actions.matched_update {
+                Some(true) => WhenMatched::UpdateAll,
+                Some(false) => WhenMatched::Delete,
+                None => WhenMatched::DoNothing,
+            })
+            .when_not_matched(if actions.insert_unmatched {
+                WhenNotMatched::InsertAll
+            } else {
+                WhenNotMatched::DoNothing
+            })
+            .when_not_matched_by_source(if actions.delete_unmatched_target {
+                WhenNotMatchedBySource::Delete
+            } else {
+                WhenNotMatchedBySource::Keep
+            })
+            .conflict_retries(WRITE_ATTEMPTS);
+        let job = builder.try_build().map_err(failed)?;
+        // The source brings the target's columns by name; values are cast to their types.
+        let name = table.to_string();
+        let shape = if source.schema().fields().len() == target.fields().len() {
+            target.clone()
+        } else {
+            // Only the key columns (a delete by key): cast those.
+            Arc::new(arrow::datatypes::Schema::new(
+                source
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|field| {
+                        target
+                            .field_with_name(field.name())
+                            .cloned()
+                            .unwrap_or_else(|_| field.as_ref().clone())
+                    })
+                    .collect::<Vec<_>>(),
+            ))
+        };
+        let shaped_schema = shape.clone();
+        let shaped = source.map(move |batch| super::widen_to(&name, &shape, batch?));
+        let (merged, stats) = job
+            .execute(Box::pin(RecordBatchStreamAdapter::new(
+                shaped_schema,
+                shaped,
+            )))
+            .await
+            .map_err(failed)?;
+        drop(merged);
+        Ok(MergeCounts {
+            inserted: stats.num_inserted_rows,
+            updated: stats.num_updated_rows,
+            deleted: stats.num_deleted_rows,
+        })
+    }
+}
