@@ -142,3 +142,30 @@ def test_sigkill_during_a_large_insert_leaves_all_or_none_of_it(data):
         # lancesql opens it too, at the same valid version.
         assert sql_json(data, "SELECT count(*) AS n FROM big") == [{"n": rows}]
     assert killed_while_running >= 4
+
+
+def test_table_changes_follow_rows_through_lancesql_writes(data):
+    # Row-level history needs stable row ids: pylance creates the table with them.
+    lance.write_dataset(
+        pa.table({"id": pa.array([1, 2, 3], pa.int64()), "name": ["a", "b", "c"]}),
+        str(data / "tracked.lance"), enable_stable_row_ids=True)
+    run(["--data", str(data), "sql",
+         "-c", "INSERT INTO tracked VALUES (4, 'd')",
+         "-c", "UPDATE tracked SET name = 'B' WHERE id = 2",
+         "-c", "DELETE FROM tracked WHERE id = 3"])
+    changes = sql_json(data, "SELECT id, name, _change_type FROM table_changes('tracked', 1, 4) "
+                             "ORDER BY id")
+    assert changes == [
+        {"id": 2, "name": "B", "_change_type": "update"},  # the update kept the row's identity
+        {"id": 3, "name": "c", "_change_type": "delete"},  # as it was before the delete
+        {"id": 4, "name": "d", "_change_type": "insert"},
+    ]
+    assert sql_json(data, "SELECT id, _change_type FROM table_changes('tracked', 2, 3)") == [
+        {"id": 2, "_change_type": "update"}]
+    # A table without stable row ids has no row-level history: a clear error, not a guess.
+    run(["--data", str(data), "sql", "-c", "CREATE TABLE plain AS SELECT 1 AS x",
+         "-c", "INSERT INTO plain VALUES (2)"])
+    failed = run(["--data", str(data), "sql", "-c", "SELECT * FROM table_changes('plain', 1, 2)"],
+                 check=False)
+    assert failed.returncode != 0
+    assert "0A000" in failed.stderr and "stable row ids" in failed.stderr

@@ -24,7 +24,8 @@ use datafusion::sql::sqlparser::ast::{
 use crate::error::{Error, Result};
 use crate::functions::search::{SearchTable, is_search_function};
 
-/// The tables the statement's search-function calls name in their first argument.
+/// The tables the statement's search-function and `table_changes` calls name in their first
+/// argument.
 pub fn searched_tables(statement: &DFStatement) -> Vec<String> {
     struct Calls(Vec<String>);
     impl Visitor for Calls {
@@ -36,9 +37,10 @@ pub fn searched_tables(statement: &DFStatement) -> Vec<String> {
                 ..
             } = factor
                 && let [function] = name.0.as_slice()
-                && function
-                    .as_ident()
-                    .is_some_and(|ident| is_search_function(&ident.value.to_lowercase()))
+                && function.as_ident().is_some_and(|ident| {
+                    let name = ident.value.to_lowercase();
+                    is_search_function(&name) || name == crate::functions::changes::NAME
+                })
                 && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(ast::Expr::Value(value)))) =
                     args.args.first()
                 && let Value::SingleQuotedString(table) = &value.value

@@ -4,6 +4,7 @@
 //! `provider` and `physical`, the distance functions ([`distance`]) on `physical` (the metrics
 //! they share with search); never on `engine` or front ends.
 
+pub mod changes;
 pub mod columns;
 pub mod distance;
 pub mod highlight;
@@ -44,6 +45,7 @@ pub fn register_all(context: &SessionContext) {
     }
     context.register_udf(highlight::udf());
     search::register(context);
+    context.register_udtf(changes::NAME, Arc::new(changes::TableChanges));
     context.register_udtf(
         columns::NAME,
         Arc::new(columns::ColumnsFunction::new(

@@ -6,6 +6,11 @@
 //! was never written or has been removed, a tag that does not exist, or a time before the table
 //! existed is an error naming the table and what was asked for.
 
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, RecordBatch, UInt64Array};
+use arrow::datatypes::UInt64Type;
+
 use crate::error::{Error, Result};
 
 use super::DataRoot;
@@ -276,11 +281,118 @@ impl DataRoot {
         Ok(old.version().version)
     }
 
-    async fn latest_or_missing(&self, table: &str) -> Result<std::sync::Arc<lance::Dataset>> {
+    async fn latest_or_missing(&self, table: &str) -> Result<Arc<lance::Dataset>> {
         self.open_latest(table)
             .await?
             .ok_or_else(|| Error::TableNotFound {
                 table: table.to_string(),
             })
+    }
+}
+
+/// The `_change_type` values of [`DataRoot::table_changes`].
+pub const CHANGE_INSERT: &str = "insert";
+pub const CHANGE_UPDATE: &str = "update";
+pub const CHANGE_DELETE: &str = "delete";
+
+impl DataRoot {
+    /// The rows of `table` inserted, updated and deleted after version `from` up to version
+    /// `to`, from Lance's row-level version metadata: each batch carries the table's columns
+    /// (as of `to`; a deleted row's values as of `from`), `_rowid` and `_change_type`. A row
+    /// inserted and then updated in the range is an insert. Only tables with stable row ids
+    /// keep that metadata; for others this is an error saying so.
+    pub async fn table_changes(
+        &self,
+        table: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(&'static str, RecordBatch)>> {
+        use futures::TryStreamExt;
+        if from >= to {
+            return Err(Error::invalid(format!(
+                "table_changes('{table}', {from}, {to}): the first version must be older than \
+                 the second"
+            )));
+        }
+        let uri = self.table_uri(table)?;
+        self.version_as_of(table, &AsOf::Version(from)).await?;
+        self.version_as_of(table, &AsOf::Version(to)).await?;
+        let end = self.open_pinned(&uri, to).await?;
+        let begin = self.open_pinned(&uri, from).await?;
+        if !begin.manifest.uses_stable_row_ids() {
+            return Err(Error::Unsupported {
+                what: format!(
+                    "table_changes of table '{table}': it was written without stable row ids, \
+                     so Lance keeps no row-level history for it (tables written with \
+                     enable_stable_row_ids=True have it); compare two versions with time travel \
+                     instead"
+                ),
+            });
+        }
+        let lance_error = |error| {
+            Error::lance(
+                format!("reading the changes of table '{table}' from version {from} to {to}"),
+                &uri,
+                error,
+            )
+        };
+        let delta = end
+            .as_ref()
+            .clone()
+            .delta()
+            .with_begin_version(from)
+            .with_end_version(to)
+            .build()
+            .map_err(lance_error)?;
+        let mut changes = Vec::new();
+        for (kind, stream) in [
+            (
+                CHANGE_INSERT,
+                delta.get_inserted_rows().await.map_err(lance_error)?,
+            ),
+            (
+                CHANGE_UPDATE,
+                delta.get_updated_rows().await.map_err(lance_error)?,
+            ),
+        ] {
+            let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(lance_error)?;
+            changes.extend(batches.into_iter().map(|batch| (kind, batch)));
+        }
+        let deleted: Vec<RecordBatch> = delta
+            .get_deleted_row_ids()
+            .await
+            .map_err(lance_error)?
+            .try_collect()
+            .await
+            .map_err(lance_error)?;
+        let row_ids: Vec<u64> = deleted
+            .iter()
+            .filter_map(|batch| {
+                batch
+                    .column_by_name(lance_core::ROW_ID)
+                    .and_then(|column| column.as_primitive_opt::<UInt64Type>())
+                    .map(|ids| ids.values().to_vec())
+            })
+            .flatten()
+            .collect();
+        if !row_ids.is_empty() {
+            let projection = begin.schema().clone();
+            let mut taken = begin
+                .take_rows(&row_ids, projection)
+                .await
+                .map_err(lance_error)?;
+            // `take_rows` returns the rows in the order asked, without their ids: add them.
+            let ids: ArrayRef = Arc::new(UInt64Array::from(row_ids));
+            let mut fields = taken.schema().fields().to_vec();
+            fields.push(Arc::new(lance_core::ROW_ID_FIELD.clone()));
+            let mut columns = taken.columns().to_vec();
+            columns.push(ids);
+            taken = RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns)
+                .map_err(|error| Error::Internal {
+                    message: format!("assembling deleted rows: {error}"),
+                })?;
+            changes.push((CHANGE_DELETE, taken));
+        }
+        Ok(changes)
     }
 }

@@ -91,7 +91,11 @@ fn session_state<'a>(function: &str, session: &'a dyn Session) -> Result<&'a Ses
 }
 
 /// The table `function`'s first argument names, from the statement's snapshot.
-fn table_argument(function: &str, session: &dyn Session, name: &str) -> Result<Arc<LanceTable>> {
+pub(crate) fn table_argument(
+    function: &str,
+    session: &dyn Session,
+    name: &str,
+) -> Result<Arc<LanceTable>> {
     let snapshot = session_state(function, session)?
         .catalog_list()
         .catalog(CATALOG_NAME)
