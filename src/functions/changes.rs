@@ -21,13 +21,10 @@ use datafusion::physical_plan::ExecutionPlan;
 use lance_core::ROW_ID_FIELD;
 
 use crate::error::Error;
-use crate::physical::changes::{ChangesSpec, LanceChangesExec};
+use crate::physical::changes::{CHANGE_TYPE, ChangesSpec, LanceChangesExec};
 
 /// The function's SQL name.
 pub const NAME: &str = "table_changes";
-
-/// The column saying what happened to a row.
-pub const CHANGE_TYPE: &str = "_change_type";
 
 const USAGE: &str = "table_changes('table', from_version, to_version)";
 
@@ -110,31 +107,10 @@ impl TableProvider for ChangesTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        let exec: Arc<dyn ExecutionPlan> = Arc::new(LanceChangesExec::new(
-            self.spec.clone(),
-            self.schema.clone(),
-        ));
-        match projection {
-            None => Ok(exec),
-            Some(columns) => {
-                let exprs = columns
-                    .iter()
-                    .map(|index| {
-                        let field = self.schema.field(*index);
-                        (
-                            Arc::new(datafusion::physical_expr::expressions::Column::new(
-                                field.name(),
-                                *index,
-                            ))
-                                as Arc<dyn datafusion::physical_expr::PhysicalExpr>,
-                            field.name().clone(),
-                        )
-                    })
-                    .collect::<Vec<_>>();
-                Ok(Arc::new(
-                    datafusion::physical_plan::projection::ProjectionExec::try_new(exprs, exec)?,
-                ))
-            }
-        }
+        let output = match projection {
+            Some(columns) => Arc::new(self.schema.project(columns)?),
+            None => self.schema.clone(),
+        };
+        Ok(Arc::new(LanceChangesExec::new(self.spec.clone(), output)))
     }
 }

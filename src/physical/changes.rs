@@ -11,12 +11,13 @@ use arrow::datatypes::SchemaRef;
 use datafusion::common::internal_datafusion_err;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::{EquivalenceProperties, Partitioning};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 
 use crate::storage::DataRoot;
+
+/// The column saying what happened to a row (named here, where it is filled in).
+pub const CHANGE_TYPE: &str = "_change_type";
 
 /// Everything needed to read a table's changes, as plain data.
 #[derive(Debug, Clone)]
@@ -28,7 +29,8 @@ pub struct ChangesSpec {
     pub to: u64,
 }
 
-/// Reads the rows `spec` describes: the table's columns, `_rowid`, `_change_type`.
+/// Reads the rows `spec` describes, as the columns of its schema (the table's columns,
+/// `_rowid`, `_change_type`, or some of them).
 #[derive(Debug)]
 pub struct LanceChangesExec {
     spec: ChangesSpec,
@@ -38,16 +40,11 @@ pub struct LanceChangesExec {
 
 impl LanceChangesExec {
     pub fn new(spec: ChangesSpec, schema: SchemaRef) -> Self {
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Final,
-            Boundedness::Bounded,
-        );
+        let properties = super::one_final_partition(schema.clone());
         LanceChangesExec {
             spec,
             schema,
-            properties: Arc::new(properties),
+            properties,
         }
     }
 }
@@ -91,11 +88,7 @@ impl ExecutionPlan for LanceChangesExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DFResult<SendableRecordBatchStream> {
-        if partition != 0 {
-            return Err(internal_datafusion_err!(
-                "LanceChangesExec has no partition {partition}"
-            ));
-        }
+        super::only_partition("LanceChangesExec", partition)?;
         let root = DataRoot::of_task(&context)?;
         let spec = self.spec.clone();
         let schema = self.schema.clone();
@@ -120,16 +113,14 @@ impl ExecutionPlan for LanceChangesExec {
 }
 
 /// `batch` with the columns of `schema`: its own by name (cast to their types), NULL where it
-/// lacks one, and `kind` as the change type (the last column).
+/// lacks one, and `kind` as the change type.
 fn shaped(schema: &SchemaRef, kind: &str, batch: &RecordBatch) -> DFResult<RecordBatch> {
     let rows = batch.num_rows();
-    let last = schema.fields().len() - 1;
     let columns = schema
         .fields()
         .iter()
-        .enumerate()
-        .map(|(index, field)| {
-            if index == last {
+        .map(|field| {
+            if field.name() == CHANGE_TYPE {
                 return Ok(Arc::new(StringArray::from(vec![kind; rows])) as _);
             }
             match batch.column_by_name(field.name()) {

@@ -10,3 +10,34 @@ pub mod scan;
 pub mod search;
 pub mod take;
 pub mod write;
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use datafusion::common::internal_datafusion_err;
+use datafusion::error::Result as DFResult;
+use datafusion::physical_expr::{EquivalenceProperties, Partitioning};
+use datafusion::physical_plan::PlanProperties;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+
+/// The properties of a node with one output partition that produces its rows once its work is
+/// done (a search, a write, a change listing).
+fn one_final_partition(schema: SchemaRef) -> Arc<PlanProperties> {
+    Arc::new(PlanProperties::new(
+        EquivalenceProperties::new(schema),
+        Partitioning::UnknownPartitioning(1),
+        EmissionType::Final,
+        Boundedness::Bounded,
+    ))
+}
+
+/// Fails unless `partition` is 0, the only partition of `node`.
+fn only_partition(node: &str, partition: usize) -> DFResult<()> {
+    if partition == 0 {
+        Ok(())
+    } else {
+        Err(internal_datafusion_err!(
+            "{node} has no partition {partition}"
+        ))
+    }
+}

@@ -21,12 +21,8 @@ use datafusion::common::{ScalarValue, internal_datafusion_err};
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Expr;
-use datafusion::physical_expr::EquivalenceProperties;
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::{StreamExt, TryStreamExt};
 use lance::Dataset;
 use lance::dataset::ProjectionRequest;
@@ -217,16 +213,11 @@ impl LanceSearchExec {
     /// `schema` is the output: data columns of `spec.columns`, `_rowid`/`_rowaddr` when asked
     /// for, and the search's own columns (`_distance`, `query_index`).
     pub fn new(spec: SearchSpec, schema: SchemaRef) -> Self {
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Final,
-            Boundedness::Bounded,
-        );
+        let properties = super::one_final_partition(schema.clone());
         LanceSearchExec {
             spec,
             schema,
-            properties: Arc::new(properties),
+            properties,
         }
     }
 
@@ -380,11 +371,7 @@ impl ExecutionPlan for LanceSearchExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DFResult<SendableRecordBatchStream> {
-        if partition != 0 {
-            return Err(internal_datafusion_err!(
-                "LanceSearchExec has no partition {partition}"
-            ));
-        }
+        super::only_partition("LanceSearchExec", partition)?;
         let root = DataRoot::of_task(&context)?;
         let spec = self.spec.clone();
         let schema = self.schema.clone();

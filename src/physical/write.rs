@@ -17,8 +17,6 @@ use datafusion::common::internal_datafusion_err;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Expr;
-use datafusion::physical_expr::{EquivalenceProperties, Partitioning};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, execute_stream,
@@ -65,16 +63,11 @@ pub struct LanceWriteExec {
 impl LanceWriteExec {
     /// A write of `spec`; `input` gives the rows of an insert and must be `None` otherwise.
     pub fn new(spec: WriteSpec, input: Option<Arc<dyn ExecutionPlan>>) -> Self {
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(count_schema()),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Final,
-            Boundedness::Bounded,
-        );
+        let properties = super::one_final_partition(count_schema());
         LanceWriteExec {
             spec,
             input,
-            properties: Arc::new(properties),
+            properties,
         }
     }
 
@@ -164,11 +157,7 @@ impl ExecutionPlan for LanceWriteExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DFResult<SendableRecordBatchStream> {
-        if partition != 0 {
-            return Err(internal_datafusion_err!(
-                "LanceWriteExec has no partition {partition}"
-            ));
-        }
+        super::only_partition("LanceWriteExec", partition)?;
         let root = DataRoot::of_task(&context)?;
         let spec = self.spec.clone();
         let input = self
