@@ -1952,70 +1952,75 @@ fn statement_kind(statement: &DFStatement) -> Result<StatementKind> {
     })
 }
 
-/// The columns of `OPTIMIZE`'s one-row report.
-fn optimize_report_schema() -> SchemaRef {
-    let count = |name: &str| Field::new(name, DataType::Int64, false);
-    Arc::new(Schema::new(vec![
-        Field::new("table_name", DataType::Utf8, false),
-        count("fragments_removed"),
-        count("fragments_added"),
-        count("files_removed"),
-        count("files_added"),
-        count("indices_optimized"),
-        count("version"),
-    ]))
+/// The columns of a maintenance statement's one-row report: `table_name`, then `counts`.
+fn report_schema(counts: &[&str]) -> SchemaRef {
+    let mut fields = vec![Field::new("table_name", DataType::Utf8, false)];
+    fields.extend(
+        counts
+            .iter()
+            .map(|name| Field::new(*name, DataType::Int64, false)),
+    );
+    Arc::new(Schema::new(fields))
 }
 
-/// `OPTIMIZE`'s report on `table` as a batch of [`optimize_report_schema`].
-fn optimize_report(table: &str, report: &OptimizeReport) -> Result<RecordBatch> {
-    let count = |value: usize| -> ArrayRef {
+/// A one-row report of `schema` ([`report_schema`]) on `table`.
+fn report(schema: SchemaRef, table: &str, counts: &[u64]) -> Result<RecordBatch> {
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec![table.to_string()]))];
+    columns.extend(counts.iter().map(|count| {
         Arc::new(Int64Array::from(vec![
-            i64::try_from(value).unwrap_or(i64::MAX),
-        ]))
-    };
-    Ok(RecordBatch::try_new(
+            i64::try_from(*count).unwrap_or(i64::MAX),
+        ])) as ArrayRef
+    }));
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+const OPTIMIZE_COUNTS: [&str; 6] = [
+    "fragments_removed",
+    "fragments_added",
+    "files_removed",
+    "files_added",
+    "indices_optimized",
+    "version",
+];
+
+/// The columns of `OPTIMIZE`'s one-row report.
+fn optimize_report_schema() -> SchemaRef {
+    report_schema(&OPTIMIZE_COUNTS)
+}
+
+/// `OPTIMIZE`'s report on `table`.
+fn optimize_report(table: &str, done: &OptimizeReport) -> Result<RecordBatch> {
+    let count = |value: usize| value as u64;
+    report(
         optimize_report_schema(),
-        vec![
-            Arc::new(StringArray::from(vec![table.to_string()])),
-            count(report.fragments_removed),
-            count(report.fragments_added),
-            count(report.files_removed),
-            count(report.files_added),
-            count(report.indices_optimized),
-            Arc::new(Int64Array::from(vec![
-                i64::try_from(report.version).unwrap_or(i64::MAX),
-            ])),
+        table,
+        &[
+            count(done.fragments_removed),
+            count(done.fragments_added),
+            count(done.files_removed),
+            count(done.files_added),
+            count(done.indices_optimized),
+            done.version,
         ],
-    )?)
+    )
 }
 
 /// The columns of `VACUUM`'s one-row report.
 fn vacuum_report_schema() -> SchemaRef {
-    let count = |name: &str| Field::new(name, DataType::Int64, false);
-    Arc::new(Schema::new(vec![
-        Field::new("table_name", DataType::Utf8, false),
-        count("versions_removed"),
-        count("files_removed"),
-        count("bytes_removed"),
-    ]))
+    report_schema(&["versions_removed", "files_removed", "bytes_removed"])
 }
 
-/// `VACUUM`'s report on `table` as a batch of [`vacuum_report_schema`].
-fn vacuum_report(table: &str, report: &VacuumReport) -> Result<RecordBatch> {
-    let count = |value: u64| -> ArrayRef {
-        Arc::new(Int64Array::from(vec![
-            i64::try_from(value).unwrap_or(i64::MAX),
-        ]))
-    };
-    Ok(RecordBatch::try_new(
+/// `VACUUM`'s report on `table`.
+fn vacuum_report(table: &str, done: &VacuumReport) -> Result<RecordBatch> {
+    report(
         vacuum_report_schema(),
-        vec![
-            Arc::new(StringArray::from(vec![table.to_string()])),
-            count(report.versions_removed),
-            count(report.files_removed),
-            count(report.bytes_removed),
+        table,
+        &[
+            done.versions_removed,
+            done.files_removed,
+            done.bytes_removed,
         ],
-    )?)
+    )
 }
 
 /// The dataset name for a table that must live in our catalog and schema.

@@ -444,14 +444,13 @@ impl DataRoot {
         };
         let shaped_schema = shape.clone();
         let shaped = source.map(move |batch| super::widen_to(&name, &shape, batch?));
-        let (merged, stats) = job
+        let (_, stats) = job
             .execute(Box::pin(RecordBatchStreamAdapter::new(
                 shaped_schema,
                 shaped,
             )))
             .await
             .map_err(failed)?;
-        drop(merged);
         Ok(MergeCounts {
             inserted: stats.num_inserted_rows,
             updated: stats.num_updated_rows,
