@@ -12,7 +12,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use datafusion::config::{ConfigEntry, ConfigExtension, ConfigField, ExtensionOptions};
+use datafusion::config::{
+    ConfigEntry, ConfigExtension, ConfigField, ConfigOptions, ExtensionOptions,
+};
 use datafusion::error::DataFusionError;
 
 use crate::error::{Error, Result};
@@ -246,6 +248,9 @@ pub struct LanceOptions {
     pub ef: usize,
     /// How `ORDER BY <distance>(column, vector) LIMIT k` over a table runs.
     pub nearest_order_by: NearestOrderBy,
+    /// An append (INSERT, COPY FROM, ingest) that leaves the table with at least this many small
+    /// fragments compacts them right after its commit (0 turns it off).
+    pub auto_compact_fragments: usize,
 }
 
 /// How `ORDER BY <distance>(column, vector) LIMIT k` over a Lance table runs (see
@@ -293,6 +298,17 @@ impl fmt::Display for NearestOrderBy {
     }
 }
 
+impl LanceOptions {
+    /// The session's `lance.*` settings in `config` (the defaults where the extension is missing).
+    pub fn of(config: &ConfigOptions) -> LanceOptions {
+        config
+            .extensions
+            .get::<LanceOptions>()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
 impl Default for LanceOptions {
     fn default() -> Self {
         LanceOptions {
@@ -303,6 +319,7 @@ impl Default for LanceOptions {
             refine_factor: 0,
             ef: 0,
             nearest_order_by: NearestOrderBy::Exact,
+            auto_compact_fragments: 50,
         }
     }
 }
@@ -333,6 +350,7 @@ impl ExtensionOptions for LanceOptions {
                 self.nearest_order_by = NearestOrderBy::parse(value)?;
                 Ok(())
             }
+            "auto_compact_fragments" => self.auto_compact_fragments.set(key, value),
             _ => Err(DataFusionError::Configuration(format!(
                 "unknown setting 'lance.{key}': lance settings are {}",
                 self.entries()
@@ -387,6 +405,11 @@ impl ExtensionOptions for LanceOptions {
                 "ORDER BY <distance>(column, vector) LIMIT k runs as an exact Lance search \
                  (exact), through a vector index (index), or as a sort (off)",
             ),
+            entry(
+                "auto_compact_fragments",
+                self.auto_compact_fragments.to_string(),
+                "An append leaving at least this many small fragments compacts them (0: off)",
+            ),
         ]
     }
 }
@@ -398,7 +421,6 @@ impl ConfigExtension for LanceOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::config::ConfigOptions;
 
     #[test]
     fn storage_options_merge_flags_over_generic_options() {
@@ -453,7 +475,8 @@ mod tests {
                 "lance.nprobes",
                 "lance.refine_factor",
                 "lance.ef",
-                "lance.nearest_order_by"
+                "lance.nearest_order_by",
+                "lance.auto_compact_fragments"
             ]
         );
         options.set("lance.nearest_order_by", "Index").unwrap();

@@ -169,3 +169,34 @@ def test_table_changes_follow_rows_through_lancesql_writes(data):
                  check=False)
     assert failed.returncode != 0
     assert "0A000" in failed.stderr and "stable row ids" in failed.stderr
+
+
+def test_one_row_inserts_are_compacted_past_the_threshold(data):
+    """Row-at-a-time writers leave one fragment per INSERT; past lance.auto_compact_fragments
+    small fragments an append compacts them, losing no row; at 0 nothing is compacted."""
+    with served(data, "--pg-auth", "trust") as addresses:
+        with psycopg.connect(trust_conninfo(addresses["pg"]), autocommit=True) as conn:
+            cur = conn.cursor()
+            cur.execute("SET lance.auto_compact_fragments = 10")
+            for table in ("compacted", "scattered"):
+                cur.execute(f"CREATE TABLE {table} (id BIGINT NOT NULL, label TEXT)")
+            for id in range(25):
+                cur.execute("INSERT INTO compacted VALUES (%s, %s)", (id, f"row {id}"))
+                assert cur.statusmessage == "INSERT 0 1"
+            cur.execute("SET lance.auto_compact_fragments = 0")
+            for id in range(25):
+                cur.execute("INSERT INTO scattered VALUES (%s, %s)", (id, f"row {id}"))
+            cur.execute("SELECT count(*), sum(id) FROM compacted")
+            assert cur.fetchone() == (25, sum(range(25)))
+    compacted = lance.dataset(str(data / "compacted.lance"))
+    # The empty table's version 1 has no fragment. The 10th insert leaves 10 one-row fragments
+    # and compacts them into 1; the 19th leaves that one and 9 more and compacts again; the six
+    # inserts after it add six.
+    assert len(compacted.get_fragments()) == 7
+    assert sorted(compacted.to_table()["id"].to_pylist()) == list(range(25))
+    # Each compaction is two commits of its own (Lance reserves the new fragment ids, then
+    # rewrites), beside the create and the 25 inserts.
+    assert len(compacted.versions()) == 1 + 25 + 2 * 2
+    scattered = lance.dataset(str(data / "scattered.lance"))
+    assert len(scattered.get_fragments()) == 25
+    assert sorted(scattered.to_table()["id"].to_pylist()) == list(range(25))

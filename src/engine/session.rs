@@ -1291,9 +1291,17 @@ impl LanceSession {
         let rows = if *creates {
             self.create_table(table, rows).await?
         } else {
-            self.catalog.root().append_table(table, rows).await?
+            self.catalog
+                .root()
+                .append_table(table, rows, self.auto_compact_fragments())
+                .await?
         };
         Ok(CommandTag::Copy { rows })
+    }
+
+    /// This session's `lance.auto_compact_fragments`, for the appends it runs itself.
+    fn auto_compact_fragments(&self) -> usize {
+        LanceOptions::of(self.context.state_ref().read().config_options()).auto_compact_fragments
     }
 
     /// Prepares and runs one parsed statement with no parameters.
@@ -1355,7 +1363,10 @@ impl LanceSession {
             (true, IngestExisting::Fail) => Err(Error::TableExists {
                 table: table.to_string(),
             }),
-            (true, IngestExisting::Append) => root.append_table(table, data).await,
+            (true, IngestExisting::Append) => {
+                root.append_table(table, data, self.auto_compact_fragments())
+                    .await
+            }
             (true, IngestExisting::Replace) => root.replace_table(table, data).await,
             (false, _) if !create_if_missing => Err(Error::TableNotFound {
                 table: table.to_string(),

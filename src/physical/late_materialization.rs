@@ -63,10 +63,7 @@ impl PhysicalOptimizerRule for TopKLateMaterialization {
         plan: Arc<dyn ExecutionPlan>,
         config: &ConfigOptions,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        let max_rows = config
-            .extensions
-            .get::<LanceOptions>()
-            .map_or(0, |options| options.late_materialization_max_rows);
+        let max_rows = LanceOptions::of(config).late_materialization_max_rows;
         if max_rows == 0 {
             return Ok(plan);
         }

@@ -6,7 +6,8 @@
 //! producing the new rows. It opens the table through the process's [`DataRoot`] in
 //! [`ExecutionPlan::execute`], at its latest version: a write always applies to the newest
 //! committed data, and Lance rebases it over concurrent commits where it can. Its one output
-//! row is DataFusion's DML convention: `count` (UInt64), the rows the statement affected.
+//! row is DataFusion's DML convention: `count` (UInt64), the rows the statement affected. An
+//! append may compact the table's small fragments afterwards (`lance.auto_compact_fragments`).
 
 use std::fmt;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, execute_stream,
 };
 
+use crate::config::LanceOptions;
 use crate::storage::DataRoot;
 
 /// What a write does to its table.
@@ -159,6 +161,8 @@ impl ExecutionPlan for LanceWriteExec {
     ) -> DFResult<SendableRecordBatchStream> {
         super::only_partition("LanceWriteExec", partition)?;
         let root = DataRoot::of_task(&context)?;
+        let auto_compact_fragments =
+            LanceOptions::of(context.session_config().options()).auto_compact_fragments;
         let spec = self.spec.clone();
         let input = self
             .input
@@ -168,7 +172,9 @@ impl ExecutionPlan for LanceWriteExec {
         let written = futures::stream::once(async move {
             let table = spec.table.as_str();
             let affected = match (spec.operation, input) {
-                (WriteOperation::Append, Some(rows)) => root.append_table(table, rows).await,
+                (WriteOperation::Append, Some(rows)) => {
+                    root.append_table(table, rows, auto_compact_fragments).await
+                }
                 (WriteOperation::Overwrite, Some(rows)) => root.overwrite_rows(table, rows).await,
                 (WriteOperation::Delete { filter }, None) => root.delete_rows(table, filter).await,
                 (

@@ -332,11 +332,7 @@ impl TableProvider for LanceTable {
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let config = state.config_options();
-        let options = config
-            .extensions
-            .get::<LanceOptions>()
-            .cloned()
-            .unwrap_or_default();
+        let options = LanceOptions::of(config);
         let output_schema = match projection {
             Some(indices) => Arc::new(self.schema.project(indices)?),
             None => self.schema.clone(),

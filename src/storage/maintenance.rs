@@ -11,7 +11,14 @@
 //! the same rows before and after. Index optimisation appends the unindexed rows to each index
 //! as a delta, without retraining. A concurrent writer's commit is rebased or the step fails
 //! with nothing changed.
+//!
+//! Appends compact too ([`DataRoot::compact_if_fragmented`]): row-at-a-time writers (ORMs, test
+//! suites, one-row INSERTs) leave one tiny fragment per statement, and scans slow down with every
+//! file they open. As Delta Lake's auto compaction does, the append that leaves
+//! `lance.auto_compact_fragments` small fragments compacts them after its own commit, as a
+//! separate commit that changes no row.
 
+use lance::Dataset;
 use lance::dataset::optimize::{CompactionOptions, compact_files};
 use lance::index::DatasetIndexExt;
 use lance_index::optimize::OptimizeOptions;
@@ -118,6 +125,50 @@ impl DataRoot {
             indices_optimized: behind.len(),
             version: dataset.version().version,
         })
+    }
+}
+
+impl DataRoot {
+    /// Compacts the small fragments of `dataset` (the version an append to `table` just
+    /// committed) when there are at least `threshold` of them; 0 never compacts. A fragment is
+    /// small below Lance's compaction target (1,048,576 rows), and Lance's compaction planner
+    /// picks what to merge, as for `OPTIMIZE`. The append is committed whatever happens here: a
+    /// failed compaction (a concurrent writer rewrote the same fragments, say) changes nothing
+    /// and is only logged, and the next append or `OPTIMIZE` tries again.
+    pub(super) async fn compact_if_fragmented(
+        &self,
+        table: &str,
+        mut dataset: Dataset,
+        threshold: usize,
+    ) {
+        let options = CompactionOptions::default();
+        let small = dataset
+            .fragments()
+            .iter()
+            .filter(|fragment| {
+                fragment
+                    .physical_rows
+                    .is_none_or(|rows| rows < options.target_rows_per_fragment)
+            })
+            .count();
+        if threshold == 0 || small < threshold {
+            return;
+        }
+        match compact_files(&mut dataset, options, None).await {
+            Ok(metrics) => tracing::debug!(
+                table,
+                small_fragments = small,
+                fragments_removed = metrics.fragments_removed,
+                fragments_added = metrics.fragments_added,
+                version = dataset.version().version,
+                "compacted small fragments after an append"
+            ),
+            Err(error) => tracing::warn!(
+                table,
+                %error,
+                "compacting small fragments after an append failed; the append stays committed"
+            ),
+        }
     }
 }
 

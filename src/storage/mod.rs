@@ -332,9 +332,21 @@ impl DataRoot {
     /// written as NULL; every other column must be there, no other column may be, and every
     /// value must convert to its column's type. If `data` fails, nothing is committed and the
     /// table stays as it was. Returns the rows appended.
-    pub async fn append_table(&self, table: &str, data: SendableRecordBatchStream) -> Result<u64> {
-        self.write_existing(table, data, WriteMode::Append, true)
-            .await
+    ///
+    /// When the append leaves `auto_compact_fragments` or more small fragments (0: never), they
+    /// are compacted right after, as a commit of their own ([`DataRoot::compact_if_fragmented`]).
+    pub async fn append_table(
+        &self,
+        table: &str,
+        data: SendableRecordBatchStream,
+        auto_compact_fragments: usize,
+    ) -> Result<u64> {
+        let (rows, dataset) = self
+            .write_existing(table, data, WriteMode::Append, true)
+            .await?;
+        self.compact_if_fragmented(table, dataset, auto_compact_fragments)
+            .await;
+        Ok(rows)
     }
 
     /// Replaces `table`'s rows with `data`, keeping its columns (`INSERT OVERWRITE`): `data` is
@@ -345,28 +357,32 @@ impl DataRoot {
         table: &str,
         data: SendableRecordBatchStream,
     ) -> Result<u64> {
-        self.write_existing(table, data, WriteMode::Overwrite, true)
-            .await
+        let (rows, _) = self
+            .write_existing(table, data, WriteMode::Overwrite, true)
+            .await?;
+        Ok(rows)
     }
 
     /// Replaces `table`'s rows and columns with `data`, as one new version (older versions stay
     /// readable by time travel). If `data` fails, nothing is committed and the table stays as
     /// it was. Returns the rows written.
     pub async fn replace_table(&self, table: &str, data: SendableRecordBatchStream) -> Result<u64> {
-        self.write_existing(table, data, WriteMode::Overwrite, false)
-            .await
+        let (rows, _) = self
+            .write_existing(table, data, WriteMode::Overwrite, false)
+            .await?;
+        Ok(rows)
     }
 
     /// One commit of `data` into the existing `table`, appended or overwriting it; with
     /// `keep_columns`, `data` is shaped to the table's columns, else it brings its own. Returns
-    /// the rows written.
+    /// the rows written and the version committed.
     async fn write_existing(
         &self,
         table: &str,
         data: SendableRecordBatchStream,
         mode: WriteMode,
         keep_columns: bool,
-    ) -> Result<u64> {
+    ) -> Result<(u64, Dataset)> {
         let uri = self.write_uri(table)?;
         let dataset = Arc::new(self.open_for_write(table).await?);
         let appending = matches!(mode, WriteMode::Append);
@@ -409,7 +425,10 @@ impl DataRoot {
             "replacing"
         };
         match written {
-            Ok(_) => Ok(written_rows.load(std::sync::atomic::Ordering::Relaxed)),
+            Ok(committed) => Ok((
+                written_rows.load(std::sync::atomic::Ordering::Relaxed),
+                committed,
+            )),
             Err(source) => Err(match input_error.take() {
                 Some(cause) => Error::from(cause),
                 None => Error::lance(format!("{doing} table '{table}'"), &uri, source),

@@ -63,12 +63,7 @@ impl OptimizerRule for NearestOrderBy {
         plan: LogicalPlan,
         config: &dyn OptimizerConfig,
     ) -> DFResult<Transformed<LogicalPlan>> {
-        let options = config
-            .options()
-            .extensions
-            .get::<LanceOptions>()
-            .cloned()
-            .unwrap_or_default();
+        let options = LanceOptions::of(&config.options());
         if options.nearest_order_by == Mode::Off {
             return Ok(Transformed::no(plan));
         }

@@ -350,12 +350,7 @@ pub(super) fn nearest(
             table.name()
         )));
     }
-    let defaults = session
-        .config_options()
-        .extensions
-        .get::<LanceOptions>()
-        .cloned()
-        .unwrap_or_default();
+    let defaults = LanceOptions::of(session.config_options());
     let placeholder = Arc::new(FixedSizeListArray::new_null(
         Arc::new(Field::new_list_field(element.clone(), true)),
         i32::try_from(dimension).unwrap_or(i32::MAX),
