@@ -19,7 +19,6 @@ Run with `scripts/dev bench-flight` (optimised build) or directly:
 import argparse
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -33,11 +32,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pyarrow.parquet as pq
 
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from lancesql_server import free_port, start_lancesql, stop
 
 
 def items(rows, seed=11):
@@ -74,18 +69,6 @@ def wait_for_port(port, process=None, timeout=60):
                 return
         time.sleep(0.2)
     raise SystemExit(f"nothing listens on port {port}")
-
-
-def start_lancesql(binary, root):
-    process = subprocess.Popen(
-        [binary, "--data", root, "serve", "--pg-listen", "127.0.0.1:0", "--pg-auth", "trust",
-         "--flight-listen", "127.0.0.1:0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    for _ in range(10):
-        line = process.stdout.readline()
-        if "Arrow Flight SQL on" in line:
-            return process, line.rsplit(" ", 1)[1].strip()
-    raise SystemExit("lancesql did not report its Flight SQL address")
 
 
 def read_adbc(uri):
@@ -131,7 +114,7 @@ def main():
         parquet = os.path.join(folder, "items.parquet")
         pq.write_table(table, parquet)
 
-        lancesql, address = start_lancesql(args.lancesql, root)
+        lancesql, _, address = start_lancesql(args.lancesql, root)
         processes.append(lancesql)
         roapi_port = free_port()
         roapi = subprocess.Popen(
@@ -193,11 +176,7 @@ def main():
         if bare is not None:
             bare.shutdown()
         for process in processes:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop(process)
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -17,8 +17,6 @@ PostgreSQL 15 (Debian's postgresql-15) is started on loopback in a temporary fol
 import argparse
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -29,15 +27,11 @@ import numpy as np
 import psycopg
 import pyarrow as pa
 
+from lancesql_server import free_port, start_lancesql, stop
+
 PG_BIN = "/usr/lib/postgresql/15/bin"
 VECTOR_DIMS = 384
 FETCH = 10_000
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def batches(rows, wide, seed=7, chunk=100_000):
@@ -141,17 +135,6 @@ def start_postgres(folder, port):
     raise SystemExit("PostgreSQL did not start")
 
 
-def start_lancesql(binary, root):
-    process = subprocess.Popen(
-        [binary, "--data", root, "serve", "--pg-listen", "127.0.0.1:0", "--pg-auth", "trust",
-         "--flight-listen", "off"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    first = process.stdout.readline()
-    if "Postgres wire protocol on" not in first:
-        raise SystemExit(f"lancesql did not start: {first}")
-    return process, int(first.rsplit(":", 1)[1])
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lancesql", required=True, help="the lancesql binary (optimised)")
@@ -168,7 +151,7 @@ def main():
         print(f"writing {args.rows:,} narrow and {args.wide_rows:,} wide rows", flush=True)
         write_lance(root, "narrow", args.rows, wide=False)
         write_lance(root, "wide", args.wide_rows, wide=True)
-        lancesql, ls_port = start_lancesql(args.lancesql, root)
+        lancesql, ls_port, _ = start_lancesql(args.lancesql, root, flight=False)
         processes.append(lancesql)
         pg_port = free_port()
         processes.append(start_postgres(folder, pg_port))
@@ -198,8 +181,7 @@ def main():
                       flush=True)
     finally:
         for process in processes:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=60)
+            stop(process)
         shutil.rmtree(folder, ignore_errors=True)
 
 

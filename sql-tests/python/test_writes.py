@@ -200,3 +200,40 @@ def test_one_row_inserts_are_compacted_past_the_threshold(data):
     scattered = lance.dataset(str(data / "scattered.lance"))
     assert len(scattered.get_fragments()) == 25
     assert sorted(scattered.to_table()["id"].to_pylist()) == list(range(25))
+
+
+def test_a_write_racing_drop_table_fails_cleanly(data):
+    """DROP TABLE while a large INSERT runs: the INSERT either commits first or fails with
+    'table does not exist' (never an I/O error about vanished files), the DROP succeeds, the
+    table stays dropped (no half-table resurrected by the late write), and the server serves on."""
+    outcomes = set()
+    with served(data, "--pg-auth", "trust") as addresses:
+        conninfo = trust_conninfo(addresses["pg"])
+        for attempt in range(10):
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                conn.execute("CREATE TABLE raced AS SELECT value AS id FROM generate_series(1, 10)")
+            failure = []
+
+            def insert():
+                try:
+                    with psycopg.connect(conninfo, autocommit=True) as conn:
+                        conn.execute("INSERT INTO raced SELECT value FROM generate_series(1, 3000000)")
+                    failure.append(None)
+                except psycopg.Error as error:
+                    failure.append(error)
+
+            writer = threading.Thread(target=insert)
+            writer.start()
+            time.sleep(0.05 * attempt)
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                assert conn.execute("DROP TABLE raced").statusmessage == "DROP TABLE"
+            writer.join()
+            error = failure[0]
+            if error is not None:
+                assert isinstance(error, psycopg.errors.UndefinedTable), repr(error)
+                assert "raced" in str(error)
+            outcomes.add(type(error).__name__)
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                with pytest.raises(psycopg.errors.UndefinedTable):
+                    conn.execute("SELECT count(*) FROM raced")
+    print("outcomes:", outcomes)

@@ -54,6 +54,9 @@ use cache::DatasetCache;
 /// The suffix that marks a directory under the root as a table.
 pub const DATASET_SUFFIX: &str = ".lance";
 
+/// How often `DROP TABLE` tries to remove a folder that a concurrent writer keeps adding to.
+const DROP_ATTEMPTS: u32 = 5;
+
 /// The root of all tables, shared by every session of the process.
 #[derive(Debug)]
 pub struct DataRoot {
@@ -257,6 +260,25 @@ impl DataRoot {
         })
     }
 
+    /// `written` (the outcome of a write to `table`), except that a failure of a write whose
+    /// table is gone is [`Error::TableNotFound`]: a concurrent `DROP TABLE` makes a write fail in
+    /// whatever Lance was doing at that moment (persisting a data file into a removed folder,
+    /// reading a removed manifest), and that message would not tell the user what happened.
+    pub(super) async fn unless_dropped<T>(&self, table: &str, written: Result<T>) -> Result<T> {
+        match written {
+            Err(error)
+                if !matches!(error, Error::TableNotFound { .. })
+                    && matches!(self.open_latest(table).await, Ok(None)) =>
+            {
+                tracing::debug!(table, %error, "a write failed because its table was dropped");
+                Err(Error::TableNotFound {
+                    table: table.to_string(),
+                })
+            }
+            other => other,
+        }
+    }
+
     fn builder(&self, uri: &str) -> DatasetBuilder {
         DatasetBuilder::from_uri(uri)
             .with_session(self.session.clone())
@@ -341,9 +363,10 @@ impl DataRoot {
         data: SendableRecordBatchStream,
         auto_compact_fragments: usize,
     ) -> Result<u64> {
-        let (rows, dataset) = self
+        let written = self
             .write_existing(table, data, WriteMode::Append, true)
-            .await?;
+            .await;
+        let (rows, dataset) = self.unless_dropped(table, written).await?;
         self.compact_if_fragmented(table, dataset, auto_compact_fragments)
             .await;
         Ok(rows)
@@ -357,9 +380,10 @@ impl DataRoot {
         table: &str,
         data: SendableRecordBatchStream,
     ) -> Result<u64> {
-        let (rows, _) = self
+        let written = self
             .write_existing(table, data, WriteMode::Overwrite, true)
-            .await?;
+            .await;
+        let (rows, _) = self.unless_dropped(table, written).await?;
         Ok(rows)
     }
 
@@ -367,9 +391,10 @@ impl DataRoot {
     /// readable by time travel). If `data` fails, nothing is committed and the table stays as
     /// it was. Returns the rows written.
     pub async fn replace_table(&self, table: &str, data: SendableRecordBatchStream) -> Result<u64> {
-        let (rows, _) = self
+        let written = self
             .write_existing(table, data, WriteMode::Overwrite, false)
-            .await?;
+            .await;
+        let (rows, _) = self.unless_dropped(table, written).await?;
         Ok(rows)
     }
 
@@ -593,14 +618,25 @@ impl DataRoot {
                 }
             }
         }
-        store
-            .remove_dir_all(path)
-            .await
-            .or_else(|error| match error {
-                lance::Error::NotFound { .. } => Ok(()),
-                other => Err(other),
-            })
-            .map_err(|source| Error::lance(format!("dropping table '{table}'"), &uri, source))?;
+        // The table is gone once its manifests are. A writer still running (another session,
+        // another process) may add files while the folder is removed; those files belong to no
+        // version and no reader sees them, so a folder that keeps refilling is logged, not an
+        // error of the DROP, and the writer fails with "table does not exist".
+        let mut attempt = 1;
+        loop {
+            match store.remove_dir_all(path.clone()).await {
+                Ok(()) | Err(lance::Error::NotFound { .. }) => break,
+                Err(error) if attempt < DROP_ATTEMPTS => {
+                    tracing::debug!(table, attempt, %error, "removing a dropped table's folder again");
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(error) => {
+                    tracing::warn!(table, %uri, %error, "table dropped, but files a concurrent writer added are left in its folder");
+                    break;
+                }
+            }
+        }
         self.datasets.forget(&uri).await;
         self.datasets.forget(&self.table_uri(table)?).await;
         Ok(true)

@@ -48,8 +48,8 @@ impl DataRoot {
             .conflict_retries(WRITE_ATTEMPTS)
             .execute()
             .await
-            .map_err(|source| write_failure(table, &uri, "deleting from", source))?;
-        Ok(deleted.num_deleted_rows)
+            .map_err(|source| write_failure(table, &uri, "deleting from", source));
+        Ok(self.unless_dropped(table, deleted).await?.num_deleted_rows)
     }
 
     /// Sets `assignments` (column, new value as an expression over the row's old values) in
@@ -78,7 +78,7 @@ impl DataRoot {
                 Err(Attempt::Conflict(source)) => {
                     return Err(write_failure(table, &uri, "updating", source));
                 }
-                Err(Attempt::Failed(error)) => return Err(error),
+                Err(Attempt::Failed(error)) => return self.unless_dropped(table, Err(error)).await,
                 Ok(rows) => return Ok(rows),
             }
         }
@@ -444,13 +444,14 @@ impl DataRoot {
         };
         let shaped_schema = shape.clone();
         let shaped = source.map(move |batch| super::widen_to(&name, &shape, batch?));
-        let (_, stats) = job
+        let merged = job
             .execute(Box::pin(RecordBatchStreamAdapter::new(
                 shaped_schema,
                 shaped,
             )))
             .await
-            .map_err(failed)?;
+            .map_err(failed);
+        let (_, stats) = self.unless_dropped(table, merged).await?;
         Ok(MergeCounts {
             inserted: stats.num_inserted_rows,
             updated: stats.num_updated_rows,
