@@ -163,6 +163,15 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// The data store has no room left (a full disk or quota) for what we were doing.
+    #[error("{context}: the data store at '{uri}' is full: {}", describe_boxed(source.as_ref()))]
+    StoreFull {
+        context: String,
+        uri: String,
+        #[source]
+        source: BoxError,
+    },
+
     /// A dataset exists but cannot be read: corrupt files or a format this build does not support.
     #[error(
         "dataset '{uri}' is corrupt or unsupported: {}",
@@ -216,6 +225,11 @@ impl Error {
         let uri = user_facing(uri);
         match source.find_root() {
             lance::Error::CorruptFile { .. } => Error::DatasetUnreadable {
+                uri: uri.to_string(),
+                source: Box::new(source),
+            },
+            lance::Error::IO { .. } if is_out_of_space(&source) => Error::StoreFull {
+                context: context.into(),
                 uri: uri.to_string(),
                 source: Box::new(source),
             },
@@ -295,6 +309,7 @@ impl Error {
             Error::Internal { .. } => K::Internal,
             Error::InvalidInput { .. } => K::InvalidParameterValue,
             Error::StoreUnreachable { .. } => K::StoreUnavailable,
+            Error::StoreFull { .. } => K::DiskFull,
             Error::DatasetUnreadable { .. } => K::DataCorrupted,
             Error::Lance { source, .. } => lance_kind(source),
             Error::File { source, .. } => match source.kind() {
@@ -365,7 +380,7 @@ pub enum ErrorKind {
     OutOfMemory,
     /// Another resource (spill space, write capacity) is exhausted.
     InsufficientResources,
-    /// The spill folder is full.
+    /// The spill folder or the data store is full.
     DiskFull,
     /// Cancelled by the user, or timed out.
     QueryCanceled,
@@ -500,6 +515,29 @@ impl ErrorKind {
             K::Internal => GrpcCode::Internal,
         }
     }
+}
+
+/// Whether `error` comes from a store without room left: a local disk or quota that is full
+/// (ENOSPC, EDQUOT). Lance often keeps only the text of the I/O error it wraps, so the text of
+/// each error in the chain is read as well as its type.
+fn is_out_of_space(error: &lance::Error) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = current {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            )
+        {
+            return true;
+        }
+        let text = cause.to_string();
+        if text.contains("(os error 28)") || text.contains("(os error 122)") {
+            return true;
+        }
+        current = cause.source();
+    }
+    false
 }
 
 /// A dataset URI as its user names it: local paths without the `file://` / `file+uring://` scheme
@@ -1020,6 +1058,23 @@ mod tests {
             lance::Error::io("connection refused"),
         );
         assert_eq!(io.kind(), ErrorKind::StoreUnavailable);
+        let full = Error::lance(
+            "appending to table 't'",
+            "file:///data/t.lance",
+            lance::Error::io(format!(
+                "failed to write: {}",
+                std::io::Error::from_raw_os_error(28)
+            )),
+        );
+        assert_eq!(full.kind(), ErrorKind::DiskFull);
+        assert_eq!(full.sqlstate(), "53100");
+        assert_eq!(full.grpc_code(), GrpcCode::ResourceExhausted);
+        let message = full.to_string();
+        assert!(
+            message
+                .starts_with("appending to table 't': the data store at '/data/t.lance' is full"),
+            "{message}"
+        );
     }
 
     const ALL_KINDS: [ErrorKind; 36] = [

@@ -237,3 +237,38 @@ def test_a_write_racing_drop_table_fails_cleanly(data):
                 with pytest.raises(psycopg.errors.UndefinedTable):
                     conn.execute("SELECT count(*) FROM raced")
     print("outcomes:", outcomes)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 16 MiB tmpfs to fill up (mounting needs root, as in CI's container)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_fails_the_write_and_keeps_the_table(small_disk):
+    """An INSERT that fills the disk fails with 53100 naming the table, commits nothing, leaves
+    no data behind (so the space is free again), and the server goes on writing."""
+    with served(small_disk, "--pg-auth", "trust") as addresses:
+        with psycopg.connect(trust_conninfo(addresses["pg"]), autocommit=True) as conn:
+            conn.execute("CREATE TABLE filled (id BIGINT NOT NULL, label TEXT)")
+            conn.execute("INSERT INTO filled VALUES (1, 'first')")
+            with pytest.raises(psycopg.errors.DiskFull) as full:
+                conn.execute("INSERT INTO filled SELECT value, 'a label long enough to fill "
+                             "the disk ' || value FROM generate_series(1, 5000000)")
+            assert "'filled'" in str(full.value) and "is full" in str(full.value)
+            assert conn.execute("SELECT count(*) FROM filled").fetchone() == (1,)
+            versions = conn.execute(
+                "SELECT count(*) FROM system.versions WHERE table_name = 'filled'").fetchone()
+            assert versions == (2,)
+            conn.execute("INSERT INTO filled VALUES (2, 'second')")
+            assert conn.execute("SELECT count(*) FROM filled").fetchone() == (2,)
+    assert lance.dataset(str(small_disk / "filled.lance")).count_rows() == 2
