@@ -27,25 +27,11 @@ import time
 
 import adbc_driver_flightsql.dbapi as flightsql
 import lance
-import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 import pyarrow.parquet as pq
 
-from lancesql_server import free_port, start_lancesql, stop
-
-
-def items(rows, seed=11):
-    """The benchmark's rows as one Arrow table (deterministic)."""
-    rng = np.random.default_rng(seed)
-    categories = np.array([f"category_{i:02}" for i in range(32)])
-    ids = np.arange(rows, dtype=np.int64)
-    return pa.table({
-        "id": ids,
-        "category": pa.array(categories[rng.integers(0, 32, rows)]),
-        "price": rng.random(rows) * 1000,
-        "name": pa.array([f"item number {i}" for i in ids]),
-    })
+from bench_support import free_port, items, start_lancesql, stop
 
 
 class BareServer(flight.FlightServerBase):
@@ -107,7 +93,7 @@ def main():
     os.makedirs(root)
     processes, bare = [], None
     try:
-        table = items(args.rows)
+        table = items(args.rows, seed=11)
         size = table.nbytes
         print(f"{args.rows:,} rows, {size / 1e6:,.0f} MB as Arrow", flush=True)
         lance.write_dataset(table, os.path.join(root, "items.lance"))

@@ -35,7 +35,7 @@ import numpy as np
 import psycopg
 import pyarrow as pa
 
-from lancesql_server import start_lancesql, stop
+from bench_support import start_lancesql, stop
 
 DIMENSIONS = 128
 K = 10

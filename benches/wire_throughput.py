@@ -27,7 +27,7 @@ import numpy as np
 import psycopg
 import pyarrow as pa
 
-from lancesql_server import free_port, start_lancesql, stop
+from bench_support import free_port, start_lancesql, stop
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 VECTOR_DIMS = 384

@@ -35,29 +35,14 @@ import tempfile
 import time
 
 import lance
-import numpy as np
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lancesql_server import start_lancesql, stop
+from bench_support import items, start_lancesql, stop
 
 COLUMNS = "id BIGINT NOT NULL, category TEXT, value BIGINT, price DOUBLE, name TEXT"
-
-
-def items(rows, seed=13):
-    """The benchmark's rows as one Arrow table (deterministic)."""
-    rng = np.random.default_rng(seed)
-    categories = np.array([f"category_{i:02}" for i in range(32)])
-    ids = np.arange(rows, dtype=np.int64)
-    return pa.table({
-        "id": ids,
-        "category": pa.array(categories[rng.integers(0, 32, rows)]),
-        "value": rng.integers(0, 1000, rows),
-        "price": rng.random(rows) * 1000,
-        "name": pa.array([f"item number {i}" for i in ids]),
-    })
 
 
 def parquet_batches(path):
@@ -104,7 +89,7 @@ def main():
     os.makedirs(scratch)
     server = None
     try:
-        table = items(args.rows)
+        table = items(args.rows, seed=13, with_value=True)
         print(f"{args.rows:,} rows, {table.nbytes / 1e6:,.0f} MB as Arrow", flush=True)
         source_path = os.path.join(root, "source.lance")
         lance.write_dataset(table, source_path)

@@ -363,10 +363,9 @@ impl DataRoot {
         data: SendableRecordBatchStream,
         auto_compact_fragments: usize,
     ) -> Result<u64> {
-        let written = self
+        let (rows, dataset) = self
             .write_existing(table, data, WriteMode::Append, true)
-            .await;
-        let (rows, dataset) = self.unless_dropped(table, written).await?;
+            .await?;
         self.compact_if_fragmented(table, dataset, auto_compact_fragments)
             .await;
         Ok(rows)
@@ -380,10 +379,9 @@ impl DataRoot {
         table: &str,
         data: SendableRecordBatchStream,
     ) -> Result<u64> {
-        let written = self
+        let (rows, _) = self
             .write_existing(table, data, WriteMode::Overwrite, true)
-            .await;
-        let (rows, _) = self.unless_dropped(table, written).await?;
+            .await?;
         Ok(rows)
     }
 
@@ -391,10 +389,9 @@ impl DataRoot {
     /// readable by time travel). If `data` fails, nothing is committed and the table stays as
     /// it was. Returns the rows written.
     pub async fn replace_table(&self, table: &str, data: SendableRecordBatchStream) -> Result<u64> {
-        let written = self
+        let (rows, _) = self
             .write_existing(table, data, WriteMode::Overwrite, false)
-            .await;
-        let (rows, _) = self.unless_dropped(table, written).await?;
+            .await?;
         Ok(rows)
     }
 
@@ -454,10 +451,13 @@ impl DataRoot {
                 written_rows.load(std::sync::atomic::Ordering::Relaxed),
                 committed,
             )),
-            Err(source) => Err(match input_error.take() {
-                Some(cause) => Error::from(cause),
-                None => Error::lance(format!("{doing} table '{table}'"), &uri, source),
-            }),
+            Err(source) => {
+                let error = match input_error.take() {
+                    Some(cause) => Error::from(cause),
+                    None => Error::lance(format!("{doing} table '{table}'"), &uri, source),
+                };
+                self.unless_dropped(table, Err(error)).await
+            }
         }
     }
 

@@ -1,9 +1,27 @@
-"""What every bench script needs to run the real lancesql server: a free port, the server
-started on loopback with its bound addresses read from its output, and a clean stop."""
+"""What the bench scripts share: their standard rows, and running the real lancesql server (a
+free port, the server started on loopback with its bound addresses read from its output, and a
+clean stop)."""
 
 import signal
 import socket
 import subprocess
+
+import numpy as np
+import pyarrow as pa
+
+
+def items(rows, seed, with_value=False):
+    """`rows` deterministic rows of (id int64, category string of 32 values, [value int64 0..999,]
+    price float64, name string)."""
+    rng = np.random.default_rng(seed)
+    categories = np.array([f"category_{i:02}" for i in range(32)])
+    ids = np.arange(rows, dtype=np.int64)
+    columns = {"id": ids, "category": pa.array(categories[rng.integers(0, 32, rows)])}
+    if with_value:
+        columns["value"] = rng.integers(0, 1000, rows)
+    columns["price"] = rng.random(rows) * 1000
+    columns["name"] = pa.array([f"item number {i}" for i in ids])
+    return pa.table(columns)
 
 
 def free_port():
