@@ -13,7 +13,7 @@ serving requests would) after a warm-up pass; figures are queries per second:
   Postgres wire protocol (psycopg, `%s`). Every query's ids must equal pylance's (same settings,
   same recall), else the run stops.
 - full text (two vocabulary words, 10 best): pylance `to_table(full_text_query=..., limit=10)`
-  against `fts(...)` with 'limit' 10, ids compared the same way.
+  against `fts(...)` with 'limit' 10 over both protocols, ids compared the same way.
 - 100 random rows: pylance `_take_rows` against `take('items', ?)` over Flight SQL.
 - filter, shuffle, take over `blobs`: the row ids of one label, shuffled, read back in batches of
   32 rows (payload included), in rows per second.
@@ -170,11 +170,17 @@ def main():
                 found.append(flight_cursor.fetch_arrow_table()["id"].to_pylist())
             return found
 
-        same_ids("fts over Flight SQL", [sorted(ids) for ids in flight_fts()],
-                 [sorted(ids) for ids in pylance_fts()])
+        def pg_fts():
+            return [[row[0] for row in pg.execute(fts_sql.replace("?", "%s"), (text,)).fetchall()]
+                    for text in texts]
+
+        expected = [sorted(ids) for ids in pylance_fts()]
+        same_ids("fts over Flight SQL", [sorted(ids) for ids in flight_fts()], expected)
+        same_ids("fts over psycopg", [sorted(ids) for ids in pg_fts()], expected)
         results["full text"] = {
             "pylance": per_second(len(texts), pylance_fts),
             "lancesql Flight SQL (ADBC)": per_second(len(texts), flight_fts),
+            "lancesql pgwire (psycopg)": per_second(len(texts), pg_fts),
         }
 
         row_sets = [rng.sample(range(args.rows), TAKE_ROWS) for _ in range(args.queries)]
