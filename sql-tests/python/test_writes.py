@@ -188,6 +188,23 @@ def test_one_row_inserts_are_compacted_past_the_threshold(data):
                 cur.execute("INSERT INTO scattered VALUES (%s, %s)", (id, f"row {id}"))
             cur.execute("SELECT count(*), sum(id) FROM compacted")
             assert cur.fetchone() == (25, sum(range(25)))
+            # COPY FROM STDIN and Flight SQL ingest append through the same path.
+            cur.execute("SET lance.auto_compact_fragments = 3")
+            cur.execute("CREATE TABLE copied (id BIGINT NOT NULL, label TEXT)")
+            for id in range(3):
+                with cur.copy("COPY copied FROM STDIN") as copy:
+                    copy.write_row((id, f"row {id}"))
+            cur.execute("CREATE TABLE ingested (id BIGINT NOT NULL, label TEXT)")
+        host, port = addresses["flight"]
+        with flight_sql.connect(f"grpc://{host}:{port}") as conn, conn.cursor() as cur:
+            cur.execute("SET lance.auto_compact_fragments = 3")
+            for id in range(3):
+                cur.adbc_ingest("ingested", pa.table({"id": [id], "label": [f"row {id}"]}),
+                                mode="append")
+    for name in ("copied", "ingested"):
+        appended = lance.dataset(str(data / f"{name}.lance"))
+        assert len(appended.get_fragments()) == 1, name
+        assert sorted(appended.to_table()["id"].to_pylist()) == [0, 1, 2], name
     compacted = lance.dataset(str(data / "compacted.lance"))
     # The empty table's version 1 has no fragment. The 10th insert leaves 10 one-row fragments
     # and compacts them into 1; the 19th leaves that one and 9 more and compacts again; the six

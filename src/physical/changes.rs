@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::SchemaRef;
-use datafusion::common::internal_datafusion_err;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -76,11 +75,7 @@ impl ExecutionPlan for LanceChangesExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        if children.is_empty() {
-            Ok(self)
-        } else {
-            Err(internal_datafusion_err!("LanceChangesExec has no children"))
-        }
+        super::leaf_without_children(self, &children)
     }
 
     fn execute(

@@ -17,8 +17,8 @@ use arrow::datatypes::SchemaRef;
 use datafusion::common::internal_datafusion_err;
 use datafusion::error::Result as DFResult;
 use datafusion::physical_expr::{EquivalenceProperties, Partitioning};
-use datafusion::physical_plan::PlanProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::{ExecutionPlan, PlanProperties};
 
 /// The properties of a node with one output partition that produces its rows once its work is
 /// done (a search, a write, a change listing).
@@ -29,6 +29,18 @@ fn one_final_partition(schema: SchemaRef) -> Arc<PlanProperties> {
         EmissionType::Final,
         Boundedness::Bounded,
     ))
+}
+
+/// `with_new_children` of a leaf node: the node itself, given no children.
+fn leaf_without_children(
+    node: Arc<dyn ExecutionPlan>,
+    children: &[Arc<dyn ExecutionPlan>],
+) -> DFResult<Arc<dyn ExecutionPlan>> {
+    if children.is_empty() {
+        Ok(node)
+    } else {
+        Err(internal_datafusion_err!("{} has no children", node.name()))
+    }
 }
 
 /// Fails unless `partition` is 0, the only partition of `node`.

@@ -359,11 +359,7 @@ impl ExecutionPlan for LanceSearchExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        if children.is_empty() {
-            Ok(self)
-        } else {
-            Err(internal_datafusion_err!("LanceSearchExec has no children"))
-        }
+        super::leaf_without_children(self, &children)
     }
 
     fn execute(

@@ -141,6 +141,9 @@ impl DataRoot {
         mut dataset: Dataset,
         threshold: usize,
     ) {
+        if threshold == 0 {
+            return;
+        }
         let options = CompactionOptions::default();
         let small = dataset
             .fragments()
@@ -151,7 +154,7 @@ impl DataRoot {
                     .is_none_or(|rows| rows < options.target_rows_per_fragment)
             })
             .count();
-        if threshold == 0 || small < threshold {
+        if small < threshold {
             return;
         }
         match compact_files(&mut dataset, options, None).await {
