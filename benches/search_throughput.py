@@ -14,9 +14,10 @@ serving requests would) after a warm-up pass; figures are queries per second:
   same recall), else the run stops.
 - full text (two vocabulary words, 10 best): pylance `to_table(full_text_query=..., limit=10)`
   against `fts(...)` with 'limit' 10 over both protocols, ids compared the same way.
-- 100 random rows: pylance `_take_rows` against `take('items', ?)` over Flight SQL.
+- 100 random rows: pylance `_take_rows` against `take('items', ?)` over both protocols (psycopg
+  with binary results).
 - filter, shuffle, take over `blobs`: the row ids of one label, shuffled, read back in batches of
-  32 rows (payload included), in rows per second.
+  32 rows (payload included), in rows per second, over both protocols.
 
 Run with `scripts/dev bench-search` (optimised build) or directly:
   python benches/search_throughput.py --lancesql target/release/lancesql [--rows N]
@@ -119,6 +120,9 @@ def main():
         flight_cursor = flight.cursor()
         pg = psycopg.connect(f"host=127.0.0.1 port={pg_port} user=bench dbname=lancesql",
                              autocommit=True)
+        # Binary results for rows with payloads, as a loader would ask (text would hex-encode
+        # every blob).
+        pg_binary = pg.cursor(binary=True)
         rng = random.Random(23)
         queries = [embedding[rng.randrange(args.rows)] + np.float32(0.05)
                    for _ in range(args.queries)]
@@ -196,9 +200,16 @@ def main():
                 if flight_cursor.fetch_arrow_table().num_rows != TAKE_ROWS:
                     raise SystemExit("take returned the wrong number of rows")
 
+        def pg_take():
+            for ids in row_sets:
+                if len(pg_binary.execute("SELECT * FROM take('items', %s)", (ids,)).fetchall()) \
+                        != TAKE_ROWS:
+                    raise SystemExit("take returned the wrong number of rows")
+
         results[f"{TAKE_ROWS} random rows"] = {
             "pylance": per_second(len(row_sets), pylance_take),
             "lancesql Flight SQL (ADBC)": per_second(len(row_sets), flight_take),
+            "lancesql pgwire (psycopg)": per_second(len(row_sets), pg_take),
         }
 
         label = "label_1"
@@ -227,9 +238,21 @@ def main():
             if read != expected_rows:
                 raise SystemExit(f"lancesql workflow read {read} rows")
 
+        def pg_workflow():
+            ids = [row[0] for row in pg_binary.execute(
+                "SELECT _rowid FROM blobs WHERE label = %s", (label,)).fetchall()]
+            rng.shuffle(ids)
+            read = 0
+            for start in range(0, len(ids), SHUFFLE_BATCH):
+                read += len(pg_binary.execute("SELECT * FROM take('blobs', %s)",
+                                              (ids[start:start + SHUFFLE_BATCH],)).fetchall())
+            if read != expected_rows:
+                raise SystemExit(f"lancesql workflow read {read} rows")
+
         results["filter, shuffle, take (rows/s)"] = {
             "pylance": per_second(expected_rows, pylance_workflow),
             "lancesql Flight SQL (ADBC)": per_second(expected_rows, flight_workflow),
+            "lancesql pgwire (psycopg)": per_second(expected_rows, pg_workflow),
         }
 
         print("\n| workload | contender | per second | / pylance |")

@@ -16,6 +16,12 @@ use lancesql::pgwire::access::{AuthMethod, PgConfig, Users};
 use lancesql::{Engine, EngineConfig, Error, StoreConfig};
 use lancesql_flight::{FlightConfig, FlightServer, Login};
 
+/// mimalloc reuses freed memory: with the system allocator each multi-megabyte batch (blobs,
+/// vectors, a take's rows) was mapped afresh and page-faulted in, about a third of the server's
+/// time per take of 32 rows of 100 KB (measured with `perf`; see docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// SQL over Lance datasets.
 #[derive(Parser, Debug)]
 #[command(name = "lancesql", version, about)]

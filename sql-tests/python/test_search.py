@@ -280,6 +280,27 @@ def test_hybrid_search_binds_the_vector_and_the_text(server, data):
         assert has_distance == (row in nearest) and has_score == (row in text)
 
 
+def test_row_ids_of_mixed_sizes_bound_by_psycopg_are_taken(server, data):
+    # Fragments of 2 rows: row ids past 2^32 beside small ones, which psycopg binds as
+    # numeric[] (not int8[]); text and binary results both.
+    table = pa.table({"id": pa.array(range(6), pa.int64()),
+                      "payload": pa.array([bytes([i]) * 1000 for i in range(6)], pa.binary())})
+    dataset = lance.write_dataset(table, str(data / "frags.lance"), max_rows_per_file=2)
+    ids = dataset.to_table(columns=["id"], with_row_id=True)["_rowid"].to_pylist()
+    wanted = [ids[5], ids[0], ids[3], ids[0]]
+    assert max(wanted) > 2**32 and min(wanted) < 2**31
+    taken = dataset._take_rows(wanted, columns=["id", "payload"])
+    expected = list(zip(taken["id"].to_pylist(), taken["payload"].to_pylist()))
+    with psycopg.connect(trust_conninfo(server["pg"]), autocommit=True) as conn:
+        for cursor in (conn.cursor(), conn.cursor(binary=True)):
+            rows = cursor.execute("SELECT id, payload FROM take('frags', %s)",
+                                  (wanted,)).fetchall()
+            assert [(row[0], bytes(row[1])) for row in rows] == expected
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="integers from 0"):
+            conn.execute("SELECT id FROM take('frags', %s)", ([1.5, 2.0],))
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
 def test_sample_rows_are_pylances_take_of_the_same_row_ids(server, data):
     dataset = write_vectors(data, "sampled", 900)
     with psycopg.connect(trust_conninfo(server["pg"]), autocommit=True) as conn:

@@ -123,6 +123,8 @@ struct Shared {
     /// `pg_*` tables, ...) into SQL DataFusion plans.
     postgres: Arc<PostgresCompatibilityParser>,
     config: EngineConfig,
+    /// What [`Engine::session`] copies.
+    template: SessionState,
 }
 
 impl Engine {
@@ -145,14 +147,17 @@ impl Engine {
             })?;
             runtime = runtime.with_temp_file_path(folder);
         }
+        let runtime = Arc::new(runtime.build()?);
+        let template = session_template(&config, &root, &catalog, &runtime, memory_limit)?;
         Ok(Engine {
             shared: Arc::new(Shared {
                 root,
                 catalog,
-                runtime: Arc::new(runtime.build()?),
+                runtime,
                 memory_limit,
                 postgres: Arc::new(PostgresCompatibilityParser::new()),
                 config,
+                template,
             }),
         })
     }
@@ -185,63 +190,20 @@ impl Engine {
         &self.shared.catalog
     }
 
-    /// A new session (one per connection or shell).
+    /// A new session (one per connection or shell): a copy of the shared template with its own
+    /// catalog list (so catalogs one session registers stay its own), settings and variables.
     pub fn session(&self) -> Result<LanceSession> {
         let config = &self.shared.config;
-        let mut session_config = SessionConfig::new()
-            .with_information_schema(true)
-            .with_create_default_catalog_and_schema(false)
-            .with_default_catalog_and_schema(CATALOG_NAME, SCHEMA_NAME)
-            .with_batch_size(config.batch_size)
-            .with_option_extension(LanceOptions::default())
-            .with_extension(self.shared.root.clone());
-        if let Some(partitions) = config.target_partitions {
-            session_config = session_config.with_target_partitions(partitions);
+        let template = &self.shared.template;
+        let catalogs = Arc::new(MemoryCatalogProviderList::new());
+        if let Some(lancesql) = template.catalog_list().catalog(CATALOG_NAME) {
+            catalogs.register_catalog(CATALOG_NAME.to_string(), lancesql);
         }
-        // A sort reserves this much up front to merge what it spilled; it must leave room for
-        // the sorts of other partitions and queries under a small limit.
-        let merge_reservation = session_config
-            .options()
-            .execution
-            .sort_spill_reservation_bytes
-            .min(usize::try_from(self.shared.memory_limit / 16).unwrap_or(usize::MAX));
-        session_config
-            .options_mut()
-            .execution
-            .sort_spill_reservation_bytes = merge_reservation;
-        session_config
-            .options_mut()
-            .set("datafusion.sql_parser.dialect", SQL_DIALECT)?;
-        // DataFusion 54.1 executes uncorrelated scalar subqueries in a `ScalarSubqueryExec`, and
-        // a plan with one loses its top sort when ORDER BY names a column the select list does
-        // not (`SELECT a ... WHERE a < (SELECT 5) ORDER BY b` comes back unordered). Planned as
-        // joins, as before 54, the order holds (`slt/safety.slt` asserts it).
-        session_config
-            .options_mut()
-            .optimizer
-            .enable_physical_uncorrelated_scalar_subquery = false;
-        let mut builder = SessionStateBuilder::new()
-            .with_config(session_config)
-            .with_runtime_env(self.shared.runtime.clone())
-            .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
-            .with_default_features()
-            .with_optimizer_rule(Arc::new(NearestOrderBy))
-            .with_physical_optimizer_rules(physical_optimizer_rules());
-        // Ours first: it must see integer arithmetic before DataFusion's planners do.
-        builder
-            .expr_planners()
-            .get_or_insert_with(Vec::new)
-            .insert(0, Arc::new(CheckedArithmeticPlanner));
-        let context = SessionContext::new_with_state(builder.build());
-        // `lancesql` between statements, where Postgres catalog emulation (`pg_catalog` and
-        // its functions) is installed; statements see it through their own snapshot.
-        context.register_catalog(
-            CATALOG_NAME,
-            Arc::new(LiveCatalog::new(self.shared.catalog.clone())),
-        );
-        setup_pg_catalog(&context, CATALOG_NAME, EmptyContextProvider)
-            .map_err(|error| Error::from(*error))?;
-        crate::functions::register_all(&context);
+        let state = SessionStateBuilder::new_from_existing(template.clone())
+            .with_catalog_list(catalogs)
+            .build();
+        let context = SessionContext::new_with_state(state);
+        crate::functions::register_catalog_functions(&context);
         let variables = Variables::new(config.read_only);
         for function in session_functions(&variables) {
             context.register_udf(function);
@@ -266,6 +228,71 @@ impl Engine {
             progress: None,
         })
     }
+}
+
+/// What every session starts from, built once per engine: settings, planners and optimizer
+/// rules, functions, and the `lancesql` catalog with Postgres catalog emulation installed
+/// (decoding the emulation's static `pg_catalog` tables takes milliseconds, too long for every
+/// connection and for every Flight SQL call that comes without a session token).
+fn session_template(
+    config: &EngineConfig,
+    root: &Arc<DataRoot>,
+    catalog: &Arc<Catalog>,
+    runtime: &Arc<RuntimeEnv>,
+    memory_limit: u64,
+) -> Result<SessionState> {
+    let mut session_config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_create_default_catalog_and_schema(false)
+        .with_default_catalog_and_schema(CATALOG_NAME, SCHEMA_NAME)
+        .with_batch_size(config.batch_size)
+        .with_option_extension(LanceOptions::default())
+        .with_extension(root.clone());
+    if let Some(partitions) = config.target_partitions {
+        session_config = session_config.with_target_partitions(partitions);
+    }
+    // A sort reserves this much up front to merge what it spilled; it must leave room for
+    // the sorts of other partitions and queries under a small limit.
+    let merge_reservation = session_config
+        .options()
+        .execution
+        .sort_spill_reservation_bytes
+        .min(usize::try_from(memory_limit / 16).unwrap_or(usize::MAX));
+    session_config
+        .options_mut()
+        .execution
+        .sort_spill_reservation_bytes = merge_reservation;
+    session_config
+        .options_mut()
+        .set("datafusion.sql_parser.dialect", SQL_DIALECT)?;
+    // DataFusion 54.1 executes uncorrelated scalar subqueries in a `ScalarSubqueryExec`, and
+    // a plan with one loses its top sort when ORDER BY names a column the select list does
+    // not (`SELECT a ... WHERE a < (SELECT 5) ORDER BY b` comes back unordered). Planned as
+    // joins, as before 54, the order holds (`slt/safety.slt` asserts it).
+    session_config
+        .options_mut()
+        .optimizer
+        .enable_physical_uncorrelated_scalar_subquery = false;
+    let mut builder = SessionStateBuilder::new()
+        .with_config(session_config)
+        .with_runtime_env(runtime.clone())
+        .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
+        .with_default_features()
+        .with_optimizer_rule(Arc::new(NearestOrderBy))
+        .with_physical_optimizer_rules(physical_optimizer_rules());
+    // Ours first: it must see integer arithmetic before DataFusion's planners do.
+    builder
+        .expr_planners()
+        .get_or_insert_with(Vec::new)
+        .insert(0, Arc::new(CheckedArithmeticPlanner));
+    let context = SessionContext::new_with_state(builder.build());
+    // `lancesql` between statements, where Postgres catalog emulation (`pg_catalog` and
+    // its functions) is installed; statements see it through their own snapshot.
+    context.register_catalog(CATALOG_NAME, Arc::new(LiveCatalog::new(catalog.clone())));
+    setup_pg_catalog(&context, CATALOG_NAME, EmptyContextProvider)
+        .map_err(|error| Error::from(*error))?;
+    crate::functions::register_all(&context);
+    Ok(context.state())
 }
 
 /// DataFusion's physical optimizer rules with ours added: top-k late materialization runs after

@@ -341,6 +341,65 @@ fn sixteen_sessions_share_one_open_of_each_version() {
 }
 
 #[test]
+fn sessions_copy_one_template_and_keep_their_catalogs_and_settings_apart() {
+    use std::sync::Arc;
+
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{Field, Schema};
+    use datafusion::catalog::{
+        CatalogProvider, MemTable, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
+    };
+
+    run(|| async {
+        let root = tempfile::tempdir().expect("root");
+        let engine = engine_over(root.path(), EngineConfig::default());
+        let first = engine.session().expect("session");
+        let second = engine.session().expect("session");
+
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let rows = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![7]))])
+            .expect("batch");
+        let tables = MemorySchemaProvider::new();
+        tables
+            .register_table(
+                "m".into(),
+                Arc::new(MemTable::try_new(schema, vec![vec![rows]]).expect("table")),
+            )
+            .expect("register table");
+        let extra = MemoryCatalogProvider::new();
+        extra
+            .register_schema("public", Arc::new(tables))
+            .expect("register schema");
+        first
+            .register_catalog("extra", Arc::new(extra))
+            .expect("register catalog");
+
+        let count_extra_columns =
+            "SELECT count(*) FROM lancesql_columns() WHERE table_catalog = 'extra'";
+        assert_eq!(integers(&first, "SELECT x FROM extra.public.m").await, [7]);
+        assert_eq!(integers(&first, count_extra_columns).await, [1]);
+        assert!(
+            batches(&second, "SELECT x FROM extra.public.m")
+                .await
+                .is_err()
+        );
+        assert_eq!(integers(&second, count_extra_columns).await, [0]);
+
+        tag(&first, "SET lance.nprobes = 7").await;
+        assert_eq!(first.setting("lance.nprobes").as_deref(), Some("7"));
+        assert_ne!(second.setting("lance.nprobes").as_deref(), Some("7"));
+        let third = engine.session().expect("session");
+        assert_ne!(third.setting("lance.nprobes").as_deref(), Some("7"));
+
+        // The catalog emulation each session copies works in every one of them.
+        for session in [&first, &second, &third] {
+            let types = integers(session, "SELECT count(*) FROM pg_catalog.pg_type").await;
+            assert!(types[0] > 0, "pg_type is empty");
+        }
+    });
+}
+
+#[test]
 fn a_query_over_the_memory_limit_fails_and_the_next_one_runs() {
     run(|| async {
         let root = tempfile::tempdir().expect("root");

@@ -1,4 +1,5 @@
-//! SQL functions the engine adds to DataFusion's, registered by [`register_all`]: the one list.
+//! SQL functions the engine adds to DataFusion's, registered by [`register_all`] (once per engine)
+//! and [`register_catalog_functions`] (once per session): the one list.
 //!
 //! May depend on: `error`, `config`; the search functions ([`search`]) also on `catalog`,
 //! `provider` and `physical`, the distance functions ([`distance`]) on `physical` (the metrics
@@ -19,7 +20,7 @@ use datafusion::execution::context::SessionContext;
 /// Registers every function lancesql adds: Lance's own SQL functions, `sum` that fails on
 /// overflow, the vector distance functions, `highlight`, and the Postgres functions clients call that the catalog emulation lacks or gets
 /// wrong. Called after the catalog emulation installed its functions, so ours win where both
-/// define a name. `lancesql_columns()` lists the columns of the context's catalogs. Checked
+/// define a name. Checked
 /// integer arithmetic is an expression planner, installed with the session state (see
 /// [`overflow::CheckedArithmeticPlanner`]). The search table functions are listed in
 /// [`search::SEARCH_FUNCTIONS`].
@@ -46,6 +47,11 @@ pub fn register_all(context: &SessionContext) {
     context.register_udf(highlight::udf());
     search::register(context);
     context.register_udtf(changes::NAME, Arc::new(changes::TableChanges));
+}
+
+/// Registers the functions that list the catalogs of `context` itself (`lancesql_columns()`):
+/// once per session, since each session has its own catalog list.
+pub fn register_catalog_functions(context: &SessionContext) {
     context.register_udtf(
         columns::NAME,
         Arc::new(columns::ColumnsFunction::new(

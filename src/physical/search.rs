@@ -863,17 +863,17 @@ async fn take_rows(
             return Err(DataFusionError::from(failure));
         }
     };
-    let taken = arrow::compute::concat_batches(&schema, &batches)?;
-    let found = taken
-        .column_by_name(ROW_ID)
-        .and_then(|column| column.as_any().downcast_ref::<UInt64Array>())
-        .ok_or_else(|| internal_datafusion_err!("a take by row id returned no {ROW_ID}"))?;
-    let position: HashMap<u64, u64> = found
-        .values()
-        .iter()
-        .enumerate()
-        .map(|(index, id)| (*id, index as u64))
-        .collect();
+    // Where each distinct id landed: (batch, row).
+    let mut position: HashMap<u64, (usize, usize)> = HashMap::with_capacity(distinct.len());
+    for (batch_index, batch) in batches.iter().enumerate() {
+        let found = batch
+            .column_by_name(ROW_ID)
+            .and_then(|column| column.as_any().downcast_ref::<UInt64Array>())
+            .ok_or_else(|| internal_datafusion_err!("a take by row id returned no {ROW_ID}"))?;
+        for (row, id) in found.values().iter().enumerate() {
+            position.insert(*id, (batch_index, row));
+        }
+    }
     let order = row_ids
         .iter()
         .map(|id| {
@@ -885,18 +885,30 @@ async fn take_rows(
                 })
             })
         })
-        .collect::<DFResult<Vec<u64>>>()?;
-    let order = UInt64Array::from(order);
-    let columns = taken
-        .columns()
-        .iter()
-        .map(|column| arrow::compute::take(column.as_ref(), &order, None))
+        .collect::<DFResult<Vec<(usize, usize)>>>()?;
+    if let [batch] = batches.as_slice()
+        && batch.num_rows() == order.len()
+        && order
+            .iter()
+            .enumerate()
+            .all(|(index, (_, row))| *row == index)
+    {
+        // Asked in ascending order without duplicates: Lance's batch is the answer.
+        return Ok(batch.clone());
+    }
+    // One copy of each value (large blobs included) straight into the requested order.
+    let columns = (0..schema.fields().len())
+        .map(|column| {
+            let arrays: Vec<&dyn Array> = batches
+                .iter()
+                .map(|batch| batch.column(column).as_ref())
+                .collect();
+            arrow::compute::interleave(&arrays, &order)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(order.len()));
     Ok(RecordBatch::try_new_with_options(
-        taken.schema(),
-        columns,
-        &options,
+        schema, columns, &options,
     )?)
 }
 

@@ -1,11 +1,11 @@
 //! `take(table, row_ids)`: the rows of the given `_rowid`s, in the order given, duplicates kept.
-//! `row_ids` is an array of integers (a literal or a bind parameter); an id that names no live
-//! row fails the statement, naming the id.
+//! `row_ids` is an array of whole numbers, integers or `numeric` (a literal or a bind
+//! parameter); an id that names no live row fails the statement, naming the id.
 
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, Field, SchemaRef, UInt64Type};
+use arrow::datatypes::{DataType, Decimal128Type, Field, SchemaRef, UInt64Type};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::TableProvider;
@@ -97,7 +97,22 @@ fn row_ids(value: &ScalarValue) -> Result<Vec<u64>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    if !ids.data_type().is_integer() || ids.null_count() > 0 {
+    // Whole numbers only. `numeric` counts: psycopg sends a list of Python ints of mixed
+    // sizes (row ids past 2^32 beside small ones) as `numeric[]`.
+    let whole = match ids.data_type() {
+        data_type if data_type.is_integer() => true,
+        DataType::Decimal128(_, scale) => {
+            let unit = 10i128.checked_pow(u32::try_from(*scale).unwrap_or(0));
+            unit.is_some_and(|unit| {
+                ids.as_primitive::<Decimal128Type>()
+                    .values()
+                    .iter()
+                    .all(|value| value % unit == 0)
+            })
+        }
+        _ => false,
+    };
+    if !whole || ids.null_count() > 0 {
         return Err(refused());
     }
     // A negative id fails the conversion rather than wrapping around.
