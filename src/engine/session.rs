@@ -195,10 +195,14 @@ impl Engine {
     pub fn session(&self) -> Result<LanceSession> {
         let config = &self.shared.config;
         let template = &self.shared.template;
+        let lancesql = template
+            .catalog_list()
+            .catalog(CATALOG_NAME)
+            .ok_or_else(|| Error::Internal {
+                message: format!("the session template has no '{CATALOG_NAME}' catalog"),
+            })?;
         let catalogs = Arc::new(MemoryCatalogProviderList::new());
-        if let Some(lancesql) = template.catalog_list().catalog(CATALOG_NAME) {
-            catalogs.register_catalog(CATALOG_NAME.to_string(), lancesql);
-        }
+        catalogs.register_catalog(CATALOG_NAME.to_string(), lancesql);
         let state = SessionStateBuilder::new_from_existing(template.clone())
             .with_catalog_list(catalogs)
             .build();

@@ -102,6 +102,7 @@ fn row_ids(value: &ScalarValue) -> Result<Vec<u64>> {
     let whole = match ids.data_type() {
         data_type if data_type.is_integer() => true,
         DataType::Decimal128(_, scale) => {
+            // A negative scale multiplies: every value is whole (unit 1).
             let unit = 10i128.checked_pow(u32::try_from(*scale).unwrap_or(0));
             unit.is_some_and(|unit| {
                 ids.as_primitive::<Decimal128Type>()
