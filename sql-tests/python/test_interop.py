@@ -116,10 +116,12 @@ def test_versions_and_tags_written_by_pylance_read_as_pylance_reads_them(data):
         assert [row["id"] for row in rows] == expected, version
     tagged = sql_json(data, "SELECT count(*) AS n FROM items AT (TAG => 'before-delete')")
     assert tagged == [{"n": 15}]
-    # The newest version committed at or before a time: just after version 2's commit (pylance
-    # gives times to the microsecond, Lance keeps nanoseconds).
+    # The newest version committed at or before a time: just after version 2's commit. Lance
+    # keeps nanoseconds; pylance gives microseconds computed in floating point from them, which
+    # can come out up to ~1.3 us early, so 2 us later is after the commit (and long before
+    # version 3's).
     committed = next(v for v in dataset.versions() if v["version"] == 2)["timestamp"]
-    just_after = committed.astimezone(datetime.timezone.utc) + datetime.timedelta(microseconds=1)
+    just_after = committed.astimezone(datetime.timezone.utc) + datetime.timedelta(microseconds=2)
     at = just_after.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     rows = sql_json(data, f"SELECT count(*) AS n FROM items TIMESTAMP AS OF '{at}'")
     assert rows == [{"n": 15}]
