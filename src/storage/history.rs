@@ -229,7 +229,8 @@ impl DataRoot {
             Some(at) => self.version_as_of(table, at).await?,
             None => self.latest_or_missing(table).await?.version().version,
         };
-        let dataset = self.open_for_write(table).await?;
+        let gate = self.write_gate(table).await;
+        let dataset = self.open_for_write(table, &gate).await?;
         match dataset.tags().create(tag, version).await {
             Ok(()) => Ok(version),
             Err(lance_core::Error::RefConflict { .. }) => Err(Error::invalid(format!(
@@ -249,7 +250,8 @@ impl DataRoot {
     /// Removes `tag` from `table`; returns false when it had no such tag. The tagged version
     /// stays until a `VACUUM` finds it untagged and old enough.
     pub async fn drop_tag(&self, table: &str, tag: &str) -> Result<bool> {
-        let dataset = self.open_for_write(table).await?;
+        let gate = self.write_gate(table).await;
+        let dataset = self.open_for_write(table, &gate).await?;
         match dataset.tags().delete(tag).await {
             Ok(()) => Ok(true),
             Err(lance_core::Error::RefNotFound { .. }) => Ok(false),
@@ -265,7 +267,8 @@ impl DataRoot {
     /// between stay readable). Returns the new version.
     pub async fn restore_table(&self, table: &str, at: &AsOf) -> Result<u64> {
         let version = self.version_as_of(table, at).await?;
-        let dataset = self.open_for_write(table).await?;
+        let gate = self.write_gate(table).await;
+        let dataset = self.open_for_write(table, &gate).await?;
         let lance_error = |error| {
             Error::lance(
                 format!("restoring table '{table}' to version {version}"),

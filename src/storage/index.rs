@@ -143,7 +143,8 @@ impl DataRoot {
                 }
             )));
         }
-        let mut dataset = self.open_for_write(table).await?;
+        let gate = self.write_gate(table).await;
+        let mut dataset = self.open_for_write(table, &gate).await?;
         let name = definition
             .name
             .clone()
@@ -220,7 +221,8 @@ impl DataRoot {
 
     /// Drops index `name` of `table` in one commit; `false` when the table has no such index.
     pub async fn drop_index(&self, table: &str, name: &str) -> Result<bool> {
-        let mut dataset = self.open_for_write(table).await?;
+        let gate = self.write_gate(table).await;
+        let mut dataset = self.open_for_write(table, &gate).await?;
         if !has_index(&dataset, table, name).await? {
             return Ok(false);
         }

@@ -54,7 +54,8 @@ impl DataRoot {
         table: &str,
         progress: Option<Arc<dyn WorkProgress>>,
     ) -> Result<OptimizeReport> {
-        let mut dataset = self.open_for_write(table).await?;
+        let gate = self.write_gate(table).await;
+        let mut dataset = self.open_for_write(table, &gate).await?;
         let indices = dataset.load_indices().await.map_err(|error| {
             Error::lance(
                 format!("listing indices of '{table}'"),
@@ -193,7 +194,8 @@ impl DataRoot {
         table: &str,
         retain: std::time::Duration,
     ) -> Result<VacuumReport> {
-        let dataset = self.open_for_write(table).await?;
+        let gate = self.write_gate(table).await;
+        let dataset = self.open_for_write(table, &gate).await?;
         let retain = chrono::TimeDelta::from_std(retain)
             .map_err(|_| Error::invalid(format!("VACUUM {table}: the retention is too long")))?;
         let removed = dataset

@@ -16,6 +16,8 @@
 //!   itself; we never remove a table folder after a failure);
 //! - dropping a table removes its version manifests first, so readers and listings see either
 //!   the whole table or none of it;
+//! - every write holds its table's gate ([`gate`]) from opening the table to its last commit, and
+//!   a drop waits for the gate, so no write of this process commits into a dropped table;
 //! - listing never fails because of one bad entry: bad entries are reported beside the tables.
 //!
 //! Local roots become `file+uring://` URIs (Lance's io_uring reader) when the kernel and the
@@ -42,6 +44,7 @@ use object_store::path::Path;
 use crate::config::{LocalIo, StoreConfig};
 
 mod cache;
+mod gate;
 pub mod history;
 pub mod index;
 pub mod maintenance;
@@ -50,6 +53,8 @@ pub mod rows;
 pub mod schema;
 use crate::error::{Error, Result};
 use cache::DatasetCache;
+use gate::TableGates;
+pub(crate) use gate::WriteGate;
 
 /// The suffix that marks a directory under the root as a table.
 pub const DATASET_SUFFIX: &str = ".lance";
@@ -64,6 +69,7 @@ pub struct DataRoot {
     storage_options: HashMap<String, String>,
     session: Arc<Session>,
     datasets: DatasetCache,
+    gates: TableGates,
 }
 
 /// What a listing of the root found.
@@ -98,6 +104,7 @@ impl DataRoot {
             storage_options: config.lance_storage_options(),
             session: Arc::new(Session::default()),
             datasets: DatasetCache::new(cached_datasets),
+            gates: TableGates::default(),
         })
     }
 
@@ -246,9 +253,25 @@ impl DataRoot {
         self.datasets.opens()
     }
 
+    /// Holds `table` against this process's `DROP TABLE` until the gate is dropped (see
+    /// [`gate`]). Every write takes one before it opens the table and keeps it until its last
+    /// commit.
+    pub(crate) async fn write_gate(&self, table: &str) -> WriteGate {
+        self.gates.writing(table).await
+    }
+
     /// `table` at its latest version, opened through [`Self::write_uri`] so that what it commits
-    /// goes through Lance's safe commit handler.
-    pub(crate) async fn open_for_write(&self, table: &str) -> Result<Dataset> {
+    /// goes through Lance's safe commit handler. `gate` is the caller's hold on the table, which
+    /// it keeps until it has committed.
+    pub(crate) async fn open_for_write(&self, table: &str, gate: &WriteGate) -> Result<Dataset> {
+        if gate.table() != table {
+            return Err(Error::Internal {
+                message: format!(
+                    "opening '{table}' for writing under the gate of '{}'",
+                    gate.table()
+                ),
+            });
+        }
         if self.open_latest(table).await?.is_none() {
             return Err(Error::TableNotFound {
                 table: table.to_string(),
@@ -298,6 +321,9 @@ impl DataRoot {
         data: SendableRecordBatchStream,
     ) -> Result<Arc<Dataset>> {
         let uri = self.write_uri(table)?;
+        // Held until the commit: a drop of the same name would otherwise remove the data files
+        // this create has written but not yet committed.
+        let _gate = self.write_gate(table).await;
         let exists = || Error::TableExists {
             table: table.to_string(),
         };
@@ -363,8 +389,9 @@ impl DataRoot {
         data: SendableRecordBatchStream,
         auto_compact_fragments: usize,
     ) -> Result<u64> {
+        let gate = self.write_gate(table).await;
         let (rows, dataset) = self
-            .write_existing(table, data, WriteMode::Append, true)
+            .write_existing(&gate, data, WriteMode::Append, true)
             .await?;
         self.compact_if_fragmented(table, dataset, auto_compact_fragments)
             .await;
@@ -379,8 +406,9 @@ impl DataRoot {
         table: &str,
         data: SendableRecordBatchStream,
     ) -> Result<u64> {
+        let gate = self.write_gate(table).await;
         let (rows, _) = self
-            .write_existing(table, data, WriteMode::Overwrite, true)
+            .write_existing(&gate, data, WriteMode::Overwrite, true)
             .await?;
         Ok(rows)
     }
@@ -389,24 +417,26 @@ impl DataRoot {
     /// readable by time travel). If `data` fails, nothing is committed and the table stays as
     /// it was. Returns the rows written.
     pub async fn replace_table(&self, table: &str, data: SendableRecordBatchStream) -> Result<u64> {
+        let gate = self.write_gate(table).await;
         let (rows, _) = self
-            .write_existing(table, data, WriteMode::Overwrite, false)
+            .write_existing(&gate, data, WriteMode::Overwrite, false)
             .await?;
         Ok(rows)
     }
 
-    /// One commit of `data` into the existing `table`, appended or overwriting it; with
-    /// `keep_columns`, `data` is shaped to the table's columns, else it brings its own. Returns
-    /// the rows written and the version committed.
+    /// One commit of `data` into the existing table `gate` holds, appended or overwriting it;
+    /// with `keep_columns`, `data` is shaped to the table's columns, else it brings its own.
+    /// Returns the rows written and the version committed.
     async fn write_existing(
         &self,
-        table: &str,
+        gate: &WriteGate,
         data: SendableRecordBatchStream,
         mode: WriteMode,
         keep_columns: bool,
     ) -> Result<(u64, Dataset)> {
+        let table = gate.table();
         let uri = self.write_uri(table)?;
-        let dataset = Arc::new(self.open_for_write(table).await?);
+        let dataset = Arc::new(self.open_for_write(table, gate).await?);
         let appending = matches!(mode, WriteMode::Append);
         let schema = if keep_columns {
             Arc::new(arrow::datatypes::Schema::from(dataset.schema()))
@@ -573,9 +603,11 @@ impl DataRoot {
     /// Removes `table` and all its versions; returns false if there was no such table. Works on
     /// a dataset too corrupt to open. The version manifests go first (oldest first, the latest
     /// last), so a reader opening the table meanwhile finds either its latest version, whole, or
-    /// no table.
+    /// no table. Waits for this process's writes to `table` that have begun; those that begin
+    /// later find no table.
     pub async fn drop_table(&self, table: &str) -> Result<bool> {
         let uri = self.write_uri(table)?;
+        let _dropping = self.gates.dropping(table).await;
         let (store, path) = self.store(&uri).await?;
         let contents = store
             .list_with_delimiter(Some(&path))
@@ -618,10 +650,9 @@ impl DataRoot {
                 }
             }
         }
-        // The table is gone once its manifests are. A writer still running (another session,
-        // another process) may add files while the folder is removed; those files belong to no
-        // version and no reader sees them, so a folder that keeps refilling is logged, not an
-        // error of the DROP, and the writer fails with "table does not exist".
+        // The table is gone once its manifests are. A writer of another process may add files
+        // while the folder is removed; those files belong to no version and no reader sees
+        // them, so a folder that keeps refilling is logged, not an error of the DROP.
         let mut attempt = 1;
         loop {
             match store.remove_dir_all(path.clone()).await {

@@ -43,7 +43,8 @@ impl DataRoot {
     /// Returns the rows deleted.
     pub async fn delete_rows(&self, table: &str, filter: Option<Expr>) -> Result<u64> {
         let uri = self.write_uri(table)?;
-        let dataset = Arc::new(self.open_for_write(table).await?);
+        let gate = self.write_gate(table).await;
+        let dataset = Arc::new(self.open_for_write(table, &gate).await?);
         let deleted = DeleteBuilder::from_expr(dataset, filter.unwrap_or_else(|| lit(true)))
             .conflict_retries(WRITE_ATTEMPTS)
             .execute()
@@ -65,8 +66,9 @@ impl DataRoot {
     ) -> Result<u64> {
         let uri = self.write_uri(table)?;
         let mut attempt = 1;
+        let gate = self.write_gate(table).await;
         loop {
-            let dataset = Arc::new(self.open_for_write(table).await?);
+            let dataset = Arc::new(self.open_for_write(table, &gate).await?);
             match self
                 .update_once(table, &uri, dataset, assignments, filter.clone())
                 .await
@@ -400,7 +402,8 @@ impl DataRoot {
             MergeInsertBuilder, WhenMatched, WhenNotMatched, WhenNotMatchedBySource,
         };
         let uri = self.write_uri(table)?;
-        let dataset = Arc::new(self.open_for_write(table).await?);
+        let gate = self.write_gate(table).await;
+        let dataset = Arc::new(self.open_for_write(table, &gate).await?);
         let target: SchemaRef = Arc::new(arrow::datatypes::Schema::from(dataset.schema()));
         let failed = |source| write_failure(table, &uri, "merging into", source);
         let mut builder = MergeInsertBuilder::try_new(dataset.clone(), keys).map_err(failed)?;

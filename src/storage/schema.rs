@@ -48,7 +48,8 @@ pub enum ColumnChange {
 impl DataRoot {
     /// Applies `change` to `table` as one new version.
     pub async fn alter_table(&self, table: &str, change: ColumnChange) -> Result<()> {
-        let mut dataset = self.open_for_write(table).await?;
+        let gate = self.write_gate(table).await;
+        let mut dataset = self.open_for_write(table, &gate).await?;
         let has = |column: &str| dataset.schema().field(column).is_some();
         let missing = |column: &str| Error::ColumnNotFound {
             table: table.to_string(),
