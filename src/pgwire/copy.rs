@@ -1,9 +1,11 @@
 //! COPY on the wire.
 //!
 //! - `COPY ... TO STDOUT`: the engine's rows in Postgres' text, CSV or binary COPY format,
-//!   streamed as CopyData messages (one per row) between CopyOutResponse and CopyDone. Values
-//!   are encoded by `arrow-pg`, the same encoders as query results, so a value reads the same
-//!   through `SELECT` and through `COPY`.
+//!   streamed as CopyData messages (one per row, as PostgreSQL sends them and as psycopg's row
+//!   reader expects) between CopyOutResponse and CopyDone. Text and CSV values are encoded by
+//!   `arrow-pg`, the same encoders as query results; binary rows by [`tuples`], which
+//!   writes the same bytes a batch at a time. So a value reads the same through `SELECT` and
+//!   through `COPY`.
 //! - `COPY table FROM STDIN`: the client's CopyData goes through the engine's
 //!   [`CopyInDecoder`] into record batches, which stream (a few batches ahead at most) into one
 //!   append of the table, committed at CopyDone. A decoding error, a CopyFail or a lost
@@ -35,6 +37,7 @@ use crate::engine::{
 };
 use crate::error::Error;
 use crate::pgwire::handlers::wire_error;
+use crate::pgwire::tuples;
 use crate::pgwire::wire_types::pg_fields;
 
 /// The binary COPY signature, flags and header extension length.
@@ -112,7 +115,7 @@ pub fn copy_out(
 /// The rows of a COPY being encoded.
 struct CopyRows {
     stream: SendableRecordBatchStream,
-    encoder: CopyEncoder,
+    encoder: RowEncoder,
     fields: Arc<Vec<FieldInfo>>,
     preamble: Option<Bytes>,
     binary: bool,
@@ -123,11 +126,29 @@ struct CopyRows {
 impl CopyRows {
     /// Queues one message per row of `batch` (stopping at the first value that fails).
     fn encode(&mut self, batch: &RecordBatch) {
+        let delimited = match &mut self.encoder {
+            RowEncoder::Binary => {
+                match tuples::copy_tuples(batch, &self.fields) {
+                    Ok(rows) => {
+                        for row in rows {
+                            let preamble = self.preamble.take();
+                            self.pending
+                                .push_back(Ok(with_preamble(preamble, CopyData::new(row))));
+                        }
+                    }
+                    Err(error) => {
+                        self.finished = true;
+                        self.pending.push_back(Err(error));
+                    }
+                }
+                return;
+            }
+            RowEncoder::Delimited(encoder) => encoder,
+        };
         for row in 0..batch.num_rows() {
-            match encode_row(&mut self.encoder, batch, row, &self.fields) {
+            match encode_row(delimited, batch, row, &self.fields) {
                 Ok(data) => {
-                    // pgwire's binary encoder writes the header itself, with the first row.
-                    let preamble = self.preamble.take().filter(|_| !self.binary);
+                    let preamble = self.preamble.take();
                     self.pending.push_back(Ok(with_preamble(preamble, data)));
                 }
                 Err(error) => {
@@ -140,8 +161,16 @@ impl CopyRows {
     }
 }
 
-fn encoder(options: &CopyOptions, fields: Arc<Vec<FieldInfo>>) -> CopyEncoder {
-    match options.format {
+/// How a COPY's rows become messages.
+enum RowEncoder {
+    /// Binary tuples, a batch at a time ([`tuples`]).
+    Binary,
+    /// Text or CSV lines, value by value by arrow-pg.
+    Delimited(CopyEncoder),
+}
+
+fn encoder(options: &CopyOptions, fields: Arc<Vec<FieldInfo>>) -> RowEncoder {
+    RowEncoder::Delimited(match options.format {
         CopyFormat::Text => CopyEncoder::new_text(
             fields,
             CopyTextOptions {
@@ -162,8 +191,8 @@ fn encoder(options: &CopyOptions, fields: Arc<Vec<FieldInfo>>) -> CopyEncoder {
                 },
             )
         }
-        CopyFormat::Binary => CopyEncoder::new_binary(fields),
-    }
+        CopyFormat::Binary => return RowEncoder::Binary,
+    })
 }
 
 fn encode_row(

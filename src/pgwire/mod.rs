@@ -16,6 +16,7 @@ mod copy;
 mod handlers;
 mod parameters;
 mod startup;
+mod tuples;
 mod wire_types;
 
 use std::future::Future;
