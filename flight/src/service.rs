@@ -42,7 +42,8 @@ use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::physical_plan::stream::{RecordBatchReceiverStream, RecordBatchStreamAdapter};
+use datafusion::physical_plan::common::spawn_buffered;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
 use tonic::metadata::MetadataMap;
@@ -353,18 +354,8 @@ const INGEST_READ_AHEAD_BATCHES: usize = 8;
 /// the consumer: the writer encodes while the client keeps sending, where reading only when the
 /// writer asks would stall the client on flow control for every page Lance encodes. Dropping the
 /// result stops the task.
-fn read_ahead(mut data: SendableRecordBatchStream) -> SendableRecordBatchStream {
-    let mut builder = RecordBatchReceiverStream::builder(data.schema(), INGEST_READ_AHEAD_BATCHES);
-    let sender = builder.tx();
-    builder.spawn(async move {
-        while let Some(batch) = data.next().await {
-            if sender.send(batch).await.is_err() {
-                break;
-            }
-        }
-        Ok(())
-    });
-    builder.build()
+fn read_ahead(data: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    spawn_buffered(data, INGEST_READ_AHEAD_BATCHES)
 }
 
 fn ingest_target(command: &CommandStatementIngest) -> Result<IngestTarget> {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::physical_plan::stream::RecordBatchReceiverStream;
+use datafusion::physical_plan::common::spawn_buffered;
 use datafusion_postgres::pgwire::api::auth::StartupHandler;
 use datafusion_postgres::pgwire::api::cancel::CancelHandler;
 use datafusion_postgres::pgwire::api::copy::CopyHandler;
@@ -385,19 +385,8 @@ const RESULT_READ_AHEAD_BATCHES: usize = 2;
 /// client sat idle once the socket's buffer drained: wide rows read ~25% slower than the server's
 /// CPU time allowed. Dropping the result (the client went away or the statement was cancelled)
 /// stops the task.
-fn read_ahead(mut stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
-    let mut builder =
-        RecordBatchReceiverStream::builder(stream.schema(), RESULT_READ_AHEAD_BATCHES);
-    let sender = builder.tx();
-    builder.spawn(async move {
-        while let Some(batch) = stream.next().await {
-            if sender.send(batch).await.is_err() {
-                break;
-            }
-        }
-        Ok(())
-    });
-    builder.build()
+fn read_ahead(stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    spawn_buffered(stream, RESULT_READ_AHEAD_BATCHES)
 }
 
 /// The wire response for what a statement produced.
