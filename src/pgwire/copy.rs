@@ -69,7 +69,6 @@ pub fn copy_out(
             CopyFormat::Binary => Some(Bytes::from_static(BINARY_HEADER)),
             CopyFormat::Csv | CopyFormat::Text => None,
         },
-        binary,
         fields,
         stream,
         pending: VecDeque::new(),
@@ -93,7 +92,8 @@ pub fn copy_out(
                     state.finished = true;
                     // The binary trailer, joined to the header when there were no rows (clients
                     // read a header alone as a row).
-                    let ending = state.binary.then_some(BINARY_TRAILER);
+                    let ending =
+                        matches!(state.encoder, RowEncoder::Binary).then_some(BINARY_TRAILER);
                     let message = match (state.preamble.take(), ending) {
                         (None, None) => None,
                         (preamble, ending) => Some(with_preamble(
@@ -118,7 +118,6 @@ struct CopyRows {
     encoder: RowEncoder,
     fields: Arc<Vec<FieldInfo>>,
     preamble: Option<Bytes>,
-    binary: bool,
     pending: VecDeque<PgWireResult<CopyData>>,
     finished: bool,
 }
@@ -170,17 +169,17 @@ enum RowEncoder {
 }
 
 fn encoder(options: &CopyOptions, fields: Arc<Vec<FieldInfo>>) -> RowEncoder {
-    RowEncoder::Delimited(match options.format {
-        CopyFormat::Text => CopyEncoder::new_text(
+    match options.format {
+        CopyFormat::Text => RowEncoder::Delimited(CopyEncoder::new_text(
             fields,
             CopyTextOptions {
                 delimiter: options.delimiter.unwrap_or('\t').to_string().into(),
                 null_string: options.null.clone().unwrap_or_else(|| "\\N".into()).into(),
             },
-        ),
+        )),
         CopyFormat::Csv => {
             let quote = options.quote.unwrap_or('"');
-            CopyEncoder::new_csv(
+            RowEncoder::Delimited(CopyEncoder::new_csv(
                 fields,
                 CopyCsvOptions {
                     delimiter: options.delimiter.unwrap_or(',').to_string().into(),
@@ -189,10 +188,10 @@ fn encoder(options: &CopyOptions, fields: Arc<Vec<FieldInfo>>) -> RowEncoder {
                     null_string: options.null.clone().unwrap_or_default().into(),
                     force_quote: Vec::new(),
                 },
-            )
+            ))
         }
-        CopyFormat::Binary => return RowEncoder::Binary,
-    })
+        CopyFormat::Binary => RowEncoder::Binary,
+    }
 }
 
 fn encode_row(

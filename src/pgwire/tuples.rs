@@ -10,9 +10,9 @@
 //! - the common types are encoded here a column at a time: booleans, integers, floats and text
 //!   in both formats, bytea and one-dimensional arrays of integers and floats (vectors) in
 //!   binary. Every other type and format goes through arrow-pg's `encode_value`, value by value;
-//! - a batch becomes one buffer, cut into one piece per row without copying: reading narrow rows
-//!   spent most of its time allocating per row and per value, and dispatching on the type of
-//!   every value.
+//! - a batch becomes one buffer, cut into one piece per row without copying: a profile of a
+//!   narrow read showed a quarter of the server's time allocating per row and per value, and
+//!   most of the rest dispatching on the type of every value.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use datafusion::arrow::array::{
