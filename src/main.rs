@@ -22,6 +22,26 @@ use lancesql_flight::{FlightConfig, FlightServer, Login};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_decommits`: its place in `mi_option_e` (mimalloc.h, the same in
+/// mimalloc 2 and 3); the Rust bindings name only some of the options.
+const MI_OPTION_PURGE_DECOMMITS: libmimalloc_sys::mi_option_t = 5;
+
+/// Has mimalloc give purged memory back with `MADV_FREE` instead of `MADV_DONTNEED`. Results of
+/// wide rows go through tens of megabytes a batch; with `MADV_DONTNEED` each purge made the next
+/// batch fault every page in afresh, zeroing it (two thirds of the server's time while the ADBC
+/// PostgreSQL driver read a 1M-row table of vectors; see docs/benchmarks.md). `MADV_FREE` pages
+/// stay mapped until the kernel needs the memory, so reusing them costs nothing, and the kernel
+/// still reclaims them under memory pressure. Setting `MIMALLOC_PURGE_DECOMMITS` in the
+/// environment keeps mimalloc's own choice.
+fn purge_freed_memory_lazily() {
+    if std::env::var_os("MIMALLOC_PURGE_DECOMMITS").is_some() {
+        return;
+    }
+    // SAFETY: `mi_option_set` only stores a value in mimalloc's option table, which may be
+    // changed at any time; option 5 takes 0 or 1.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DECOMMITS, 0) }
+}
+
 /// SQL over Lance datasets.
 #[derive(Parser, Debug)]
 #[command(name = "lancesql", version, about)]
@@ -93,6 +113,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    purge_freed_memory_lazily();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
