@@ -5,7 +5,8 @@ Data: --rows rows (default 10,000,000) of (id int64, category string, value int6
 float64, name string), deterministic, written once with pylance as the table `source` and once
 as a Parquet file (neither timed).
 
-Bulk writes, each timed --repeat times (best kept), every contender writing all the rows:
+Bulk writes, in --repeat rounds of every contender once (the best round of each kept), every
+contender writing all the rows:
 - lancesql over the Postgres wire protocol: `CREATE TABLE ... AS SELECT * FROM source`,
   `INSERT INTO <empty table> SELECT * FROM source`, and `lancesql import` of the Parquet file
   (a process of its own, start-up included);
@@ -53,11 +54,11 @@ def parquet_batches(path):
 
 
 def best_of(repeat, action):
-    """The shortest of `repeat` runs of `action` (each given its run number), in seconds."""
+    """The shortest of `repeat` runs of `action`, in seconds."""
     best = None
-    for run in range(repeat):
+    for _ in range(repeat):
         started = time.perf_counter()
-        action(run)
+        action()
         elapsed = time.perf_counter() - started
         best = elapsed if best is None else min(best, elapsed)
     return best
@@ -101,11 +102,11 @@ def main():
         cursor = connection.cursor()
         names = (f"t{n}" for n in itertools.count())
 
-        def lancesql_ctas(_):
+        def lancesql_ctas():
             cursor.execute(f"CREATE TABLE {next(names)} AS SELECT * FROM source")
             expect("CREATE TABLE AS rows", cursor.rowcount, args.rows)
 
-        def lancesql_insert_select(_):
+        def lancesql_insert_select():
             name = next(names)
             cursor.execute(f"CREATE TABLE {name} ({COLUMNS})")
             started = time.perf_counter()
@@ -114,16 +115,19 @@ def main():
             # Only the INSERT counts: the empty table's creation is subtracted.
             return time.perf_counter() - started
 
-        def lancesql_import(_):
+        def lancesql_import():
             subprocess.run([args.lancesql, "--data", root, "import", parquet, next(names)],
                            check=True, capture_output=True)
 
         def pylance(data):
-            return lambda _: lance.write_dataset(data(), os.path.join(scratch, next(names)))
+            def write():
+                lance.write_dataset(data(), os.path.join(scratch, next(names)))
+            return write
 
         source = lance.dataset(source_path)
         bulk = {
             "lancesql CREATE TABLE AS SELECT": lancesql_ctas,
+            "lancesql INSERT INTO ... SELECT": lancesql_insert_select,
             "lancesql import (Parquet)": lancesql_import,
             "pylance write_dataset (from memory)": pylance(lambda: table),
             "pylance write_dataset (scan of source)": pylance(
@@ -131,9 +135,15 @@ def main():
             "pylance write_dataset (Parquet batches)": pylance(
                 lambda: parquet_batches(parquet)),
         }
-        seconds = {name: best_of(args.repeat, action) for name, action in bulk.items()}
-        insert_runs = [lancesql_insert_select(run) for run in range(args.repeat)]
-        seconds["lancesql INSERT INTO ... SELECT"] = min(insert_runs)
+        # Rounds of every contender once, so that the machine's drift (the kernel writing back
+        # the gigabytes written so far) weighs on all of them alike; the best round counts.
+        seconds = {}
+        for _ in range(args.repeat):
+            for name, action in bulk.items():
+                started = time.perf_counter()
+                own_time = action()
+                spent = own_time if own_time is not None else time.perf_counter() - started
+                seconds[name] = min(seconds.get(name, spent), spent)
         print("\n| bulk write | seconds | rows/s |")
         print("|---|---|---|")
         for name, spent in seconds.items():
@@ -203,8 +213,8 @@ def main():
             expect("pylance scan", (len(values), pc.sum(values).as_py()),
                    (singles.num_rows, total))
 
-        ours_scan = best_of(5, lambda _: scan_ours())
-        theirs_scan = best_of(5, lambda _: scan_theirs())
+        ours_scan = best_of(5, scan_ours)
+        theirs_scan = best_of(5, scan_theirs)
         ours_fragments = len(lance.dataset(os.path.join(root, "one_by_one.lance")).get_fragments())
         theirs_fragments = len(lance.dataset(pylance_rows).get_fragments())
         print(f"\n{singles.num_rows:,} one-row writes")

@@ -51,10 +51,12 @@ pub mod maintenance;
 pub mod progress;
 pub mod rows;
 pub mod schema;
+mod write_ahead;
 use crate::error::{Error, Result};
 use cache::DatasetCache;
 use gate::TableGates;
 pub(crate) use gate::WriteGate;
+use write_ahead::write_ahead;
 
 /// The suffix that marks a directory under the root as a table.
 pub const DATASET_SUFFIX: &str = ".lance";
@@ -334,7 +336,7 @@ impl DataRoot {
             session: Some(self.session.clone()),
             ..Default::default()
         };
-        let (data, input_error) = remember_first_error(data);
+        let (data, input_error) = remember_first_error(write_ahead(data));
         let written = InsertBuilder::new(uri.as_str())
             .with_params(&params)
             .execute_uncommitted_stream(data)
@@ -459,8 +461,9 @@ impl DataRoot {
             );
             Ok(batch)
         });
-        let (data, input_error) =
-            remember_first_error(Box::pin(RecordBatchStreamAdapter::new(schema, counted)));
+        let (data, input_error) = remember_first_error(write_ahead(Box::pin(
+            RecordBatchStreamAdapter::new(schema, counted),
+        )));
         let params = WriteParams {
             mode,
             store_params: Some(self.store_params()),

@@ -1,0 +1,186 @@
+//! A write's input computed ahead of Lance's writer, within a memory budget.
+//!
+//! Lance's writer pulls its input on the task that encodes: it gathers batches until a column's
+//! page is full, then encodes and compresses them (FSST, dictionaries, run lengths) before it
+//! asks for the next one. Pulled on that same task, the input (a Lance scan to decode, a Parquet
+//! file to parse, a query to compute) waited for every encoding while the other cores sat idle.
+//! [`write_ahead`] computes the input on a task of its own and keeps up to
+//! [`WRITE_AHEAD_BYTES`] of batches ready, so reading and encoding overlap.
+//!
+//! The budget is in bytes, not batches: the encoder works in bursts of whole pages, so the input
+//! must be able to run several megabytes ahead to keep busy through one, and a count of batches
+//! deep enough for narrow rows would hold gigabytes of wide ones (384-float vectors). A batch
+//! larger than the whole budget still passes, alone.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use datafusion::common::runtime::SpawnedTask;
+use datafusion::error::DataFusionError;
+use datafusion::error::Result;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use super::panic_message;
+use crate::error::Error;
+
+/// How many bytes of input batches may wait for the writer.
+pub const WRITE_AHEAD_BYTES: usize = 64 << 20;
+
+/// The budget is counted in units of this many bytes (a semaphore permit each).
+const UNIT_BYTES: usize = 64 << 10;
+
+/// `data`, computed by a task of its own up to [`WRITE_AHEAD_BYTES`] ahead of its reader.
+/// Errors arrive in order, after the batches before them; a panic while computing the input ends
+/// the stream with an error. Dropping the returned stream (the write failed) stops the task.
+pub fn write_ahead(data: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    let schema = data.schema();
+    let units = WRITE_AHEAD_BYTES / UNIT_BYTES;
+    let budget = Arc::new(Semaphore::new(units));
+    // Unbounded: the budget, not the channel, bounds what waits.
+    let (sender, receiver) =
+        mpsc::unbounded_channel::<(Result<RecordBatch>, Option<OwnedSemaphorePermit>)>();
+    let producer = SpawnedTask::spawn(async move {
+        let mut data = data;
+        while let Some(item) = data.next().await {
+            let failed = item.is_err();
+            let permit = match &item {
+                Ok(batch) => {
+                    let needed = batch
+                        .get_array_memory_size()
+                        .div_ceil(UNIT_BYTES)
+                        .clamp(1, units);
+                    let needed = u32::try_from(needed).unwrap_or(u32::MAX);
+                    match budget.clone().acquire_many_owned(needed).await {
+                        Ok(permit) => Some(permit),
+                        Err(_closed) => return,
+                    }
+                }
+                Err(_) => None,
+            };
+            if sender.send((item, permit)).is_err() || failed {
+                return;
+            }
+        }
+    });
+    let batches = futures::stream::unfold(
+        (receiver, Some(producer)),
+        |(mut receiver, mut producer)| async move {
+            // The permit is returned as the writer takes the batch: from then on the writer holds
+            // it.
+            if let Some((item, _permit)) = receiver.recv().await {
+                return Some((item, (receiver, producer)));
+            }
+            // The channel also closes when the producer panicked: that must fail the write, not
+            // end its input early and commit the rows so far.
+            let failure = producer.take()?.join().await.err()?;
+            let message = if failure.is_panic() {
+                panic_message(&failure.into_panic()).to_string()
+            } else {
+                failure.to_string()
+            };
+            let error = Error::Internal {
+                message: format!("computing the rows to write failed: {message}"),
+            };
+            Some((Err(DataFusionError::from(error)), (receiver, None)))
+        },
+    );
+    Box::pin(RecordBatchStreamAdapter::new(schema, batches))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use futures::TryStreamExt;
+
+    fn numbers(from: i64, count: i64) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let values = Int64Array::from_iter_values(from..from + count);
+        RecordBatch::try_new(schema, vec![Arc::new(values)]).expect("one int64 column")
+    }
+
+    fn stream_of(items: Vec<Result<RecordBatch>>) -> SendableRecordBatchStream {
+        let schema = numbers(0, 0).schema();
+        Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            futures::stream::iter(items),
+        ))
+    }
+
+    #[tokio::test]
+    async fn batches_arrive_in_order_including_one_larger_than_the_budget() {
+        let huge_rows = (WRITE_AHEAD_BYTES / 8 + 1) as i64;
+        let input = vec![
+            Ok(numbers(0, 10)),
+            Ok(numbers(10, huge_rows)),
+            Ok(numbers(10 + huge_rows, 5)),
+        ];
+        let read: Vec<RecordBatch> = write_ahead(stream_of(input))
+            .try_collect()
+            .await
+            .expect("no errors");
+        let counts: Vec<usize> = read.iter().map(RecordBatch::num_rows).collect();
+        assert_eq!(counts, vec![10, huge_rows as usize, 5]);
+        let last = read[2]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("int64");
+        assert_eq!(last.value(0), 10 + huge_rows);
+    }
+
+    #[tokio::test]
+    async fn an_error_arrives_after_the_batches_before_it_and_ends_the_stream() {
+        let input = vec![
+            Ok(numbers(0, 3)),
+            Err(DataFusionError::Execution("the source broke".into())),
+            Ok(numbers(3, 3)),
+        ];
+        let read: Vec<Result<RecordBatch>> = write_ahead(stream_of(input)).collect().await;
+        assert_eq!(read.len(), 2);
+        assert_eq!(read[0].as_ref().map(RecordBatch::num_rows).ok(), Some(3));
+        let error = read[1].as_ref().expect_err("the source's error");
+        assert!(error.to_string().contains("the source broke"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_panic_computing_the_input_fails_the_stream_instead_of_ending_it() {
+        let panicking = futures::stream::iter(0..2).map(|index: i64| {
+            assert!(index == 0, "the input's own bug");
+            Ok(numbers(0, 4))
+        });
+        let schema = numbers(0, 0).schema();
+        let ahead = write_ahead(Box::pin(RecordBatchStreamAdapter::new(schema, panicking)));
+        let read: Vec<Result<RecordBatch>> = ahead.collect().await;
+        assert_eq!(read.len(), 2, "the batch before the panic, then an error");
+        let error = read[1].as_ref().expect_err("the panic as an error");
+        assert!(error.to_string().contains("the input's own bug"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn the_input_stops_within_the_budget_when_the_writer_does_not_read() {
+        let pulled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = pulled.clone();
+        let rows_per_batch = (UNIT_BYTES * 16 / 8) as i64;
+        let endless = futures::stream::iter(0..).map(move |index: i64| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(numbers(index * rows_per_batch, rows_per_batch))
+        });
+        let schema = numbers(0, 0).schema();
+        let ahead = write_ahead(Box::pin(RecordBatchStreamAdapter::new(schema, endless)));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let batch_bytes = numbers(0, rows_per_batch).get_array_memory_size();
+        let most = WRITE_AHEAD_BYTES / batch_bytes + 2;
+        let seen = pulled.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            seen <= most,
+            "pulled {seen} batches of {batch_bytes} bytes ahead, at most {most} fit"
+        );
+        assert!(seen >= 2, "pulled only {seen} batches ahead");
+        drop(ahead);
+    }
+}
