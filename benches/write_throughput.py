@@ -135,11 +135,13 @@ def main():
             "pylance write_dataset (Parquet batches)": pylance(
                 lambda: parquet_batches(parquet)),
         }
-        # Rounds of every contender once, so that the machine's drift (the kernel writing back
-        # the gigabytes written so far) weighs on all of them alike; the best round counts.
+        # Rounds of every contender once, so that the machine's drift weighs on all of them
+        # alike; the best round counts. Each starts once the kernel has written back what the
+        # ones before wrote (about 230 MB each), which would otherwise take a core from it.
         seconds = {}
         for _ in range(args.repeat):
             for name, action in bulk.items():
+                os.sync()
                 started = time.perf_counter()
                 own_time = action()
                 spent = own_time if own_time is not None else time.perf_counter() - started
