@@ -126,17 +126,18 @@ def test_sigkill_during_a_large_insert_leaves_all_or_none_of_it(data):
     run(["--data", str(data), "sql",
          "-c", "CREATE TABLE big AS SELECT value AS id FROM generate_series(1, 1000)"])
     inserted = 5_000_000
-    insert = [BIN, "--data", str(data), "sql", "-c",
+    insert = ["--data", str(data), "sql", "-c",
               f"INSERT INTO big SELECT value + 1000000 AS id FROM generate_series(1, {inserted})"]
     # The kills land within the time one whole insert takes on this machine and build, so that
     # most of them interrupt a write however fast it has become.
     started = time.monotonic()
-    run(insert[1:])
+    run(insert)
     whole_insert = time.monotonic() - started
     random.seed(11)
     killed_while_running = 0
     for _ in range(8):
-        process = subprocess.Popen(insert, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen([BIN, *insert], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
         time.sleep(random.uniform(0.05, 0.8 * whole_insert))
         killed_while_running += process.poll() is None
         process.send_signal(signal.SIGKILL)

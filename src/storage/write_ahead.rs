@@ -45,22 +45,24 @@ pub fn write_ahead(data: SendableRecordBatchStream) -> SendableRecordBatchStream
     let producer = SpawnedTask::spawn(async move {
         let mut data = data;
         while let Some(item) = data.next().await {
-            let failed = item.is_err();
-            let permit = match &item {
-                Ok(batch) => {
-                    let needed = batch
-                        .get_array_memory_size()
-                        .div_ceil(UNIT_BYTES)
-                        .clamp(1, units);
-                    let needed = u32::try_from(needed).unwrap_or(u32::MAX);
-                    match budget.clone().acquire_many_owned(needed).await {
-                        Ok(permit) => Some(permit),
-                        Err(_closed) => return,
-                    }
+            let batch = match item {
+                Ok(batch) => batch,
+                Err(error) => {
+                    // The writer sees the error after the batches before it; nothing follows.
+                    let _ = sender.send((Err(error), None));
+                    return;
                 }
-                Err(_) => None,
             };
-            if sender.send((item, permit)).is_err() || failed {
+            let needed = batch
+                .get_array_memory_size()
+                .div_ceil(UNIT_BYTES)
+                .clamp(1, units);
+            let needed = u32::try_from(needed).unwrap_or(u32::MAX);
+            // The budget is never closed, so acquiring fails only if it were; then stop.
+            let Ok(permit) = budget.clone().acquire_many_owned(needed).await else {
+                return;
+            };
+            if sender.send((Ok(batch), Some(permit))).is_err() {
                 return;
             }
         }
