@@ -2,9 +2,10 @@
 //!
 //! - `filtered_scan`: one filtered, projected scan through lancesql SQL and through Lance's own
 //!   Rust scanner over the same dataset (goal: lancesql within 1.1x).
-//! - `rows_by_id`: 100 random rows by `_rowid IN (...)` through lancesql, and the same rows by
-//!   `id IN (...)` through DataFusion over a Parquet copy of the data (goal: at least 100x faster);
-//!   Lance's own `take_rows` of the same ids for reference.
+//! - `rows_by_id`: 100 random rows by `_rowid IN (...)` and by `take(...)` through lancesql,
+//!   against Lance's own `take_rows` of the same ids (goal: within 1.1x) and the same rows by
+//!   `id IN (...)` through DataFusion over a Parquet copy of the data (goal: at least 100x
+//!   slower than lancesql).
 //! - `top_k`: `ORDER BY ... LIMIT 10` over a table with a wide embedding column, with and without
 //!   late materialization.
 //!
@@ -250,6 +251,10 @@ fn engine(c: &mut Criterion) {
         "SELECT * FROM bench WHERE _rowid IN ({})",
         list(row_id_values.iter().map(u64::to_string))
     );
+    let take_function_sql = format!(
+        "SELECT * FROM take('bench', [{}])",
+        list(row_id_values.iter().map(u64::to_string))
+    );
     let parquet_sql = format!("SELECT * FROM bench WHERE id IN ({})", list(ids));
     let parquet_path = folder.path().join("bench.parquet");
     let parquet_path = parquet_path.to_str().expect("utf-8 path");
@@ -267,6 +272,10 @@ fn engine(c: &mut Criterion) {
     });
     let wanted = runtime.block_on(count_rows(&session, &take_sql));
     assert_eq!(wanted, row_id_values.len());
+    assert_eq!(
+        runtime.block_on(count_rows(&session, &take_function_sql)),
+        wanted
+    );
     assert_eq!(
         runtime.block_on(parquet_rows(&parquet_default, &parquet_sql)),
         wanted
@@ -298,6 +307,10 @@ fn engine(c: &mut Criterion) {
     group.bench_function("lancesql_rowid_in", |b| {
         b.to_async(&runtime)
             .iter(|| count_rows(&session, &take_sql))
+    });
+    group.bench_function("lancesql_take_function", |b| {
+        b.to_async(&runtime)
+            .iter(|| count_rows(&session, &take_function_sql))
     });
     group.bench_function("lance_take_rows", |b| {
         b.to_async(&runtime).iter(|| async {

@@ -7,12 +7,13 @@
 //! typed by the engine), evaluated here batch by batch: no expression goes through SQL text
 //! again.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::create_physical_expr;
 use datafusion::physical_expr::execution_props::ExecutionProps;
 use lance::dataset::{BatchUDF, ColumnAlteration, NewColumnTransform};
@@ -83,7 +84,7 @@ impl DataRoot {
                             result_checkpoint: None,
                         }),
                         Some(reads),
-                        None,
+                        Some(COMPUTED_COLUMN_BATCH_ROWS),
                     )
                     .await
             }
@@ -137,7 +138,14 @@ impl From<ColumnChange> for ChangeOf {
     }
 }
 
-/// Computes `value` for each batch of the columns it reads, as the single column `field`.
+/// Rows read per batch to compute a new column. Lance's default (1024) makes ten thousand
+/// batches of a 10M-row table, each with its own read, evaluation and hand-off to the writer; an
+/// expression reads only the columns it names, so a larger batch stays small in memory.
+const COMPUTED_COLUMN_BATCH_ROWS: u32 = 8192;
+
+/// Computes `value` for each batch of the columns it reads, as the single column `field`. The
+/// physical expression is built for the first batch and kept while batches keep its schema
+/// (Lance reads every batch of an `add_columns` with the same columns).
 fn computed_column(
     table: &str,
     field: Field,
@@ -145,6 +153,7 @@ fn computed_column(
 ) -> impl Fn(&RecordBatch) -> lance::Result<RecordBatch> + Send + Sync + 'static {
     let table = table.to_string();
     let output = Arc::new(Schema::new(vec![field.clone()]));
+    let planned: Mutex<Option<(SchemaRef, Arc<dyn PhysicalExpr>)>> = Mutex::new(None);
     move |batch: &RecordBatch| {
         let failed = |error: datafusion::error::DataFusionError| {
             lance::Error::invalid_input(format!(
@@ -153,8 +162,20 @@ fn computed_column(
                 Error::from(error)
             ))
         };
-        let input = DFSchema::try_from(batch.schema().as_ref().clone()).map_err(failed)?;
-        let expr = create_physical_expr(&value, &input, &ExecutionProps::new()).map_err(failed)?;
+        let expr = {
+            let mut planned = planned.lock().unwrap_or_else(PoisonError::into_inner);
+            match planned.as_ref() {
+                Some((schema, expr)) if *schema == batch.schema() => expr.clone(),
+                _ => {
+                    let input =
+                        DFSchema::try_from(batch.schema().as_ref().clone()).map_err(failed)?;
+                    let expr = create_physical_expr(&value, &input, &ExecutionProps::new())
+                        .map_err(failed)?;
+                    *planned = Some((batch.schema(), expr.clone()));
+                    expr
+                }
+            }
+        };
         let column = expr
             .evaluate(batch)
             .and_then(|computed| computed.into_array(batch.num_rows()))
