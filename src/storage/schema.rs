@@ -192,3 +192,65 @@ fn computed_column(
         RecordBatch::try_new(output.clone(), vec![column]).map_err(|error| failed(error.into()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, ArrayRef, Int64Array};
+    use datafusion::prelude::{col, lit};
+
+    fn batch(columns: Vec<(&str, Vec<Option<i64>>)>) -> RecordBatch {
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|(name, _)| Field::new(*name, DataType::Int64, true))
+            .collect();
+        let arrays: Vec<ArrayRef> = columns
+            .into_iter()
+            .map(|(_, values)| Arc::new(Int64Array::from(values)) as ArrayRef)
+            .collect();
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).expect("batch")
+    }
+
+    fn values(computed: &RecordBatch) -> Vec<Option<i64>> {
+        let column = computed
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("Int64");
+        (0..column.len())
+            .map(|row| column.is_valid(row).then(|| column.value(row)))
+            .collect()
+    }
+
+    #[test]
+    fn computes_every_batch_and_plans_again_when_the_columns_move() {
+        let doubled = Field::new("doubled", DataType::Int64, true);
+        let compute = computed_column("t", doubled, col("value") * lit(2i64));
+        let first = compute(&batch(vec![("value", vec![Some(1), Some(2)])])).expect("first");
+        let second = compute(&batch(vec![("value", vec![Some(5), None])])).expect("second");
+        // The same column at another position: an expression kept from the batches before
+        // would read `other`.
+        let moved = compute(&batch(vec![
+            ("other", vec![Some(100)]),
+            ("value", vec![Some(7)]),
+        ]))
+        .expect("moved");
+        assert_eq!(values(&first), vec![Some(2), Some(4)]);
+        assert_eq!(values(&second), vec![Some(10), None]);
+        assert_eq!(values(&moved), vec![Some(14)]);
+        assert_eq!(first.schema().field(0).name(), "doubled");
+    }
+
+    #[test]
+    fn a_null_in_a_not_null_column_names_the_table_and_column() {
+        let doubled = Field::new("doubled", DataType::Int64, false);
+        let compute = computed_column("items", doubled, col("value") * lit(2i64));
+        let error = compute(&batch(vec![("value", vec![Some(1), None])]))
+            .expect_err("NULL in a NOT NULL column");
+        let message = error.to_string();
+        assert!(
+            message.contains("items") && message.contains("doubled"),
+            "{message}"
+        );
+    }
+}
