@@ -251,6 +251,11 @@ pub struct LanceOptions {
     /// An append (INSERT, COPY FROM, ingest) that leaves the table with at least this many small
     /// fragments compacts them right after its commit (0 turns it off).
     pub auto_compact_fragments: usize,
+    /// A bulk write (CREATE TABLE AS, INSERT ... SELECT, import) whose query is expected to
+    /// give fewer rows than this writes its partitions one after another with one writer (one
+    /// fragment, as a single stream would give); otherwise each partition has a writer of its
+    /// own, at once. A query whose row count is unknown counts as large; 0: always at once.
+    pub parallel_write_min_rows: usize,
 }
 
 /// How `ORDER BY <distance>(column, vector) LIMIT k` over a Lance table runs (see
@@ -320,6 +325,7 @@ impl Default for LanceOptions {
             ef: 0,
             nearest_order_by: NearestOrderBy::Exact,
             auto_compact_fragments: 50,
+            parallel_write_min_rows: 1 << 20,
         }
     }
 }
@@ -351,6 +357,7 @@ impl ExtensionOptions for LanceOptions {
                 Ok(())
             }
             "auto_compact_fragments" => self.auto_compact_fragments.set(key, value),
+            "parallel_write_min_rows" => self.parallel_write_min_rows.set(key, value),
             _ => Err(DataFusionError::Configuration(format!(
                 "unknown setting 'lance.{key}': lance settings are {}",
                 self.entries()
@@ -409,6 +416,12 @@ impl ExtensionOptions for LanceOptions {
                 "auto_compact_fragments",
                 self.auto_compact_fragments.to_string(),
                 "An append leaving at least this many small fragments compacts them (0: off)",
+            ),
+            entry(
+                "parallel_write_min_rows",
+                self.parallel_write_min_rows.to_string(),
+                "A bulk write expected to give at least this many rows (or an unknown number) \
+                 writes each partition of its query at once; smaller ones use one writer",
             ),
         ]
     }
@@ -476,7 +489,8 @@ mod tests {
                 "lance.refine_factor",
                 "lance.ef",
                 "lance.nearest_order_by",
-                "lance.auto_compact_fragments"
+                "lance.auto_compact_fragments",
+                "lance.parallel_write_min_rows"
             ]
         );
         options.set("lance.nearest_order_by", "Index").unwrap();

@@ -115,6 +115,7 @@ enum Command {
 fn main() -> ExitCode {
     purge_freed_memory_lazily();
     let cli = Cli::parse();
+    lancesql::runtime::size_lance_pool(cli.engine.lance_cpu_threads);
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()

@@ -9,6 +9,21 @@
 /// Stack size of every thread that plans or runs statements.
 pub const STATEMENT_STACK_BYTES: usize = 256 * 1024 * 1024;
 
+/// Sizes Lance's compute pool: `threads`, or one thread per core. Lance's own default keeps two
+/// cores back for I/O and so gives a machine of two cores one thread, on which every writer of
+/// a bulk write would queue (`storage::parts` writes a query's partitions at once).
+///
+/// Must be called before the process starts any thread (the first thing `main` does after
+/// parsing its arguments): it sets an environment variable, which Lance reads once.
+pub fn size_lance_pool(threads: Option<u64>) {
+    let threads = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |cores| cores.get() as u64)
+    });
+    // SAFETY: no other thread exists yet (see above), so nothing reads the environment while it
+    // changes.
+    unsafe { std::env::set_var("LANCE_CPU_THREADS", threads.to_string()) }
+}
+
 /// A multi-threaded runtime for the engine, one worker per core.
 pub fn build() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

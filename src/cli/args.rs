@@ -137,6 +137,12 @@ pub struct EngineArgs {
         global = true
     )]
     pub listing_ttl_ms: u64,
+
+    /// Threads of Lance's own pool, which encodes written columns and decodes read ones.
+    /// Default: the number of cores (Lance's own default keeps two cores for I/O, which leaves
+    /// a machine of two cores one thread for all its encoding).
+    #[arg(long, env = "LANCE_CPU_THREADS", value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub lance_cpu_threads: Option<u64>,
 }
 
 impl From<EngineArgs> for EngineConfig {

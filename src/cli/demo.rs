@@ -59,10 +59,10 @@ pub async fn ensure_demo_data(session: &LanceSession) -> Result<bool> {
     }
     let products = products()?;
     session
-        .create_table("products", single_batch_stream(products)?)
+        .create_table("products", single_batch_stream(products)?.into())
         .await?;
     session
-        .create_table("reviews", single_batch_stream(reviews()?)?)
+        .create_table("reviews", single_batch_stream(reviews()?)?.into())
         .await?;
     tracing::info!("wrote demo tables 'products' and 'reviews'");
     Ok(true)

@@ -14,6 +14,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions};
 use futures::TryStreamExt;
 
+use crate::engine::WriteInput;
 use crate::engine::session::LanceSession;
 use crate::error::{Error, Result};
 
@@ -117,10 +118,12 @@ async fn import_rows(
         .iter()
         .map(|field| field.name().clone())
         .collect();
-    let stream = frame.execute_stream().await?;
+    // Each partition of the read (row groups, byte ranges) is written at once, in file order.
+    let task = Arc::new(frame.task_ctx());
+    let parts = WriteInput::partitions(frame.create_physical_plan().await?, task)?;
     let progress = indicatif::ProgressBar::new_spinner();
     progress.set_message(format!("importing {path} into {table}"));
-    let counted = with_progress(stream, progress.clone());
+    let counted = parts.map_parts(|part| with_progress(part, progress.clone()));
     let created = session.create_table(table, counted).await;
     progress.finish_and_clear();
     created.map_err(|error| locate_csv_error(error, &columns))

@@ -32,6 +32,8 @@ pub use session::{
 };
 pub use transaction::FetchCount;
 
+/// The rows of a bulk write (`create_table`): one stream, or a plan's partitions written at once.
+pub use crate::storage::WriteInput;
 /// Progress of long statements, for front ends that show it (the shell).
 pub use crate::storage::progress::WorkProgress;
 

@@ -69,10 +69,10 @@ use crate::functions::overflow::CheckedArithmeticPlanner;
 use crate::functions::search::order_by::NearestOrderBy;
 use crate::physical::late_materialization::TopKLateMaterialization;
 use crate::provider::table::LanceTable;
-use crate::storage::DataRoot;
 use crate::storage::index::IndexDefinition;
 use crate::storage::maintenance::{OptimizeReport, VacuumReport};
 use crate::storage::progress::WorkProgress;
+use crate::storage::{DataRoot, WriteInput};
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
@@ -1158,6 +1158,17 @@ impl LanceSession {
         super::writes::affected_rows(&batches)
     }
 
+    /// Runs `plan` as one query whose rows are written (its memory capped at the per-query
+    /// limit): each of its partitions a part, written at once.
+    async fn partitions(&self, plan: LogicalPlan) -> Result<WriteInput> {
+        let frame = self.context.execute_logical_plan(plan).await?;
+        let task = frame
+            .task_ctx()
+            .with_runtime(query_runtime(&self.runtime, self.query_memory_limit));
+        let physical = frame.create_physical_plan().await?;
+        Ok(WriteInput::partitions(physical, Arc::new(task))?)
+    }
+
     /// Runs `plan` as one query: its memory capped at the per-query limit.
     async fn stream(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
         let frame = self.context.execute_logical_plan(plan).await?;
@@ -1320,11 +1331,11 @@ impl LanceSession {
             ));
         };
         let rows = if *creates {
-            self.create_table(table, rows).await?
+            self.create_table(table, rows.into()).await?
         } else {
             self.catalog
                 .root()
-                .append_table(table, rows, self.auto_compact_fragments())
+                .append_table(table, rows.into(), self.auto_compact_fragments())
                 .await?
         };
         Ok(CommandTag::Copy { rows })
@@ -1354,7 +1365,7 @@ impl LanceSession {
     }
 
     /// Writes `data` as the new table `table` (committed as its version 1); returns its rows.
-    pub async fn create_table(&self, table: &str, data: SendableRecordBatchStream) -> Result<u64> {
+    pub async fn create_table(&self, table: &str, data: WriteInput) -> Result<u64> {
         let root = self.catalog.root();
         let created = root.create_table(table, data).await;
         self.catalog.forget_listing().await;
@@ -1395,14 +1406,14 @@ impl LanceSession {
                 table: table.to_string(),
             }),
             (true, IngestExisting::Append) => {
-                root.append_table(table, data, self.auto_compact_fragments())
+                root.append_table(table, data.into(), self.auto_compact_fragments())
                     .await
             }
-            (true, IngestExisting::Replace) => root.replace_table(table, data).await,
+            (true, IngestExisting::Replace) => root.replace_table(table, data.into()).await,
             (false, _) if !create_if_missing => Err(Error::TableNotFound {
                 table: table.to_string(),
             }),
-            (false, _) => self.create_table(table, data).await,
+            (false, _) => self.create_table(table, data.into()).await,
         };
         self.catalog.forget_listing().await;
         written
@@ -1577,8 +1588,8 @@ impl LanceSession {
         if if_not_exists && self.catalog.table(table).await?.is_some() {
             return Ok(None);
         }
-        let stream = self.stream((*create.input).clone()).await?;
-        Ok(Some(self.create_table(table, stream).await?))
+        let rows = self.partitions((*create.input).clone()).await?;
+        Ok(Some(self.create_table(table, rows).await?))
     }
 
     async fn drop_table(&self, table: &str, if_exists: bool) -> Result<Outcome> {

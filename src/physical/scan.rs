@@ -362,32 +362,54 @@ pub(super) fn conform(batch: RecordBatch, schema: &SchemaRef) -> DFResult<Record
     )?)
 }
 
-/// Splits fragments into at most `target` groups of similar row counts (largest first into the
-/// lightest group), each group sorted by fragment id so reads stay sequential.
+/// Splits fragments, in the table's order, into at most `target` runs of consecutive fragments
+/// with row counts as even as runs allow (the largest run as small as possible). Runs keep the
+/// table's order, so writing a scan's partitions one after another (`CREATE TABLE AS`, `INSERT
+/// ... SELECT`, which write each partition at once) keeps the rows in the table's order.
 pub fn partition_fragments(fragments: &[(u64, Option<usize>)], target: usize) -> Vec<Vec<u64>> {
-    let groups = target.max(1).min(fragments.len());
-    if groups == 0 {
-        return Vec::new();
-    }
-    let mut by_size: Vec<(u64, usize)> = fragments
+    let rows: Vec<usize> = fragments
         .iter()
-        .map(|(id, rows)| (*id, rows.unwrap_or(1)))
+        .map(|(_, rows)| rows.unwrap_or(1).max(1))
         .collect();
-    by_size.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let mut partitions: Vec<(usize, Vec<u64>)> = vec![(0, Vec::new()); groups];
-    for (id, rows) in by_size {
-        if let Some(lightest) = partitions.iter_mut().min_by_key(|(load, _)| *load) {
-            lightest.0 += rows;
-            lightest.1.push(id);
+    let target = target.max(1);
+    if target >= fragments.len() {
+        return fragments.iter().map(|(id, _)| vec![*id]).collect();
+    }
+    // Runs of at most `capacity` rows, each as long as it fits, except that once as few
+    // fragments are left as runs could still start, each gets a run of its own (every core
+    // gets work; no run grows).
+    let runs_within = |capacity: usize| {
+        let mut runs = Vec::new();
+        let mut run: Vec<u64> = Vec::new();
+        let mut load = 0;
+        for (index, ((id, _), rows)) in fragments.iter().zip(&rows).enumerate() {
+            let left = fragments.len() - index;
+            let runs_after_this = target.saturating_sub(runs.len() + 1);
+            if !run.is_empty() && (load + rows > capacity || left <= runs_after_this) {
+                runs.push(std::mem::take(&mut run));
+                load = 0;
+            }
+            run.push(*id);
+            load += rows;
+        }
+        if !run.is_empty() {
+            runs.push(run);
+        }
+        runs
+    };
+    // The smallest capacity whose greedy runs number at most `target` (binary search: the run
+    // count only falls as the capacity grows).
+    let mut low = rows.iter().copied().max().unwrap_or(0);
+    let mut high: usize = rows.iter().sum();
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if runs_within(middle).len() <= target {
+            high = middle;
+        } else {
+            low = middle + 1;
         }
     }
-    partitions
-        .into_iter()
-        .map(|(_, mut ids)| {
-            ids.sort_unstable();
-            ids
-        })
-        .collect()
+    runs_within(high)
 }
 
 /// `_rowid` and `_rowaddr`, the row-identity columns every Lance table exposes by name.
@@ -436,11 +458,34 @@ mod tests {
     }
 
     #[test]
-    fn fragments_are_balanced_by_rows() {
+    fn fragments_are_split_into_even_runs_in_table_order() {
         let fragments = vec![(0, Some(100)), (1, Some(10)), (2, Some(90)), (3, Some(5))];
-        let partitions = partition_fragments(&fragments, 2);
-        assert_eq!(partitions, vec![vec![0, 3], vec![1, 2]]);
+        assert_eq!(
+            partition_fragments(&fragments, 2),
+            vec![vec![0], vec![1, 2, 3]]
+        );
         assert_eq!(partition_fragments(&fragments, 8).len(), 4);
+        assert_eq!(partition_fragments(&fragments, 1), vec![vec![0, 1, 2, 3]]);
         assert!(partition_fragments(&[], 4).is_empty());
+        // Ten equal fragments in two halves; the table's order is kept even where ids are not
+        // ascending (compaction rewrites fragments under new ids).
+        let equal: Vec<(u64, Option<usize>)> = [7, 3, 9, 1, 0, 2, 8, 4, 6, 5]
+            .iter()
+            .map(|id| (*id, Some(1000)))
+            .collect();
+        assert_eq!(
+            partition_fragments(&equal, 2),
+            vec![vec![7, 3, 9, 1, 0], vec![2, 8, 4, 6, 5]]
+        );
+        // Unknown row counts count as one row each.
+        let unknown = vec![(0, None), (1, None), (2, None)];
+        assert_eq!(partition_fragments(&unknown, 2), vec![vec![0, 1], vec![2]]);
+        // Four equal fragments over three cores: the largest run holds two whichever way, and
+        // every core still gets a run.
+        let four: Vec<(u64, Option<usize>)> = (0..4).map(|id| (id, Some(3000))).collect();
+        assert_eq!(
+            partition_fragments(&four, 3),
+            vec![vec![0, 1], vec![2], vec![3]]
+        );
     }
 }

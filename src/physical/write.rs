@@ -19,12 +19,10 @@ use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, execute_stream,
-};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 
 use crate::config::LanceOptions;
-use crate::storage::DataRoot;
+use crate::storage::{DataRoot, WriteInput};
 
 /// What a write does to its table.
 #[derive(Debug, Clone)]
@@ -137,6 +135,18 @@ impl ExecutionPlan for LanceWriteExec {
         self.input.iter().collect()
     }
 
+    /// The input's partitions are written as they come, each by a writer of its own: splitting
+    /// one partition into several would only shuffle its rows.
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false; self.input.iter().count()]
+    }
+
+    /// Rows are written in the order each input partition gives them, so a sort below (a
+    /// single partition, in order) is kept, as `INSERT ... SELECT ... ORDER BY` asks.
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true; self.input.iter().count()]
+    }
+
     fn with_new_children(
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
@@ -164,10 +174,11 @@ impl ExecutionPlan for LanceWriteExec {
         let auto_compact_fragments =
             LanceOptions::of(context.session_config().options()).auto_compact_fragments;
         let spec = self.spec.clone();
+        // Each input partition is written by a writer of its own, at once (storage::WriteInput).
         let input = self
             .input
             .as_ref()
-            .map(|input| execute_stream(input.clone(), context))
+            .map(|input| WriteInput::partitions(input.clone(), context))
             .transpose()?;
         let written = futures::stream::once(async move {
             let table = spec.table.as_str();

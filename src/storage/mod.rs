@@ -12,8 +12,10 @@
 //!   are not plain identifiers, so no statement reaches outside the root;
 //! - creating a table commits exactly once, as version 1, or not at all: a writer that loses a
 //!   race for the name gets [`Error::TableExists`] and removes only the data files it wrote;
-//! - a failed write removes nothing but its own files (Lance removes a failed write's data files
-//!   itself; we never remove a table folder after a failure);
+//! - a failed write removes nothing but its own files (Lance removes a failed writer's data files
+//!   itself, [`parts`] those of the other writers of the same write; after a failed commit a
+//!   write's files are removed only if the table's latest version does not use them; we never
+//!   remove a table folder after a failure);
 //! - dropping a table removes its version manifests first, so readers and listings see either
 //!   the whole table or none of it;
 //! - every write holds its table's gate ([`gate`]) from opening the table to its last commit, and
@@ -36,7 +38,7 @@ use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use lance::Dataset;
 use lance::dataset::builder::DatasetBuilder;
 use lance::dataset::transaction::{Operation, Transaction};
-use lance::dataset::{CommitBuilder, InsertBuilder, WriteMode, WriteParams};
+use lance::dataset::{CommitBuilder, WriteMode, WriteParams};
 use lance::io::{ObjectStore, ObjectStoreParams, StorageOptionsAccessor};
 use lance::session::Session;
 use object_store::path::Path;
@@ -48,6 +50,7 @@ mod gate;
 pub mod history;
 pub mod index;
 pub mod maintenance;
+mod parts;
 pub mod progress;
 pub mod rows;
 pub mod schema;
@@ -56,7 +59,8 @@ use crate::error::{Error, Result};
 use cache::DatasetCache;
 use gate::TableGates;
 pub(crate) use gate::WriteGate;
-use write_ahead::write_ahead;
+pub use parts::WriteInput;
+use parts::{Destination, PartsFailure};
 
 /// The suffix that marks a directory under the root as a table.
 pub const DATASET_SUFFIX: &str = ".lance";
@@ -317,11 +321,7 @@ impl DataRoot {
     /// was there before: Lance removes the data files of a failed write itself, and a failed
     /// commit removes only the files this call wrote. When the input stream fails, its error is
     /// the one reported.
-    pub async fn create_table(
-        &self,
-        table: &str,
-        data: SendableRecordBatchStream,
-    ) -> Result<Arc<Dataset>> {
+    pub async fn create_table(&self, table: &str, data: WriteInput) -> Result<Arc<Dataset>> {
         let uri = self.write_uri(table)?;
         // Held until the commit: a drop of the same name would otherwise remove the data files
         // this create has written but not yet committed.
@@ -336,19 +336,16 @@ impl DataRoot {
             session: Some(self.session.clone()),
             ..Default::default()
         };
-        let (data, input_error) = remember_first_error(write_ahead(data));
-        let written = InsertBuilder::new(uri.as_str())
-            .with_params(&params)
-            .execute_uncommitted_stream(data)
+        let written = self
+            .write_parts(&uri, Destination::New(uri.clone()), params, data)
             .await;
         let transaction = match written {
             Ok(transaction) => transaction,
-            Err(lance::Error::DatasetAlreadyExists { .. }) => return Err(exists()),
-            Err(source) => {
-                return Err(match input_error.take() {
-                    Some(cause) => Error::from(cause),
-                    None => Error::lance(format!("writing table '{table}'"), &uri, source),
-                });
+            Err(PartsFailure::Lance(lance::Error::DatasetAlreadyExists { .. })) => {
+                return Err(exists());
+            }
+            Err(failure) => {
+                return Err(failure.into_error(format!("writing table '{table}'"), &uri));
             }
         };
         // No retries: a retried create would commit over a table another writer just created.
@@ -361,9 +358,7 @@ impl DataRoot {
         match committed {
             Ok(dataset) => Ok(Arc::new(dataset)),
             Err(source) => {
-                if let Err(cleanup) = self.remove_written_files(&uri, &transaction).await {
-                    tracing::warn!(%uri, error = %cleanup, "could not remove the data files of a failed create");
-                }
+                self.discard_uncommitted(table, &uri, &transaction).await;
                 if self.open_latest(table).await?.is_some() {
                     Err(exists())
                 } else {
@@ -388,7 +383,7 @@ impl DataRoot {
     pub async fn append_table(
         &self,
         table: &str,
-        data: SendableRecordBatchStream,
+        data: WriteInput,
         auto_compact_fragments: usize,
     ) -> Result<u64> {
         let gate = self.write_gate(table).await;
@@ -403,11 +398,7 @@ impl DataRoot {
     /// Replaces `table`'s rows with `data`, keeping its columns (`INSERT OVERWRITE`): `data` is
     /// shaped to them as [`Self::append_table`] does, and the rows replace the old ones as one
     /// new version. Returns the rows written.
-    pub async fn overwrite_rows(
-        &self,
-        table: &str,
-        data: SendableRecordBatchStream,
-    ) -> Result<u64> {
+    pub async fn overwrite_rows(&self, table: &str, data: WriteInput) -> Result<u64> {
         let gate = self.write_gate(table).await;
         let (rows, _) = self
             .write_existing(&gate, data, WriteMode::Overwrite, true)
@@ -418,7 +409,7 @@ impl DataRoot {
     /// Replaces `table`'s rows and columns with `data`, as one new version (older versions stay
     /// readable by time travel). If `data` fails, nothing is committed and the table stays as
     /// it was. Returns the rows written.
-    pub async fn replace_table(&self, table: &str, data: SendableRecordBatchStream) -> Result<u64> {
+    pub async fn replace_table(&self, table: &str, data: WriteInput) -> Result<u64> {
         let gate = self.write_gate(table).await;
         let (rows, _) = self
             .write_existing(&gate, data, WriteMode::Overwrite, false)
@@ -432,7 +423,7 @@ impl DataRoot {
     async fn write_existing(
         &self,
         gate: &WriteGate,
-        data: SendableRecordBatchStream,
+        data: WriteInput,
         mode: WriteMode,
         keep_columns: bool,
     ) -> Result<(u64, Dataset)> {
@@ -440,55 +431,65 @@ impl DataRoot {
         let uri = self.write_uri(table)?;
         let dataset = Arc::new(self.open_for_write(table, gate).await?);
         let appending = matches!(mode, WriteMode::Append);
+        let doing = if appending {
+            "appending to"
+        } else {
+            "replacing"
+        };
         let schema = if keep_columns {
             Arc::new(arrow::datatypes::Schema::from(dataset.schema()))
         } else {
             data.schema()
         };
         let written_rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let counter = written_rows.clone();
-        let shape = schema.clone();
-        let name = table.to_string();
-        let counted = data.map(move |batch| {
-            let batch = if keep_columns {
-                widen_to(&name, &shape, batch?)?
-            } else {
-                batch?
-            };
-            counter.fetch_add(
-                batch.num_rows() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
-            Ok(batch)
+        let data = data.map_parts(|part| {
+            let counter = written_rows.clone();
+            let shape = schema.clone();
+            let name = table.to_string();
+            let counted = part.map(move |batch| {
+                let batch = if keep_columns {
+                    widen_to(&name, &shape, batch?)?
+                } else {
+                    batch?
+                };
+                counter.fetch_add(
+                    batch.num_rows() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                Ok(batch)
+            });
+            Box::pin(RecordBatchStreamAdapter::new(schema.clone(), counted))
         });
-        let (data, input_error) = remember_first_error(write_ahead(Box::pin(
-            RecordBatchStreamAdapter::new(schema, counted),
-        )));
         let params = WriteParams {
             mode,
             store_params: Some(self.store_params()),
             session: Some(self.session.clone()),
             ..Default::default()
         };
-        let written = InsertBuilder::new(dataset)
-            .with_params(&params)
-            .execute_stream(data)
+        let written = self
+            .write_parts(&uri, Destination::Existing(dataset.clone()), params, data)
             .await;
-        let doing = if appending {
-            "appending to"
-        } else {
-            "replacing"
+        let transaction = match written {
+            Ok(transaction) => transaction,
+            Err(failure) => {
+                let error = failure.into_error(format!("{doing} table '{table}'"), &uri);
+                return self.unless_dropped(table, Err(error)).await;
+            }
         };
-        match written {
+        // Concurrent commits are rebased over (Lance's default retries), as a one-stream write's.
+        let committed = CommitBuilder::new(dataset)
+            .with_store_params(self.store_params())
+            .with_session(self.session.clone())
+            .execute(transaction.clone())
+            .await;
+        match committed {
             Ok(committed) => Ok((
                 written_rows.load(std::sync::atomic::Ordering::Relaxed),
                 committed,
             )),
             Err(source) => {
-                let error = match input_error.take() {
-                    Some(cause) => Error::from(cause),
-                    None => Error::lance(format!("{doing} table '{table}'"), &uri, source),
-                };
+                self.discard_uncommitted(table, &uri, &transaction).await;
+                let error = Error::lance(format!("{doing} table '{table}'"), &uri, source);
                 self.unless_dropped(table, Err(error)).await
             }
         }
@@ -581,15 +582,40 @@ impl DataRoot {
         truncated
     }
 
+    /// After a commit that reported failure: removes the data files `transaction` wrote, unless
+    /// the table's latest version uses them (the commit went through after all, or this cannot
+    /// be told); those stay, since removing them would break the table.
+    async fn discard_uncommitted(&self, table: &str, uri: &str, transaction: &Transaction) {
+        let ours: std::collections::HashSet<&str> = written_fragments(transaction)
+            .iter()
+            .flat_map(|fragment| fragment.files.iter().map(|file| file.path.as_str()))
+            .collect();
+        let in_use = match self.open_latest(table).await {
+            Ok(Some(latest)) => latest.fragments().iter().any(|fragment| {
+                fragment
+                    .files
+                    .iter()
+                    .any(|file| ours.contains(file.path.as_str()))
+            }),
+            Ok(None) => false,
+            Err(error) => {
+                tracing::warn!(%uri, %error, "cannot tell whether a failed commit wrote its version; its data files stay");
+                true
+            }
+        };
+        if in_use {
+            return;
+        }
+        if let Err(cleanup) = self.remove_written_files(uri, transaction).await {
+            tracing::warn!(%uri, error = %cleanup, "could not remove the data files of a failed write");
+        }
+    }
+
     /// Removes the data files an uncommitted `transaction` wrote (and nothing else).
     async fn remove_written_files(&self, uri: &str, transaction: &Transaction) -> Result<()> {
-        let fragments = match &transaction.operation {
-            Operation::Overwrite { fragments, .. } | Operation::Append { fragments } => fragments,
-            _ => return Ok(()),
-        };
         let (store, path) = self.store(uri).await?;
         let data_dir = path.clone().join("data");
-        for fragment in fragments {
+        for fragment in written_fragments(transaction) {
             for file in &fragment.files {
                 match store
                     .delete(&data_dir.clone().join(file.path.as_str()))
@@ -755,13 +781,13 @@ pub(super) fn widen_to(
     Ok(RecordBatch::try_new(target.clone(), columns)?)
 }
 
-/// Passes `data` through, keeping the first error it yields so that a write failing because its
-/// input failed reports the input's error (division by zero, a bad CSV line), not Lance's
-/// wrapping of it.
+/// Passes `data` through, keeping the first error it yields in `slot` (shared by the parts of a
+/// write) so that a write failing because its input failed reports the input's error (division
+/// by zero, a bad CSV line), not Lance's wrapping of it.
 fn remember_first_error(
     data: SendableRecordBatchStream,
-) -> (SendableRecordBatchStream, FirstError) {
-    let slot = FirstError::default();
+    slot: &FirstError,
+) -> SendableRecordBatchStream {
     let keeper = slot.clone();
     let schema = data.schema();
     let stream = data.map(move |item: datafusion::error::Result<RecordBatch>| {
@@ -771,10 +797,15 @@ fn remember_first_error(
             DataFusionError::Execution(text)
         })
     });
-    (
-        Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
-        slot,
-    )
+    Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+}
+
+/// The new fragments of a write's `transaction` (none for other operations).
+fn written_fragments(transaction: &Transaction) -> &[lance_table::format::Fragment] {
+    match &transaction.operation {
+        Operation::Overwrite { fragments, .. } | Operation::Append { fragments } => fragments,
+        _ => &[],
+    }
 }
 
 /// The first error seen by [`remember_first_error`].

@@ -4,8 +4,9 @@
 //! page is full, then encodes and compresses them (FSST, dictionaries, run lengths) before it
 //! asks for the next one. Pulled on that same task, the input (a Lance scan to decode, a Parquet
 //! file to parse, a query to compute) waited for every encoding while the other cores sat idle.
-//! [`write_ahead`] computes the input on a task of its own and keeps up to
-//! [`WRITE_AHEAD_BYTES`] of batches ready, so reading and encoding overlap.
+//! [`write_ahead`] computes the input on a task of its own and keeps batches ready up to a budget
+//! ([`WRITE_AHEAD_BYTES`] for a whole write, shared by its parts), so reading and encoding
+//! overlap.
 //!
 //! The budget is in bytes, not batches: the encoder works in bursts of whole pages, so the input
 //! must be able to run several megabytes ahead to keep busy through one, and a count of batches
@@ -26,18 +27,21 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use super::panic_message;
 use crate::error::Error;
 
-/// How many bytes of input batches may wait for the writer.
+/// How many bytes of input batches may wait for the writers of one write (shared by its parts).
 pub const WRITE_AHEAD_BYTES: usize = 64 << 20;
 
 /// The budget is counted in units of this many bytes (a semaphore permit each).
 const UNIT_BYTES: usize = 64 << 10;
 
-/// `data`, computed by a task of its own up to [`WRITE_AHEAD_BYTES`] ahead of its reader.
+/// `data`, computed by a task of its own up to `budget_bytes` ahead of its reader.
 /// Errors arrive in order, after the batches before them; a panic while computing the input ends
 /// the stream with an error. Dropping the returned stream (the write failed) stops the task.
-pub fn write_ahead(data: SendableRecordBatchStream) -> SendableRecordBatchStream {
+pub fn write_ahead(
+    data: SendableRecordBatchStream,
+    budget_bytes: usize,
+) -> SendableRecordBatchStream {
     let schema = data.schema();
-    let units = WRITE_AHEAD_BYTES / UNIT_BYTES;
+    let units = (budget_bytes / UNIT_BYTES).max(1);
     let budget = Arc::new(Semaphore::new(units));
     // Unbounded: the budget, not the channel, bounds what waits.
     let (sender, receiver) =
@@ -121,7 +125,7 @@ mod tests {
             Ok(numbers(10, huge_rows)),
             Ok(numbers(10 + huge_rows, 5)),
         ];
-        let read: Vec<RecordBatch> = write_ahead(stream_of(input))
+        let read: Vec<RecordBatch> = write_ahead(stream_of(input), WRITE_AHEAD_BYTES)
             .try_collect()
             .await
             .expect("no errors");
@@ -142,7 +146,9 @@ mod tests {
             Err(DataFusionError::Execution("the source broke".into())),
             Ok(numbers(3, 3)),
         ];
-        let read: Vec<Result<RecordBatch>> = write_ahead(stream_of(input)).collect().await;
+        let read: Vec<Result<RecordBatch>> = write_ahead(stream_of(input), WRITE_AHEAD_BYTES)
+            .collect()
+            .await;
         assert_eq!(read.len(), 2);
         assert_eq!(read[0].as_ref().map(RecordBatch::num_rows).ok(), Some(3));
         let error = read[1].as_ref().expect_err("the source's error");
@@ -156,7 +162,10 @@ mod tests {
             Ok(numbers(0, 4))
         });
         let schema = numbers(0, 0).schema();
-        let ahead = write_ahead(Box::pin(RecordBatchStreamAdapter::new(schema, panicking)));
+        let ahead = write_ahead(
+            Box::pin(RecordBatchStreamAdapter::new(schema, panicking)),
+            WRITE_AHEAD_BYTES,
+        );
         let read: Vec<Result<RecordBatch>> = ahead.collect().await;
         assert_eq!(read.len(), 2, "the batch before the panic, then an error");
         let error = read[1].as_ref().expect_err("the panic as an error");
@@ -173,7 +182,10 @@ mod tests {
             Ok(numbers(index * rows_per_batch, rows_per_batch))
         });
         let schema = numbers(0, 0).schema();
-        let ahead = write_ahead(Box::pin(RecordBatchStreamAdapter::new(schema, endless)));
+        let ahead = write_ahead(
+            Box::pin(RecordBatchStreamAdapter::new(schema, endless)),
+            WRITE_AHEAD_BYTES,
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         let batch_bytes = numbers(0, rows_per_batch).get_array_memory_size();
         let most = WRITE_AHEAD_BYTES / batch_bytes + 2;
