@@ -35,18 +35,18 @@ use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProviderList};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::{DFSchema, ParamValues, ScalarValue};
-use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{
     DdlStatement, Deallocate, EmptyRelation, LogicalPlan, Statement as PlanStatement,
 };
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::physical_plan::memory::MemoryStream;
-use datafusion::physical_plan::{EmptyRecordBatchStream, execute_stream};
+use datafusion::physical_plan::{EmptyRecordBatchStream, ExecutionPlan, execute_stream};
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::ResolvedTableReference;
 use datafusion::sql::parser::Statement as DFStatement;
@@ -1151,32 +1151,37 @@ impl LanceSession {
                 .query_planner()
                 .create_physical_plan(&analyzed, &state)
                 .await?;
-            let task = datafusion::execution::TaskContext::from(&state)
+            let task = TaskContext::from(&state)
                 .with_runtime(query_runtime(&self.runtime, self.query_memory_limit));
             datafusion::physical_plan::collect(physical, Arc::new(task)).await?
         };
         super::writes::affected_rows(&batches)
     }
 
-    /// Runs `plan` as one query whose rows are written (its memory capped at the per-query
-    /// limit): each of its partitions a part, written at once.
+    /// Runs `plan` as one query whose rows are written: each of its partitions a part, written
+    /// at once.
     async fn partitions(&self, plan: LogicalPlan) -> Result<WriteInput> {
-        let frame = self.context.execute_logical_plan(plan).await?;
-        let task = frame
-            .task_ctx()
-            .with_runtime(query_runtime(&self.runtime, self.query_memory_limit));
-        let physical = frame.create_physical_plan().await?;
-        Ok(WriteInput::partitions(physical, Arc::new(task))?)
+        let (physical, task) = self.physical(plan).await?;
+        Ok(WriteInput::partitions(physical, task)?)
     }
 
-    /// Runs `plan` as one query: its memory capped at the per-query limit.
+    /// Runs `plan` as one query.
     async fn stream(&self, plan: LogicalPlan) -> Result<SendableRecordBatchStream> {
+        let (physical, task) = self.physical(plan).await?;
+        Ok(execute_stream(physical, task)?)
+    }
+
+    /// `plan` optimised and planned physically, with the task context to run it in: its memory
+    /// capped at the per-query limit.
+    async fn physical(
+        &self,
+        plan: LogicalPlan,
+    ) -> Result<(Arc<dyn ExecutionPlan>, Arc<TaskContext>)> {
         let frame = self.context.execute_logical_plan(plan).await?;
         let task = frame
             .task_ctx()
             .with_runtime(query_runtime(&self.runtime, self.query_memory_limit));
-        let physical = frame.create_physical_plan().await?;
-        Ok(execute_stream(physical, Arc::new(task))?)
+        Ok((frame.create_physical_plan().await?, Arc::new(task)))
     }
 
     fn prepared_names(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
