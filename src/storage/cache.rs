@@ -7,6 +7,8 @@
 //!   when nothing changed), so a table written by another process is seen at the next statement;
 //! - a dataset dropped and created again under the same name is never confused with its former
 //!   self: a cached version is reused only while its manifest file is the one the store holds;
+//! - a dataset removed while it is being opened (a `DROP TABLE` deleting its manifests) is
+//!   missing, not a store failure;
 //! - failures are not cached: the next ask tries again.
 
 use std::future::Future;
@@ -80,7 +82,15 @@ impl DatasetCache {
             return Ok(Some(head));
         }
         let latest = self.version(uri, &location, || head.checkout_version(location.version));
-        let latest = latest.await?;
+        let latest = match latest.await {
+            Ok(latest) => latest,
+            // Listed and then gone: a DROP TABLE (or another process) removed it meanwhile.
+            Err(error) if is_missing(&error) => {
+                self.forget(uri).await;
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
         self.heads.insert(uri.to_string(), latest.clone()).await;
         Ok(Some(latest))
     }
@@ -171,9 +181,24 @@ fn bare_tag(tag: &str) -> &str {
     tag.trim_start_matches("W/").trim_matches('"')
 }
 
+/// Whether `error` says the dataset (or the manifest just listed) is not in the store; Lance
+/// reports a manifest removed between listing and reading as an I/O error caused by a missing
+/// object, which counts too.
 fn is_missing(error: &lance::Error) -> bool {
-    matches!(
-        error.find_root(),
-        lance::Error::DatasetNotFound { .. } | lance::Error::NotFound { .. }
-    )
+    matches!(error.find_root(), lance::Error::DatasetNotFound { .. }) || error.is_not_found()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manifest_gone_between_listing_and_reading_is_missing() {
+        let gone = lance::Error::not_found("t.lance/_versions/1.manifest");
+        assert!(is_missing(&gone));
+        let read_failure = lance::Error::io_source(Box::new(gone));
+        assert!(is_missing(&read_failure));
+        let unreachable = lance::Error::io_source(Box::new(std::io::Error::other("refused")));
+        assert!(!is_missing(&unreachable));
+    }
 }
