@@ -103,6 +103,7 @@ def test_password_logins_use_scram_and_refuse_wrong_passwords(data, tmp_path):
     (["--pg-tls-cert", "/etc/hostname", "--pg-auth", "trust"], "both --pg-tls-cert and"),
     (["--pg-require-tls", "--pg-auth", "trust"], "--pg-require-tls needs"),
     (["--pg-auth", "trust", "--pg-max-connections", "0"], "at least 1"),
+    (["--pg-auth", "trust", "--lance-cpu-threads", "0"], "'--lance-cpu-threads"),
 ])
 def test_misconfigurations_refuse_to_start_and_write_nothing(data, args, says):
     listen = [] if "--pg-listen" in args else ["--pg-listen", "127.0.0.1:0"]
