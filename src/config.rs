@@ -256,6 +256,10 @@ pub struct LanceOptions {
     /// fragment, as a single stream would give); otherwise each partition has a writer of its
     /// own, at once. A query whose row count is unknown counts as large; 0: always at once.
     pub parallel_write_min_rows: usize,
+    /// Rows per data file (fragment) a write makes at most: Lance's `max_rows_per_file`. A
+    /// single stream (COPY FROM, Flight SQL ingest) longer than this is written as consecutive
+    /// chunks of this many rows, each by a writer of its own, several at once.
+    pub max_rows_per_file: usize,
 }
 
 /// How `ORDER BY <distance>(column, vector) LIMIT k` over a Lance table runs (see
@@ -326,6 +330,7 @@ impl Default for LanceOptions {
             nearest_order_by: NearestOrderBy::Exact,
             auto_compact_fragments: 50,
             parallel_write_min_rows: 1 << 20,
+            max_rows_per_file: 1 << 20,
         }
     }
 }
@@ -358,6 +363,17 @@ impl ExtensionOptions for LanceOptions {
             }
             "auto_compact_fragments" => self.auto_compact_fragments.set(key, value),
             "parallel_write_min_rows" => self.parallel_write_min_rows.set(key, value),
+            "max_rows_per_file" => {
+                let mut rows = self.max_rows_per_file;
+                rows.set(key, value)?;
+                if rows == 0 {
+                    return Err(DataFusionError::Configuration(format!(
+                        "lance.max_rows_per_file must be at least 1, got '{value}'"
+                    )));
+                }
+                self.max_rows_per_file = rows;
+                Ok(())
+            }
             _ => Err(DataFusionError::Configuration(format!(
                 "unknown setting 'lance.{key}': lance settings are {}",
                 self.entries()
@@ -422,6 +438,12 @@ impl ExtensionOptions for LanceOptions {
                 self.parallel_write_min_rows.to_string(),
                 "A bulk write expected to give at least this many rows (or an unknown number) \
                  writes each partition of its query at once; smaller ones use one writer",
+            ),
+            entry(
+                "max_rows_per_file",
+                self.max_rows_per_file.to_string(),
+                "Rows per data file (fragment) a write makes at most; a longer single stream \
+                 (COPY FROM, ingest) is written as chunks of this many rows at once",
             ),
         ]
     }
@@ -490,7 +512,8 @@ mod tests {
                 "lance.ef",
                 "lance.nearest_order_by",
                 "lance.auto_compact_fragments",
-                "lance.parallel_write_min_rows"
+                "lance.parallel_write_min_rows",
+                "lance.max_rows_per_file"
             ]
         );
         options.set("lance.nearest_order_by", "Index").unwrap();
@@ -504,6 +527,14 @@ mod tests {
             bad.contains("exact, index, off") && bad.contains("fast"),
             "{bad}"
         );
+        let zero = options
+            .set("lance.max_rows_per_file", "0")
+            .unwrap_err()
+            .to_string();
+        assert!(zero.contains("lance.max_rows_per_file"), "{zero}");
+        options.set("lance.max_rows_per_file", "1000").unwrap();
+        let lance = options.extensions.get::<LanceOptions>().unwrap();
+        assert_eq!(lance.max_rows_per_file, 1000);
     }
 
     #[test]

@@ -144,6 +144,23 @@ def test_ingest_creates_appends_and_replaces_read_back_by_pylance(server, data):
     assert len(lance.dataset(uri).versions()) == 3
 
 
+
+def test_a_long_ingest_is_written_in_chunks_in_order_as_one_commit(server, data):
+    """An ingest longer than lance.max_rows_per_file is written as data files of that many rows
+    (several writers at once), in the order the batches came, as one version."""
+    rows = pa.table({"id": pa.array(range(12_500), pa.int64()),
+                     "name": [f"n{i}" for i in range(12_500)]})
+    uri = str(data / "chunked.lance")
+    with flight_sql.connect(server) as conn, conn.cursor() as cur:
+        cur.execute("SET lance.max_rows_per_file = 3000")
+        batches = pa.RecordBatchReader.from_batches(rows.schema,
+                                                    rows.to_batches(max_chunksize=1000))
+        assert cur.adbc_ingest("chunked", batches, mode="create") == 12_500
+    dataset = lance.dataset(uri)
+    assert dataset.version == 1
+    assert [f.count_rows() for f in dataset.get_fragments()] == [3000] * 4 + [500]
+    assert dataset.to_table().equals(rows)
+
 def test_a_failed_ingest_leaves_the_table_as_it_was(server, data):
     uri = str(data / "kept.lance")
     with flight_sql.connect(server) as conn, conn.cursor() as cur:

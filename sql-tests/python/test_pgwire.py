@@ -376,6 +376,38 @@ def test_copy_to_stdout_in_text_csv_and_binary(server, tmp_path):
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
+
+def test_a_long_copy_is_written_in_chunks_in_order_as_one_commit(server, data):
+    """A COPY longer than lance.max_rows_per_file is written as data files of that many rows,
+    by several writers at once, in the stream's order, as one version; a failure in its last
+    chunk leaves no file behind."""
+    import lance
+
+    def data_files():
+        return sorted(os.listdir(data / "chunked.lance" / "data"))
+
+    with psycopg.connect(server, autocommit=True) as conn:
+        cur = conn.cursor()
+        conn.execute("CREATE TABLE chunked (id BIGINT NOT NULL, name TEXT)")
+        conn.execute("SET lance.max_rows_per_file = 5000")
+        with cur.copy("COPY chunked (id, name) FROM STDIN") as copy:
+            for i in range(23000):
+                copy.write_row((i, f"n{i}"))
+        assert cur.rowcount == 23000
+        dataset = lance.dataset(str(data / "chunked.lance"))
+        assert dataset.version == 2
+        assert [f.count_rows() for f in dataset.get_fragments()] == [5000] * 4 + [3000]
+        assert dataset.to_table(columns=["id"])["id"].to_pylist() == list(range(23000))
+        files = data_files()
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            with cur.copy("COPY chunked (id) FROM STDIN") as copy:
+                for i in range(23000, 40000):
+                    copy.write_row((i,))
+                copy.write(b"not-a-number\n")
+        assert lance.dataset(str(data / "chunked.lance")).version == 2
+        assert data_files() == files
+        assert conn.execute("SELECT count(*), max(id) FROM chunked").fetchone() == (23000, 22999)
+
 def test_copy_from_stdin_appends_in_one_commit_or_not_at_all(server, data):
     import lance
     import pyarrow as pa

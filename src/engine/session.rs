@@ -1336,14 +1336,28 @@ impl LanceSession {
             ));
         };
         let rows = if *creates {
-            self.create_table(table, rows.into()).await?
+            self.create_table(table, self.one_stream(rows)).await?
         } else {
             self.catalog
                 .root()
-                .append_table(table, rows.into(), self.auto_compact_fragments())
+                .append_table(table, self.one_stream(rows), self.auto_compact_fragments())
                 .await?
         };
         Ok(CommandTag::Copy { rows })
+    }
+
+    /// `rows`, one ordered stream, as a write of this session: data files of its
+    /// `lance.max_rows_per_file` rows, a long stream written by up to `target_partitions`
+    /// writers at once.
+    fn one_stream(&self, rows: SendableRecordBatchStream) -> WriteInput {
+        let state = self.context.state_ref();
+        let state = state.read();
+        let config = state.config_options();
+        WriteInput::stream(
+            rows,
+            config.execution.target_partitions,
+            &LanceOptions::of(config),
+        )
     }
 
     /// This session's `lance.auto_compact_fragments`, for the appends it runs itself.
@@ -1411,14 +1425,16 @@ impl LanceSession {
                 table: table.to_string(),
             }),
             (true, IngestExisting::Append) => {
-                root.append_table(table, data.into(), self.auto_compact_fragments())
+                root.append_table(table, self.one_stream(data), self.auto_compact_fragments())
                     .await
             }
-            (true, IngestExisting::Replace) => root.replace_table(table, data.into()).await,
+            (true, IngestExisting::Replace) => {
+                root.replace_table(table, self.one_stream(data)).await
+            }
             (false, _) if !create_if_missing => Err(Error::TableNotFound {
                 table: table.to_string(),
             }),
-            (false, _) => self.create_table(table, data.into()).await,
+            (false, _) => self.create_table(table, self.one_stream(data)).await,
         };
         self.catalog.forget_listing().await;
         written

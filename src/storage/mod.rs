@@ -46,6 +46,7 @@ use object_store::path::Path;
 use crate::config::{LocalIo, StoreConfig};
 
 mod cache;
+mod chunks;
 mod gate;
 pub mod history;
 pub mod index;

@@ -5,8 +5,9 @@
 //! DataFusion plan: a scan split by fragments, a Parquet file split by row groups) gets a writer
 //! per stream, each on a task of its own writing fragments of its own. All their fragments go
 //! into one transaction, part 0's first, so the write is still one commit and each part's rows
-//! keep their order in the table. A write of one stream (COPY, Flight SQL ingest, a sorted
-//! query, which DataFusion merges into one partition) has one writer.
+//! keep their order in the table. A write of one long stream (COPY FROM, Flight SQL ingest) is
+//! split into consecutive chunks of a data file's rows, a writer each, several at once
+//! ([`super::chunks`]); its fragments go into the transaction in the stream's order.
 //!
 //! When a part fails, the others are stopped, the data files of the parts that finished are
 //! removed (Lance removes a failed writer's own files), and the first failure is returned: the
@@ -25,7 +26,9 @@ use futures::StreamExt;
 use lance::Dataset;
 use lance::dataset::transaction::{Operation, Transaction};
 use lance::dataset::{InsertBuilder, WriteParams};
+use tokio::sync::OwnedSemaphorePermit;
 
+use super::chunks::split;
 use super::write_ahead::{WRITE_AHEAD_BYTES, write_ahead};
 use super::{DataRoot, FirstError, panic_message, remember_first_error};
 use crate::config::LanceOptions;
@@ -33,8 +36,20 @@ use crate::error::Error;
 
 /// The rows of a write: one or more streams of one schema, in order.
 pub struct WriteInput {
-    /// Never empty.
-    parts: Vec<SendableRecordBatchStream>,
+    rows: Rows,
+    /// Rows per data file (Lance's `max_rows_per_file`); `None`: Lance's default.
+    max_rows_per_file: Option<usize>,
+}
+
+enum Rows {
+    /// Streams written at once, a writer each, in order. Never empty.
+    Parts(Vec<SendableRecordBatchStream>),
+    /// One stream written as consecutive chunks of `max_rows_per_file` rows, a writer each, up
+    /// to `writers` at once.
+    Chunked {
+        stream: SendableRecordBatchStream,
+        writers: usize,
+    },
 }
 
 impl WriteInput {
@@ -42,52 +57,79 @@ impl WriteInput {
     /// give fewer rows than `lance.parallel_write_min_rows`, one part reading the partitions one
     /// after another (a small write stays one fragment).
     pub fn partitions(plan: Arc<dyn ExecutionPlan>, context: Arc<TaskContext>) -> DFResult<Self> {
-        let min_rows = LanceOptions::of(context.session_config().options()).parallel_write_min_rows;
+        let options = LanceOptions::of(context.session_config().options());
         let expected_rows = plan.partition_statistics(None)?.num_rows;
-        let small = matches!(expected_rows.get_value(), Some(rows) if *rows < min_rows);
+        let small = matches!(expected_rows.get_value(), Some(rows) if *rows < options.parallel_write_min_rows);
         let schema = plan.schema();
         let parts = execute_stream_partitioned(plan.clone(), context.clone())?;
-        if parts.is_empty() {
+        let parts = if parts.is_empty() {
             // A plan of no partitions has no rows; one empty part still creates a table.
-            return Ok(Self::from(datafusion::physical_plan::execute_stream(
-                plan, context,
-            )?));
-        }
-        if small && parts.len() > 1 {
+            vec![datafusion::physical_plan::execute_stream(plan, context)?]
+        } else if small && parts.len() > 1 {
             let in_order = futures::stream::iter(parts).flatten();
-            return Ok(Self::from(
-                Box::pin(RecordBatchStreamAdapter::new(schema, in_order))
-                    as SendableRecordBatchStream,
-            ));
+            vec![Box::pin(RecordBatchStreamAdapter::new(schema, in_order))
+                as SendableRecordBatchStream]
+        } else {
+            parts
+        };
+        Ok(WriteInput {
+            rows: Rows::Parts(parts),
+            max_rows_per_file: Some(options.max_rows_per_file),
+        })
+    }
+
+    /// One ordered stream (COPY FROM, Flight SQL ingest), in data files of
+    /// `lance.max_rows_per_file` rows; a stream longer than one is written by up to `writers`
+    /// writers at once, a chunk of one data file each.
+    pub fn stream(
+        stream: SendableRecordBatchStream,
+        writers: usize,
+        options: &LanceOptions,
+    ) -> Self {
+        let rows = if writers > 1 {
+            Rows::Chunked { stream, writers }
+        } else {
+            Rows::Parts(vec![stream])
+        };
+        WriteInput {
+            rows,
+            max_rows_per_file: Some(options.max_rows_per_file),
         }
-        Ok(WriteInput { parts })
     }
 
     /// The schema of the rows.
     pub fn schema(&self) -> SchemaRef {
-        self.parts[0].schema()
+        match &self.rows {
+            Rows::Parts(parts) => parts[0].schema(),
+            Rows::Chunked { stream, .. } => stream.schema(),
+        }
     }
 
-    /// How many parts are written at once.
-    pub fn part_count(&self) -> usize {
-        self.parts.len()
-    }
-
-    /// Each part passed through `change`.
+    /// Each stream of rows passed through `change` (a chunked stream before it is split).
     pub fn map_parts(
         self,
-        change: impl FnMut(SendableRecordBatchStream) -> SendableRecordBatchStream,
+        mut change: impl FnMut(SendableRecordBatchStream) -> SendableRecordBatchStream,
     ) -> Self {
+        let rows = match self.rows {
+            Rows::Parts(parts) => Rows::Parts(parts.into_iter().map(change).collect()),
+            Rows::Chunked { stream, writers } => Rows::Chunked {
+                stream: change(stream),
+                writers,
+            },
+        };
         WriteInput {
-            parts: self.parts.into_iter().map(change).collect(),
+            rows,
+            max_rows_per_file: self.max_rows_per_file,
         }
     }
 }
 
+/// One stream, one writer, Lance's default data file size (small writes of the engine's own).
 impl From<SendableRecordBatchStream> for WriteInput {
     fn from(stream: SendableRecordBatchStream) -> Self {
         WriteInput {
-            parts: vec![stream],
+            rows: Rows::Parts(vec![stream]),
+            max_rows_per_file: None,
         }
     }
 }
@@ -133,41 +175,46 @@ impl DataRoot {
         &self,
         uri: &str,
         destination: Destination,
-        params: WriteParams,
+        mut params: WriteParams,
         input: WriteInput,
     ) -> Result<Transaction, PartsFailure> {
+        if let Some(rows) = input.max_rows_per_file {
+            params.max_rows_per_file = rows;
+        }
         let input_error = FirstError::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let ahead = (WRITE_AHEAD_BYTES / input.part_count()).max(1);
-        // Each writer gives its result and whether it was the first to fail: the parts that
-        // fail after it only report that they were stopped.
-        let writers: Vec<SpawnedTask<(Result<Transaction, lance::Error>, bool)>> = input
-            .parts
-            .into_iter()
-            .map(|part| {
-                let part = remember_first_error(write_ahead(part, ahead), &input_error);
-                let part = until_stopped(part, stop.clone());
-                let destination = destination.clone();
-                let params = params.clone();
-                let stop = stop.clone();
-                SpawnedTask::spawn(async move {
-                    let builder = match &destination {
-                        Destination::New(uri) => InsertBuilder::new(uri.as_str()),
-                        Destination::Existing(dataset) => InsertBuilder::new(dataset.clone()),
-                    };
-                    let written = builder
-                        .with_params(&params)
-                        .execute_uncommitted_stream(part)
-                        .await;
-                    let failed_first = written.is_err() && !stop.swap(true, Ordering::Relaxed);
-                    (written, failed_first)
-                })
-            })
-            .collect();
-        let mut written = Vec::with_capacity(writers.len());
+        let start = StartWriter {
+            destination,
+            params: params.clone(),
+            stop: stop.clone(),
+        };
+        // The writers in order, and for a split stream the task reading it.
+        let (mut writers, reader) = match input.rows {
+            Rows::Parts(parts) => {
+                let ahead = (WRITE_AHEAD_BYTES / parts.len()).max(1);
+                let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+                for part in parts {
+                    let part = remember_first_error(write_ahead(part, ahead), &input_error);
+                    // The receiver is right here: sending cannot fail.
+                    let _ = sender.send(start.spawn(part, None));
+                }
+                (receiver, None)
+            }
+            Rows::Chunked { stream, writers } => {
+                let split = split(
+                    remember_first_error(stream, &input_error),
+                    params.max_rows_per_file,
+                    writers,
+                    stop.clone(),
+                    move |chunk, slot| start.spawn(chunk, Some(slot)),
+                );
+                (split.writers, Some(split.reader))
+            }
+        };
+        let mut written = Vec::new();
         let mut failure = None;
         let mut stopped = None;
-        for writer in writers {
+        while let Some(writer) = writers.recv().await {
             match writer.join().await {
                 Ok((Ok(transaction), _)) => written.push(transaction),
                 Ok((Err(source), true)) => failure = Some(PartsFailure::Lance(source)),
@@ -185,6 +232,20 @@ impl DataRoot {
                 }
             }
         }
+        // A split stream's reader panicking ends a chunk early: those rows must not commit.
+        if let Some(reader) = reader
+            && let Err(join) = reader.join().await
+        {
+            stop.store(true, Ordering::Relaxed);
+            let message = if join.is_panic() {
+                panic_message(&join.into_panic()).to_string()
+            } else {
+                join.to_string()
+            };
+            failure.get_or_insert(PartsFailure::Panicked(format!(
+                "reading the rows to write: {message}"
+            )));
+        }
         let failure = match failure.or(stopped) {
             None => return merge(written).map_err(PartsFailure::Lance),
             Some(failure) => failure,
@@ -197,6 +258,42 @@ impl DataRoot {
         Err(match input_error.take() {
             Some(cause) => PartsFailure::Input(cause),
             None => failure,
+        })
+    }
+}
+
+/// Starts the writer of one part (or chunk) of a write.
+struct StartWriter {
+    destination: Destination,
+    params: WriteParams,
+    /// Set by the first writer to fail; the others stop.
+    stop: Arc<AtomicBool>,
+}
+
+/// A writer's result, and whether it was the first of its write to fail.
+type Writer = SpawnedTask<(Result<Transaction, lance::Error>, bool)>;
+
+impl StartWriter {
+    /// A task writing `part`'s rows as fragments of an uncommitted transaction, holding `slot`
+    /// (a split stream's limit on writers at once) until it is done.
+    fn spawn(&self, part: SendableRecordBatchStream, slot: Option<OwnedSemaphorePermit>) -> Writer {
+        let part = until_stopped(part, self.stop.clone());
+        let destination = self.destination.clone();
+        let params = self.params.clone();
+        let stop = self.stop.clone();
+        SpawnedTask::spawn(async move {
+            let builder = match &destination {
+                Destination::New(uri) => InsertBuilder::new(uri.as_str()),
+                Destination::Existing(dataset) => InsertBuilder::new(dataset.clone()),
+            };
+            let written = builder
+                .with_params(&params)
+                .execute_uncommitted_stream(part)
+                .await;
+            drop(slot);
+            // Only the first failure counts: the parts failing after it were stopped by it.
+            let failed_first = written.is_err() && !stop.swap(true, Ordering::Relaxed);
+            (written, failed_first)
         })
     }
 }
@@ -285,7 +382,10 @@ mod tests {
     }
 
     fn input(parts: Vec<SendableRecordBatchStream>) -> WriteInput {
-        WriteInput { parts }
+        WriteInput {
+            rows: Rows::Parts(parts),
+            max_rows_per_file: None,
+        }
     }
 
     async fn numbers(dataset: &Dataset) -> Vec<i64> {
@@ -363,6 +463,63 @@ mod tests {
         assert_eq!(latest.version().version, 1);
         assert_eq!(numbers(&latest).await, (0..200).collect::<Vec<_>>());
         assert_eq!(data_files(dir.path(), "t"), files_before);
+    }
+
+    /// One stream of `batches` batches of 100 numbers from 0, split in data files of 250 rows.
+    fn one_stream(batches: i64, failure: Option<&str>) -> WriteInput {
+        let options = LanceOptions {
+            max_rows_per_file: 250,
+            ..LanceOptions::default()
+        };
+        WriteInput::stream(part(0, batches, failure), 2, &options)
+    }
+
+    #[tokio::test]
+    async fn a_long_stream_is_written_in_chunks_as_one_commit_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = DataRoot::new(&StoreConfig::local(dir.path().to_str().unwrap()), 8).unwrap();
+        let created = root.create_table("t", one_stream(10, None)).await.unwrap();
+        assert_eq!(created.version().version, 1);
+        let rows: Vec<usize> = created
+            .get_fragments()
+            .iter()
+            .map(|fragment| fragment.metadata().physical_rows.unwrap_or(0))
+            .collect();
+        assert_eq!(rows, vec![250, 250, 250, 250]);
+        assert_eq!(numbers(&created).await, (0..1000).collect::<Vec<_>>());
+
+        let error = root
+            .append_table("t", one_stream(10, Some("bad value in row 1000")), 0)
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("bad value in row 1000"),
+            "{error}"
+        );
+        let latest = root.open_latest("t").await.unwrap().unwrap();
+        assert_eq!(latest.version().version, 1);
+        assert_eq!(data_files(dir.path(), "t"), 4);
+    }
+
+    #[tokio::test]
+    async fn a_stream_panicking_midway_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = DataRoot::new(&StoreConfig::local(dir.path().to_str().unwrap()), 8).unwrap();
+        let panicking = futures::stream::iter(0..5).map(|batch: i64| {
+            assert!(batch < 4, "the input's own bug");
+            let values = Int64Array::from_iter_values(batch * 100..(batch + 1) * 100);
+            Ok(RecordBatch::try_new(schema(), vec![Arc::new(values)])?)
+        });
+        let stream = Box::pin(RecordBatchStreamAdapter::new(schema(), panicking));
+        let options = LanceOptions {
+            max_rows_per_file: 250,
+            ..LanceOptions::default()
+        };
+        let input = WriteInput::stream(stream, 2, &options);
+        let error = root.create_table("t", input).await.unwrap_err();
+        assert!(error.to_string().contains("the input's own bug"), "{error}");
+        assert!(root.open_latest("t").await.unwrap().is_none());
+        assert_eq!(data_files(dir.path(), "t"), 0);
     }
 
     /// A part of slow batches of numbers, still being written when a faster part fails.

@@ -33,6 +33,54 @@ pub const WRITE_AHEAD_BYTES: usize = 64 << 20;
 /// The budget is counted in units of this many bytes (a semaphore permit each).
 const UNIT_BYTES: usize = 64 << 10;
 
+/// Bytes of input batches that may wait for writers, shared by whoever reserves from it.
+///
+/// A batch holds its reservation (a semaphore permit) until a writer takes it. A batch larger
+/// than the whole budget waits until nothing else is reserved, then passes alone.
+#[derive(Clone)]
+pub struct Budget {
+    units: usize,
+    semaphore: Arc<Semaphore>,
+}
+
+impl Budget {
+    /// A budget of `bytes` (at least one unit).
+    pub fn new(bytes: usize) -> Self {
+        let units = (bytes / UNIT_BYTES).max(1);
+        Budget {
+            units,
+            semaphore: Arc::new(Semaphore::new(units)),
+        }
+    }
+
+    /// Waits until `batch` fits and reserves its bytes.
+    pub async fn reserve(&self, batch: &RecordBatch) -> OwnedSemaphorePermit {
+        let needed = batch_bytes(batch).div_ceil(UNIT_BYTES).clamp(1, self.units);
+        let needed = u32::try_from(needed).unwrap_or(u32::MAX);
+        match self.semaphore.clone().acquire_many_owned(needed).await {
+            Ok(permit) => permit,
+            // The semaphore is private and never closed.
+            Err(_) => unreachable!("a write budget is never closed"),
+        }
+    }
+}
+
+/// The bytes `batch`'s rows take. A batch decoded from Arrow IPC (Flight SQL ingest) has every
+/// column in one shared buffer, and a slice keeps its parent's buffers: counting each column's
+/// whole buffers would count that memory many times over.
+fn batch_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|column| {
+            column
+                .to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| column.get_array_memory_size())
+        })
+        .sum()
+}
+
 /// `data`, computed by a task of its own up to `budget_bytes` ahead of its reader.
 /// Errors arrive in order, after the batches before them; a panic while computing the input ends
 /// the stream with an error. Dropping the returned stream (the write failed) stops the task.
@@ -41,8 +89,7 @@ pub fn write_ahead(
     budget_bytes: usize,
 ) -> SendableRecordBatchStream {
     let schema = data.schema();
-    let units = (budget_bytes / UNIT_BYTES).max(1);
-    let budget = Arc::new(Semaphore::new(units));
+    let budget = Budget::new(budget_bytes);
     // Unbounded: the budget, not the channel, bounds what waits.
     let (sender, receiver) =
         mpsc::unbounded_channel::<(Result<RecordBatch>, Option<OwnedSemaphorePermit>)>();
@@ -57,15 +104,7 @@ pub fn write_ahead(
                     return;
                 }
             };
-            let needed = batch
-                .get_array_memory_size()
-                .div_ceil(UNIT_BYTES)
-                .clamp(1, units);
-            let needed = u32::try_from(needed).unwrap_or(u32::MAX);
-            // The budget is never closed, so acquiring fails only if it were; then stop.
-            let Ok(permit) = budget.clone().acquire_many_owned(needed).await else {
-                return;
-            };
+            let permit = budget.reserve(&batch).await;
             if sender.send((Ok(batch), Some(permit))).is_err() {
                 return;
             }
