@@ -81,7 +81,15 @@ async fn import_rows(
         return Err(Error::invalid(format!("'{path}' is not a file")));
     }
     // The file is read by a DataFusion context of its own: the engine only writes the table.
-    let context = datafusion::prelude::SessionContext::new();
+    // Parquet strings are read as plain strings, the type Lance stores: read as string views
+    // (DataFusion's default) each batch would be built once as views and again by Lance's cast.
+    let mut config = datafusion::prelude::SessionConfig::new();
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
+    let context = datafusion::prelude::SessionContext::new_with_config(config);
     let extension = Path::new(path)
         .extension()
         .and_then(|e| e.to_str())
