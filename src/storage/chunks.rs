@@ -141,24 +141,11 @@ fn chunk_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::test_rows::{numbers, stream_of};
     use arrow::array::Int64Array;
-    use arrow::datatypes::{DataType, Field, Schema};
     use datafusion::error::DataFusionError;
     use futures::TryStreamExt;
     use std::sync::atomic::AtomicUsize;
-
-    fn numbers(from: i64, count: i64) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
-        let values = Int64Array::from_iter_values(from..from + count);
-        RecordBatch::try_new(schema, vec![Arc::new(values)]).expect("one int64 column")
-    }
-
-    fn stream_of(items: Vec<Result<RecordBatch>>) -> SendableRecordBatchStream {
-        Box::pin(RecordBatchStreamAdapter::new(
-            numbers(0, 0).schema(),
-            futures::stream::iter(items),
-        ))
-    }
 
     /// Each chunk collected by a task of its own (a stand-in writer), with the writers running
     /// at the same time counted.
@@ -167,9 +154,9 @@ mod tests {
         chunk_rows: usize,
         writers: usize,
     ) -> (Vec<Result<Vec<i64>>>, usize) {
-        let running = Arc::new(AtomicUsize::new(0));
+        let running_in = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
-        let (running_in, most_in) = (running.clone(), most.clone());
+        let most_in = most.clone();
         let split = split(
             data,
             chunk_rows,

@@ -55,6 +55,8 @@ mod parts;
 pub mod progress;
 pub mod rows;
 pub mod schema;
+#[cfg(test)]
+mod test_rows;
 mod write_ahead;
 use crate::error::{Error, Result};
 use cache::DatasetCache;

@@ -138,23 +138,9 @@ pub fn write_ahead(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::test_rows::{numbers, stream_of};
     use arrow::array::Int64Array;
-    use arrow::datatypes::{DataType, Field, Schema};
     use futures::TryStreamExt;
-
-    fn numbers(from: i64, count: i64) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
-        let values = Int64Array::from_iter_values(from..from + count);
-        RecordBatch::try_new(schema, vec![Arc::new(values)]).expect("one int64 column")
-    }
-
-    fn stream_of(items: Vec<Result<RecordBatch>>) -> SendableRecordBatchStream {
-        let schema = numbers(0, 0).schema();
-        Box::pin(RecordBatchStreamAdapter::new(
-            schema,
-            futures::stream::iter(items),
-        ))
-    }
 
     #[tokio::test]
     async fn batches_arrive_in_order_including_one_larger_than_the_budget() {
