@@ -256,9 +256,10 @@ pub struct LanceOptions {
     /// fragment, as a single stream would give); otherwise each partition has a writer of its
     /// own, at once. A query whose row count is unknown counts as large; 0: always at once.
     pub parallel_write_min_rows: usize,
-    /// Rows per data file (fragment) a write makes at most: Lance's `max_rows_per_file`. A
-    /// single stream (COPY FROM, Flight SQL ingest) longer than this is written as consecutive
-    /// chunks of this many rows, each by a writer of its own, several at once.
+    /// Rows per data file (fragment) a write or a compaction makes at most: Lance's
+    /// `max_rows_per_file` and compaction target. A single stream (COPY FROM, Flight SQL
+    /// ingest) longer than this is written as consecutive chunks of this many rows, each by a
+    /// writer of its own, several at once; a fragment of fewer rows counts as small.
     pub max_rows_per_file: usize,
 }
 
@@ -442,8 +443,8 @@ impl ExtensionOptions for LanceOptions {
             entry(
                 "max_rows_per_file",
                 self.max_rows_per_file.to_string(),
-                "Rows per data file (fragment) a write makes at most; a longer single stream \
-                 (COPY FROM, ingest) is written as chunks of this many rows at once",
+                "Rows per data file (fragment) a write or compaction makes at most; a longer \
+                 single stream (COPY FROM, ingest) is written as chunks of this many rows at once",
             ),
         ]
     }

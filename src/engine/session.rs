@@ -72,7 +72,7 @@ use crate::provider::table::LanceTable;
 use crate::storage::index::IndexDefinition;
 use crate::storage::maintenance::{OptimizeReport, VacuumReport};
 use crate::storage::progress::WorkProgress;
-use crate::storage::{DataRoot, WriteInput};
+use crate::storage::{AutoCompact, DataRoot, WriteInput};
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
@@ -1049,10 +1049,13 @@ impl LanceSession {
                 if_exists,
             } => self.drop_index(name, table.as_deref(), *if_exists).await,
             StatementKind::Optimize { table } => {
+                let rows_per_fragment =
+                    LanceOptions::of(self.context.state_ref().read().config_options())
+                        .max_rows_per_file;
                 let report = self
                     .catalog
                     .root()
-                    .optimize_table(table, self.progress.clone())
+                    .optimize_table(table, rows_per_fragment, self.progress.clone())
                     .await?;
                 let batch = optimize_report(table, &report)?;
                 Ok(Outcome::Rows {
@@ -1340,7 +1343,7 @@ impl LanceSession {
         } else {
             self.catalog
                 .root()
-                .append_table(table, self.one_stream(rows), self.auto_compact_fragments())
+                .append_table(table, self.one_stream(rows), self.auto_compact())
                 .await?
         };
         Ok(CommandTag::Copy { rows })
@@ -1360,9 +1363,12 @@ impl LanceSession {
         )
     }
 
-    /// This session's `lance.auto_compact_fragments`, for the appends it runs itself.
-    fn auto_compact_fragments(&self) -> usize {
-        LanceOptions::of(self.context.state_ref().read().config_options()).auto_compact_fragments
+    /// This session's automatic compaction (`lance.auto_compact_fragments` small fragments,
+    /// small meaning under `lance.max_rows_per_file` rows), for the appends it runs itself.
+    fn auto_compact(&self) -> AutoCompact {
+        AutoCompact::of(&LanceOptions::of(
+            self.context.state_ref().read().config_options(),
+        ))
     }
 
     /// Prepares and runs one parsed statement with no parameters.
@@ -1425,7 +1431,7 @@ impl LanceSession {
                 table: table.to_string(),
             }),
             (true, IngestExisting::Append) => {
-                root.append_table(table, self.one_stream(data), self.auto_compact_fragments())
+                root.append_table(table, self.one_stream(data), self.auto_compact())
                     .await
             }
             (true, IngestExisting::Replace) => {

@@ -22,7 +22,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 
 use crate::config::LanceOptions;
-use crate::storage::{DataRoot, WriteInput};
+use crate::storage::{AutoCompact, DataRoot, WriteInput};
 
 /// What a write does to its table.
 #[derive(Debug, Clone)]
@@ -171,8 +171,7 @@ impl ExecutionPlan for LanceWriteExec {
     ) -> DFResult<SendableRecordBatchStream> {
         super::only_partition("LanceWriteExec", partition)?;
         let root = DataRoot::of_task(&context)?;
-        let auto_compact_fragments =
-            LanceOptions::of(context.session_config().options()).auto_compact_fragments;
+        let auto_compact = AutoCompact::of(&LanceOptions::of(context.session_config().options()));
         let spec = self.spec.clone();
         // Each input partition is written by a writer of its own, at once (storage::WriteInput).
         let input = self
@@ -184,7 +183,7 @@ impl ExecutionPlan for LanceWriteExec {
             let table = spec.table.as_str();
             let affected = match (spec.operation, input) {
                 (WriteOperation::Append, Some(rows)) => {
-                    root.append_table(table, rows, auto_compact_fragments).await
+                    root.append_table(table, rows, auto_compact).await
                 }
                 (WriteOperation::Overwrite, Some(rows)) => root.overwrite_rows(table, rows).await,
                 (WriteOperation::Delete { filter }, None) => root.delete_rows(table, filter).await,

@@ -26,6 +26,7 @@ use lance_table::system_index::is_system_index;
 
 use std::sync::Arc;
 
+use crate::config::LanceOptions;
 use crate::error::{Error, Result};
 
 use super::DataRoot;
@@ -46,12 +47,42 @@ pub struct OptimizeReport {
     pub version: u64,
 }
 
+/// When an append compacts its table's small fragments right after its commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoCompact {
+    /// Compact once the table has at least this many small fragments (0: never).
+    pub fragments: usize,
+    /// A fragment of fewer rows is small, and compaction makes fragments of up to this many.
+    pub rows_per_fragment: usize,
+}
+
+impl AutoCompact {
+    /// The policy of a session's `lance.*` settings: `auto_compact_fragments` small fragments,
+    /// small meaning under `max_rows_per_file` rows (the data files its writes make).
+    pub fn of(options: &LanceOptions) -> Self {
+        AutoCompact {
+            fragments: options.auto_compact_fragments,
+            rows_per_fragment: options.max_rows_per_file,
+        }
+    }
+}
+
+/// Lance's compaction, making fragments of up to `rows_per_fragment` rows.
+fn compaction(rows_per_fragment: usize) -> CompactionOptions {
+    CompactionOptions {
+        target_rows_per_fragment: rows_per_fragment.max(1),
+        ..CompactionOptions::default()
+    }
+}
+
 impl DataRoot {
-    /// Compacts `table`'s small fragments and folds unindexed rows into its indices, reporting
-    /// the index work's stages to `progress`.
+    /// Compacts `table`'s fragments of fewer than `rows_per_fragment` rows (the session's
+    /// `lance.max_rows_per_file`) into fragments of up to that many, and folds unindexed rows
+    /// into its indices, reporting the index work's stages to `progress`.
     pub async fn optimize_table(
         &self,
         table: &str,
+        rows_per_fragment: usize,
         progress: Option<Arc<dyn WorkProgress>>,
     ) -> Result<OptimizeReport> {
         let gate = self.write_gate(table).await;
@@ -109,7 +140,7 @@ impl DataRoot {
                 )
             })?;
         }
-        let metrics = compact_files(&mut dataset, CompactionOptions::default(), None)
+        let metrics = compact_files(&mut dataset, compaction(rows_per_fragment), None)
             .await
             .map_err(|error| {
                 Error::lance(
@@ -131,8 +162,8 @@ impl DataRoot {
 
 impl DataRoot {
     /// Compacts the small fragments of `dataset` (the version an append to `table` just
-    /// committed) when there are at least `threshold` of them; 0 never compacts. A fragment is
-    /// small below Lance's compaction target (1,048,576 rows), and Lance's compaction planner
+    /// committed) when there are at least `policy.fragments` of them; 0 never compacts. A
+    /// fragment is small below `policy.rows_per_fragment` rows, and Lance's compaction planner
     /// picks what to merge, as for `OPTIMIZE`. The append is committed whatever happens here: a
     /// failed compaction (a concurrent writer rewrote the same fragments, say) changes nothing
     /// and is only logged, and the next append or `OPTIMIZE` tries again.
@@ -140,12 +171,12 @@ impl DataRoot {
         &self,
         table: &str,
         mut dataset: Dataset,
-        threshold: usize,
+        policy: AutoCompact,
     ) {
-        if threshold == 0 {
+        if policy.fragments == 0 {
             return;
         }
-        let options = CompactionOptions::default();
+        let options = compaction(policy.rows_per_fragment);
         let small = dataset
             .fragments()
             .iter()
@@ -155,7 +186,7 @@ impl DataRoot {
                     .is_none_or(|rows| rows < options.target_rows_per_fragment)
             })
             .count();
-        if small < threshold {
+        if small < policy.fragments {
             return;
         }
         match compact_files(&mut dataset, options, None).await {

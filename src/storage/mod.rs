@@ -62,6 +62,7 @@ use crate::error::{Error, Result};
 use cache::DatasetCache;
 use gate::TableGates;
 pub(crate) use gate::WriteGate;
+pub use maintenance::AutoCompact;
 pub use parts::WriteInput;
 use parts::{Destination, PartsFailure};
 
@@ -381,19 +382,19 @@ impl DataRoot {
     /// value must convert to its column's type. If `data` fails, nothing is committed and the
     /// table stays as it was. Returns the rows appended.
     ///
-    /// When the append leaves `auto_compact_fragments` or more small fragments (0: never), they
-    /// are compacted right after, as a commit of their own ([`DataRoot::compact_if_fragmented`]).
+    /// When the append leaves as many small fragments as `auto_compact` says, they are compacted
+    /// right after, as a commit of their own ([`DataRoot::compact_if_fragmented`]).
     pub async fn append_table(
         &self,
         table: &str,
         data: WriteInput,
-        auto_compact_fragments: usize,
+        auto_compact: AutoCompact,
     ) -> Result<u64> {
         let gate = self.write_gate(table).await;
         let (rows, dataset) = self
             .write_existing(&gate, data, WriteMode::Append, true)
             .await?;
-        self.compact_if_fragmented(table, dataset, auto_compact_fragments)
+        self.compact_if_fragmented(table, dataset, auto_compact)
             .await;
         Ok(rows)
     }

@@ -381,6 +381,13 @@ mod tests {
         Box::pin(RecordBatchStreamAdapter::new(schema(), items))
     }
 
+    fn never_compact() -> crate::storage::AutoCompact {
+        crate::storage::AutoCompact {
+            fragments: 0,
+            rows_per_fragment: 1 << 20,
+        }
+    }
+
     fn input(parts: Vec<SendableRecordBatchStream>) -> WriteInput {
         WriteInput {
             rows: Rows::Parts(parts),
@@ -426,7 +433,7 @@ mod tests {
             .append_table(
                 "t",
                 input(vec![part(1000, 1, None), part(1100, 4, None)]),
-                0,
+                never_compact(),
             )
             .await
             .unwrap();
@@ -457,7 +464,10 @@ mod tests {
             part(200, 30, None),
             part(9000, 1, Some("bad value on append")),
         ];
-        let error = root.append_table("t", input(parts), 0).await.unwrap_err();
+        let error = root
+            .append_table("t", input(parts), never_compact())
+            .await
+            .unwrap_err();
         assert!(error.to_string().contains("bad value on append"), "{error}");
         let latest = root.open_latest("t").await.unwrap().unwrap();
         assert_eq!(latest.version().version, 1);
@@ -489,7 +499,11 @@ mod tests {
         assert_eq!(numbers(&created).await, (0..1000).collect::<Vec<_>>());
 
         let error = root
-            .append_table("t", one_stream(10, Some("bad value in row 1000")), 0)
+            .append_table(
+                "t",
+                one_stream(10, Some("bad value in row 1000")),
+                never_compact(),
+            )
             .await
             .unwrap_err();
         assert!(
