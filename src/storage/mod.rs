@@ -851,6 +851,16 @@ async fn guard_panics<T>(
     }
 }
 
+/// What a task that did not finish (a writer, a reader of a write's input) says: its panic's
+/// message, or why it was cancelled.
+fn task_failure_message(failure: tokio::task::JoinError) -> String {
+    if failure.is_panic() {
+        panic_message(&failure.into_panic()).to_string()
+    } else {
+        failure.to_string()
+    }
+}
+
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
     panic
         .downcast_ref::<String>()

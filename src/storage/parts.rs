@@ -30,7 +30,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::chunks::split;
 use super::write_ahead::{WRITE_AHEAD_BYTES, write_ahead};
-use super::{DataRoot, FirstError, panic_message, remember_first_error};
+use super::{DataRoot, FirstError, remember_first_error, task_failure_message};
 use crate::config::LanceOptions;
 use crate::error::Error;
 
@@ -223,12 +223,7 @@ impl DataRoot {
                 }
                 Err(join) => {
                     stop.store(true, Ordering::Relaxed);
-                    let message = if join.is_panic() {
-                        panic_message(&join.into_panic()).to_string()
-                    } else {
-                        join.to_string()
-                    };
-                    failure.get_or_insert(PartsFailure::Panicked(message));
+                    failure.get_or_insert(PartsFailure::Panicked(task_failure_message(join)));
                 }
             }
         }
@@ -237,13 +232,9 @@ impl DataRoot {
             && let Err(join) = reader.join().await
         {
             stop.store(true, Ordering::Relaxed);
-            let message = if join.is_panic() {
-                panic_message(&join.into_panic()).to_string()
-            } else {
-                join.to_string()
-            };
             failure.get_or_insert(PartsFailure::Panicked(format!(
-                "reading the rows to write: {message}"
+                "reading the rows to write: {}",
+                task_failure_message(join)
             )));
         }
         let failure = match failure.or(stopped) {

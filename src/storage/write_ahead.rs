@@ -24,7 +24,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::panic_message;
+use super::task_failure_message;
 use crate::error::Error;
 
 /// How many bytes of input batches may wait for the writers of one write (shared by its parts).
@@ -121,13 +121,11 @@ pub fn write_ahead(
             // The channel also closes when the producer panicked: that must fail the write, not
             // end its input early and commit the rows so far.
             let failure = producer.take()?.join().await.err()?;
-            let message = if failure.is_panic() {
-                panic_message(&failure.into_panic()).to_string()
-            } else {
-                failure.to_string()
-            };
             let error = Error::Internal {
-                message: format!("computing the rows to write failed: {message}"),
+                message: format!(
+                    "computing the rows to write failed: {}",
+                    task_failure_message(failure)
+                ),
             };
             Some((Err(DataFusionError::from(error)), (receiver, None)))
         },
@@ -141,6 +139,15 @@ mod tests {
     use crate::storage::test_rows::{numbers, stream_of};
     use arrow::array::Int64Array;
     use futures::TryStreamExt;
+
+    #[test]
+    fn a_slice_counts_the_rows_it_holds_not_its_parents_buffers() {
+        let whole = numbers(0, 100_000);
+        let tenth = whole.slice(0, 10_000);
+        assert_eq!(batch_bytes(&whole), 800_000);
+        assert_eq!(batch_bytes(&tenth), 80_000);
+        assert_eq!(tenth.get_array_memory_size(), whole.get_array_memory_size());
+    }
 
     #[tokio::test]
     async fn batches_arrive_in_order_including_one_larger_than_the_budget() {
