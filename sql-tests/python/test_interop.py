@@ -93,6 +93,52 @@ def test_blob_columns_read_as_bytes(data):
     assert top.column("blob").to_pylist() == [b"b" * 5]
 
 
+def test_take_follows_stable_row_ids_and_refuses_deleted_rows(data):
+    # Stable row ids: an updated row moves to a new fragment and keeps its id, so ids are no
+    # longer addresses. A deleted row's id names nothing: take refuses it, `_rowid IN` skips it.
+    blob_field = pa.field("blob", pa.large_binary(), metadata={"lance-encoding:blob": "true"})
+    schema = pa.schema([pa.field("id", pa.int64()), blob_field])
+    table = pa.table({"id": list(range(12)), "blob": [bytes([i]) * 50 for i in range(12)]},
+                     schema=schema)
+    uri = str(data / "stable.lance")
+    lance.write_dataset(table, uri, max_rows_per_file=4, enable_stable_row_ids=True)
+    dataset = lance.dataset(uri)
+    dataset.update({"id": "id + 100"}, where="id = 2")
+    dataset.delete("id = 5")
+    dataset = lance.dataset(uri)
+    row_id = dict(zip(*[dataset.to_table(columns=["id"], with_row_id=True)[c].to_pylist()
+                        for c in ("id", "_rowid")]))
+    wanted = [row_id[7], row_id[102], row_id[0], row_id[102]]
+    assert row_id[102] == 2, "the updated row keeps its row id"
+    expected = dataset._take_rows(wanted, columns=["id"])["id"].to_pylist()
+    ids = ", ".join(map(str, wanted))
+    taken = sql_arrow(data, f"SELECT id, blob FROM take('stable', [{ids}])")
+    assert taken.column("id").to_pylist() == expected == [7, 102, 0, 102]
+    assert taken.column("blob").to_pylist() == [bytes([i]) * 50 for i in (7, 2, 0, 2)]
+    deleted = 5  # the row id of the deleted row (written in order, stable ids from 0)
+    refused = run(["--data", str(data), "sql", "-c",
+                   f"SELECT id FROM take('stable', [0, {deleted}])"], check=False)
+    assert refused.returncode != 0
+    assert f"row id {deleted} does not exist in table 'stable'" in refused.stderr
+    rows = sql_json(data, f"SELECT id FROM stable WHERE _rowid IN (0, 2, {deleted}) ORDER BY id")
+    assert rows == [{"id": 0}, {"id": 102}]
+
+
+def test_take_refuses_deleted_rows_and_missing_fragments_by_address(data):
+    # Without stable row ids a row id is an address: fragment << 32 | offset.
+    uri = str(data / "plain.lance")
+    lance.write_dataset(pa.table({"id": list(range(6))}), uri, max_rows_per_file=3)
+    lance.dataset(uri).delete("id = 4")
+    assert sql_json(data, f"SELECT id FROM take('plain', [{2**32 + 2}, 0])") == [
+        {"id": 5}, {"id": 0}]
+    for missing in (2**32 + 1, 2**32 + 3, 7 * 2**32):
+        refused = run(["--data", str(data), "sql", "-c",
+                       f"SELECT id FROM take('plain', [0, {missing}])"], check=False)
+        assert f"row id {missing} does not exist in table 'plain'" in refused.stderr, missing
+    rows = sql_json(data, f"SELECT id FROM plain WHERE _rowid IN (0, {2**32 + 1}, {7 * 2**32})")
+    assert rows == [{"id": 0}]
+
+
 def test_deletions_and_new_versions_by_pylance_are_seen(data):
     uri = str(data / "items.lance")
     lance.write_dataset(pa.table({"id": list(range(10))}), uri)

@@ -25,9 +25,11 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::{StreamExt, TryStreamExt};
 use lance::Dataset;
-use lance::dataset::ProjectionRequest;
+use lance::dataset::rowids::get_row_id_index;
+use lance::dataset::{ProjectionRequest, TakeBuilder};
 use lance_core::datatypes::BlobHandling;
 use lance_core::{ROW_ADDR, ROW_ID};
+use lance_datafusion::projection::ProjectionPlan;
 use lance_index::scalar::FullTextSearchQuery;
 use lance_index::scalar::inverted::query::FtsQuery;
 use lance_linalg::distance::DistanceType;
@@ -75,10 +77,10 @@ pub enum SearchKind {
     FullText(Box<FullTextSpec>),
     /// A vector and a full-text search fused into one ranking, best first.
     Hybrid(Box<HybridSpec>),
-    /// The rows of these row ids, in this order, duplicates kept; an id that names no live row
-    /// fails the statement.
+    /// The rows of these row ids, in this order, duplicates kept.
     Take {
         row_ids: Vec<u64>,
+        missing: MissingRow,
     },
     /// `rows` distinct live rows chosen uniformly at random, in random order (every row when
     /// the table has fewer); the choice is fixed by `seed` and the version, or random without one.
@@ -86,6 +88,15 @@ pub enum SearchKind {
         rows: usize,
         seed: Option<u64>,
     },
+}
+
+/// What a take does with a row id that names no live row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingRow {
+    /// Fails the statement, naming the id (`take(table, row_ids)`).
+    Fail,
+    /// Leaves it out (`WHERE _rowid IN (...)`, which filters).
+    Skip,
 }
 
 /// A k-nearest-neighbour search and every knob Lance has for it.
@@ -320,13 +331,18 @@ impl DisplayAs for LanceSearchExec {
                             write!(f, " seed={seed}")?;
                         }
                     }
-                    SearchKind::Take { row_ids } => write!(
-                        f,
-                        "LanceTakeRows: table={} version={} rows={}",
-                        spec.table,
-                        spec.version,
-                        row_ids.len()
-                    )?,
+                    SearchKind::Take { row_ids, missing } => {
+                        write!(
+                            f,
+                            "LanceTakeRows: table={} version={} rows={}",
+                            spec.table,
+                            spec.version,
+                            row_ids.len()
+                        )?;
+                        if *missing == MissingRow::Skip {
+                            write!(f, " missing=skip")?;
+                        }
+                    }
                 }
                 write!(f, " columns=[{}]", spec.columns.join(", "))
             }
@@ -385,13 +401,14 @@ impl ExecutionPlan for LanceSearchExec {
                     let batch = hybrid_rows(&root, &dataset, &spec, hybrid, &output_schema).await?;
                     futures::stream::once(futures::future::ready(Ok(batch))).boxed()
                 }
-                SearchKind::Take { row_ids } => {
-                    let batch = take_rows(&root, &dataset, &spec, row_ids).await?;
+                SearchKind::Take { row_ids, missing } => {
+                    let batch = take_rows(&root, &dataset, &spec, row_ids, *missing).await?;
                     futures::stream::once(futures::future::ready(Ok(batch))).boxed()
                 }
                 SearchKind::Sample { rows, seed } => {
                     let row_ids = sampled_row_ids(&dataset, &spec, *rows, *seed).await?;
-                    let batch = take_rows(&root, &dataset, &spec, &row_ids).await?;
+                    let batch =
+                        take_rows(&root, &dataset, &spec, &row_ids, MissingRow::Fail).await?;
                     futures::stream::once(futures::future::ready(Ok(batch))).boxed()
                 }
             };
@@ -820,42 +837,29 @@ async fn sampled_row_ids(
         .collect())
 }
 
-/// The rows of `row_ids` in the order given, duplicates kept. Each distinct id is read once,
-/// by Lance's take path for `_rowid IN (...)` (which also returns blob bytes, as scans do).
+/// The rows of `row_ids` in the order given, duplicates kept; an id naming no live row fails
+/// with [`Error::RowNotFound`] or is left out, as `missing` says. Each distinct id is read once.
 async fn take_rows(
     root: &DataRoot,
     dataset: &Arc<Dataset>,
     spec: &SearchSpec,
     row_ids: &[u64],
+    missing: MissingRow,
 ) -> DFResult<RecordBatch> {
-    let lance_error = |error| DataFusionError::from(Error::lance("taking rows", &spec.uri, error));
     let mut distinct: Vec<u64> = row_ids.to_vec();
     distinct.sort_unstable();
     distinct.dedup();
-    let mut scanner = dataset.scan();
-    scanner.blob_handling(BlobHandling::AllBinary);
-    scanner.batch_size(spec.batch_size.max(distinct.len()));
-    let mut columns: Vec<&str> = spec.columns.iter().map(String::as_str).collect();
-    columns.push(ROW_ID);
-    if spec.with_row_addr {
-        columns.push(ROW_ADDR);
-    }
-    scanner.project(&columns).map_err(lance_error)?;
-    let schema = scanner.schema().await.map_err(lance_error)?;
-    if distinct.is_empty() {
-        return Ok(RecordBatch::new_empty(schema));
-    }
-    let ids: Vec<Expr> = distinct
-        .iter()
-        .map(|id| Expr::Literal(ScalarValue::UInt64(Some(*id)), None))
-        .collect();
-    scanner.filter_expr(datafusion::logical_expr::col(ROW_ID).in_list(ids, false));
-    let read = async {
-        let stream = scanner.try_into_stream().await?;
-        stream.try_collect::<Vec<RecordBatch>>().await
+    let projection = dataset
+        .schema()
+        .project(&spec.columns)
+        .map_err(|error| DataFusionError::from(Error::lance("taking rows", &spec.uri, error)))?;
+    let read = if projection.fields.iter().any(holds_blob) {
+        taken_by_scan(dataset, spec, &distinct).await
+    } else {
+        taken_by_address(dataset, spec, &projection, &distinct).await
     };
-    let batches = match read.await {
-        Ok(batches) => batches,
+    let (schema, batches) = match read {
+        Ok(read) => read,
         Err(error) => {
             let failure = root
                 .read_failure(&spec.table, &spec.uri, spec.version, error)
@@ -876,25 +880,29 @@ async fn take_rows(
     }
     let order = row_ids
         .iter()
-        .map(|id| {
-            position.get(id).copied().ok_or_else(|| {
-                DataFusionError::from(Error::RowNotFound {
-                    table: spec.table.clone(),
-                    version: spec.version,
-                    row_id: *id,
-                })
-            })
+        .filter_map(|id| match (position.get(id), missing) {
+            (Some(position), _) => Some(Ok(*position)),
+            (None, MissingRow::Skip) => None,
+            (None, MissingRow::Fail) => Some(Err(DataFusionError::from(Error::RowNotFound {
+                table: spec.table.clone(),
+                version: spec.version,
+                row_id: *id,
+            }))),
         })
         .collect::<DFResult<Vec<(usize, usize)>>>()?;
-    if let [batch] = batches.as_slice()
-        && batch.num_rows() == order.len()
-        && order
-            .iter()
-            .enumerate()
-            .all(|(index, (_, row))| *row == index)
-    {
-        // Asked in ascending order without duplicates: Lance's batch is the answer.
-        return Ok(batch.clone());
+    match batches.as_slice() {
+        [] => return Ok(RecordBatch::new_empty(schema)),
+        [batch]
+            if batch.num_rows() == order.len()
+                && order
+                    .iter()
+                    .enumerate()
+                    .all(|(index, (_, row))| *row == index) =>
+        {
+            // Asked in the order Lance returned, without duplicates: Lance's batch is the answer.
+            return Ok(batch.clone());
+        }
+        _ => {}
     }
     // One copy of each value (large blobs included) straight into the requested order.
     let columns = (0..schema.fields().len())
@@ -910,6 +918,106 @@ async fn take_rows(
     Ok(RecordBatch::try_new_with_options(
         schema, columns, &options,
     )?)
+}
+
+/// Whether `field` is, or holds, a Lance blob column.
+fn holds_blob(field: &lance_core::datatypes::Field) -> bool {
+    field.is_blob() || field.children.iter().any(holds_blob)
+}
+
+/// The live rows among `row_ids` (sorted, distinct) with `_rowid` (and `_rowaddr` if asked), in
+/// one batch, read by Lance's take of row addresses: the path of Lance's own `take_rows`, without
+/// planning a scan. Lance 14 cannot decode blob columns there (see [`taken_by_scan`]).
+async fn taken_by_address(
+    dataset: &Arc<Dataset>,
+    spec: &SearchSpec,
+    projection: &lance_core::datatypes::Schema,
+    row_ids: &[u64],
+) -> lance::Result<(SchemaRef, Vec<RecordBatch>)> {
+    let mut plan = ProjectionPlan::from_schema(dataset.clone(), projection)?;
+    plan.include_row_id();
+    if spec.with_row_addr {
+        plan.include_row_addr();
+    }
+    let schema = Arc::new(plan.output_schema()?);
+    let addresses = possible_addresses(dataset, row_ids).await?;
+    if addresses.is_empty() {
+        return Ok((schema, Vec::new()));
+    }
+    let taken = TakeBuilder::try_new_from_addresses(dataset.clone(), addresses, Arc::new(plan))?
+        .execute()
+        .await?;
+    Ok((schema, vec![taken]))
+}
+
+/// The live rows among `row_ids` (sorted, distinct) with `_rowid` (and `_rowaddr` if asked),
+/// read by a Lance scan filtered on `_rowid IN (...)`, which Lance answers with a take and which
+/// returns blob bytes as scans do.
+async fn taken_by_scan(
+    dataset: &Arc<Dataset>,
+    spec: &SearchSpec,
+    row_ids: &[u64],
+) -> lance::Result<(SchemaRef, Vec<RecordBatch>)> {
+    let mut scanner = dataset.scan();
+    scanner.blob_handling(BlobHandling::AllBinary);
+    scanner.batch_size(spec.batch_size.max(row_ids.len()));
+    let mut columns: Vec<&str> = spec.columns.iter().map(String::as_str).collect();
+    columns.push(ROW_ID);
+    if spec.with_row_addr {
+        columns.push(ROW_ADDR);
+    }
+    scanner.project(&columns)?;
+    let schema = scanner.schema().await?;
+    if row_ids.is_empty() {
+        return Ok((schema, Vec::new()));
+    }
+    let ids: Vec<Expr> = row_ids
+        .iter()
+        .map(|id| Expr::Literal(ScalarValue::UInt64(Some(*id)), None))
+        .collect();
+    scanner.filter_expr(datafusion::logical_expr::col(ROW_ID).in_list(ids, false));
+    let batches = scanner.try_into_stream().await?.try_collect().await?;
+    Ok((schema, batches))
+}
+
+/// The row addresses `row_ids` (sorted, distinct) may live at in `dataset`: looked up in the
+/// row-id index under stable row ids, else the ids themselves, keeping only addresses inside an
+/// existing fragment (Lance's take fails on the others). A deleted row keeps its address; the
+/// take leaves it out.
+async fn possible_addresses(dataset: &Dataset, row_ids: &[u64]) -> lance::Result<Vec<u64>> {
+    if let Some(index) = get_row_id_index(dataset).await? {
+        return Ok(index
+            .get_many(row_ids)?
+            .into_iter()
+            .flatten()
+            .map(u64::from)
+            .collect());
+    }
+    let mut wanted: Vec<u64> = row_ids.iter().map(|address| address >> 32).collect();
+    wanted.dedup();
+    let mut physical_rows: HashMap<u64, u64> = HashMap::with_capacity(wanted.len());
+    for fragment in dataset.fragments().iter() {
+        if wanted.binary_search(&fragment.id).is_err() {
+            continue;
+        }
+        let rows = match fragment.physical_rows {
+            Some(rows) => rows,
+            None => match dataset.get_fragment(fragment.id as usize) {
+                Some(file_fragment) => file_fragment.physical_rows().await?,
+                None => 0,
+            },
+        };
+        physical_rows.insert(fragment.id, rows as u64);
+    }
+    Ok(row_ids
+        .iter()
+        .copied()
+        .filter(|address| {
+            physical_rows
+                .get(&(address >> 32))
+                .is_some_and(|rows| (address & u64::from(u32::MAX)) < *rows)
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -25,7 +25,13 @@
 //! with a total order (`-0.0 < 0.0`, NaN largest). Anything Lance's filter planner cannot plan
 //! stays in DataFusion too.
 //!
-//! [`classify`] runs Lance's filter planner once per filter; the table remembers its decisions
+//! Filters naming rows by `_rowid`/`_rowaddr` literals are exact too. When the filters do
+//! nothing but list `_rowid`s, [`listed_row_ids`] gives the ids and the scan becomes a take of
+//! those rows by address, with no scan for Lance to plan; otherwise
+//! [`selects_rows_by_identity`] keeps such a scan in one partition, Lance answering it with a
+//! take.
+//!
+//! [`classify`] runs Lance's filter planner once per filter (except lists of row ids); the table remembers its decisions
 //! (see [`crate::provider::table`]), so a statement plans each filter once.
 
 use arrow::datatypes::{DataType, Schema};
@@ -90,6 +96,14 @@ pub fn classify(filter: &Expr, context: &FilterContext<'_>) -> FilterDecision {
     if !is_exact(filter, context) {
         return FilterDecision::unsupported();
     }
+    if listed_row_ids([filter]).is_some() {
+        // Rows listed by id: taken by address (or, beside other filters, taken by Lance's scan),
+        // never answered from an index; nothing for Lance's planner to decide.
+        return FilterDecision {
+            pushdown: TableProviderFilterPushDown::Exact,
+            index_query: None,
+        };
+    }
     let planner = Planner::new(std::sync::Arc::new(context.schema.clone()));
     match planner.create_filter_plan(filter.clone(), context.indices, true) {
         Ok(plan) => FilterDecision {
@@ -108,6 +122,65 @@ pub fn classify(filter: &Expr, context: &FilterContext<'_>) -> FilterDecision {
 /// `AND`ed with other conditions. Such a read gains nothing from being split into partitions.
 pub fn selects_rows_by_identity(filter: &Expr) -> bool {
     identity_column(filter).is_some()
+}
+
+/// The row ids `filters` (a scan's pushed conjuncts) select, when every one of them lists
+/// `_rowid`s by literal (`=`, `IN`, or an `OR` of those): sorted, distinct, and in every
+/// conjunct. Such a scan is answered by taking those rows, not by scanning. `None` for anything
+/// else, including a list naming `_rowaddr` or holding a non-`UInt64` value; a NULL in a list
+/// matches no row and selects none.
+pub fn listed_row_ids<'a>(filters: impl IntoIterator<Item = &'a Expr>) -> Option<Vec<u64>> {
+    let mut selected: Option<Vec<u64>> = None;
+    for filter in filters {
+        let mut ids = Vec::new();
+        collect_listed_row_ids(filter, &mut ids)?;
+        ids.sort_unstable();
+        ids.dedup();
+        selected = Some(match selected {
+            None => ids,
+            Some(before) => before
+                .into_iter()
+                .filter(|id| ids.binary_search(id).is_ok())
+                .collect(),
+        });
+    }
+    selected
+}
+
+fn collect_listed_row_ids(filter: &Expr, ids: &mut Vec<u64>) -> Option<()> {
+    let mut push = |column: &Expr, value: &Expr| -> Option<()> {
+        match (column, value) {
+            (Expr::Column(column), Expr::Literal(ScalarValue::UInt64(id), _))
+                if column.name == lance_core::ROW_ID =>
+            {
+                ids.extend(id);
+                Some(())
+            }
+            _ => None,
+        }
+    };
+    match filter {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => match (left.as_ref(), right.as_ref()) {
+            (value @ Expr::Literal(..), column) | (column, value) => push(column, value),
+        },
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => {
+            collect_listed_row_ids(left, ids)?;
+            collect_listed_row_ids(right, ids)
+        }
+        Expr::InList(in_list) if !in_list.negated => in_list
+            .list
+            .iter()
+            .try_for_each(|value| push(&in_list.expr, value)),
+        _ => None,
+    }
 }
 
 fn identity(expr: &Expr) -> Option<&str> {
@@ -559,6 +632,42 @@ mod tests {
         )));
         assert!(!selects_rows_by_identity(&col("_rowid").gt(lit(1u64))));
         assert!(!selects_rows_by_identity(&col("id").eq(lit(1i64))));
+    }
+
+    #[test]
+    fn listed_row_ids_are_the_ids_every_conjunct_lists() {
+        let ids = |values: &[u64]| {
+            in_list(
+                col("_rowid"),
+                values.iter().map(|id| lit(*id)).collect(),
+                false,
+            )
+        };
+        assert_eq!(listed_row_ids(&[ids(&[9, 1, 9, 4])]), Some(vec![1, 4, 9]));
+        assert_eq!(
+            listed_row_ids(&[lit(3u64).eq(col("_rowid")).or(col("_rowid").eq(lit(2u64)))]),
+            Some(vec![2, 3])
+        );
+        // Conjuncts intersect; a NULL selects nothing.
+        assert_eq!(
+            listed_row_ids(&[ids(&[1, 4, 9]), ids(&[9, 4, 5])]),
+            Some(vec![4, 9])
+        );
+        let with_null = in_list(
+            col("_rowid"),
+            vec![lit(1u64), lit(ScalarValue::UInt64(None))],
+            false,
+        );
+        assert_eq!(listed_row_ids(&[with_null]), Some(vec![1]));
+        // Anything else is a scan: another column beside, addresses, NOT IN, other types.
+        assert_eq!(listed_row_ids(&[ids(&[1]), col("id").gt(lit(5i64))]), None);
+        assert_eq!(listed_row_ids(&[col("_rowaddr").eq(lit(3u64))]), None);
+        assert_eq!(
+            listed_row_ids(&[in_list(col("_rowid"), vec![lit(1u64)], true)]),
+            None
+        );
+        assert_eq!(listed_row_ids(&[col("_rowid").eq(lit(1i64))]), None);
+        assert_eq!(listed_row_ids(&[] as &[Expr]), None);
     }
 
     #[test]

@@ -36,9 +36,10 @@ use lance_core::{ROW_ADDR, ROW_ADDR_FIELD, ROW_ID, ROW_ID_FIELD};
 use crate::config::LanceOptions;
 use crate::error::{Error, Result};
 use crate::physical::scan::{LanceScanExec, PushedFilter, ScanSpec, partition_fragments};
+use crate::physical::search::{LanceSearchExec, MissingRow, SearchKind, SearchSpec};
 use crate::physical::write::{LanceWriteExec, WriteOperation, WriteSpec};
 use crate::provider::pushdown::{
-    FilterContext, FilterDecision, classify, selects_rows_by_identity, unqualify,
+    FilterContext, FilterDecision, classify, listed_row_ids, selects_rows_by_identity, unqualify,
 };
 
 /// A Lance dataset at a fixed version, queryable with SQL.
@@ -337,7 +338,7 @@ impl TableProvider for LanceTable {
             Some(indices) => Arc::new(self.schema.project(indices)?),
             None => self.schema.clone(),
         };
-        let columns = output_schema
+        let columns: Vec<String> = output_schema
             .fields()
             .iter()
             .map(|field| field.name().clone())
@@ -366,6 +367,28 @@ impl TableProvider for LanceTable {
             several => Some(format!("AND({})", several.join(","))),
         };
 
+        // Rows listed by `_rowid` are taken by address, as `take(table, row_ids)` takes them:
+        // no scan for Lance to plan.
+        if let Some(row_ids) = listed_row_ids(pushed.iter().map(|filter| &filter.expr)) {
+            let has = |name: &str| output_schema.index_of(name).is_ok();
+            let spec = SearchSpec {
+                table: self.name.clone(),
+                uri: self.dataset.uri().to_string(),
+                version: self.version(),
+                columns: columns
+                    .into_iter()
+                    .filter(|name| !is_row_identity(name))
+                    .collect(),
+                with_row_id: has(ROW_ID),
+                with_row_addr: has(ROW_ADDR),
+                kind: SearchKind::Take {
+                    row_ids,
+                    missing: MissingRow::Skip,
+                },
+                batch_size: config.execution.batch_size,
+            };
+            return Ok(Arc::new(LanceSearchExec::new(spec, output_schema)));
+        }
         // A take of listed rows is one Lance call; only a scan is worth splitting.
         let is_take = pushed
             .iter()

@@ -13,7 +13,7 @@ use datafusion::error::Result as DFResult;
 use datafusion::logical_expr::Expr;
 
 use crate::error::{Error, Result};
-use crate::physical::search::SearchKind;
+use crate::physical::search::{MissingRow, SearchKind};
 use crate::provider::table::LanceTable;
 
 use super::arguments::{Argument, argument, describe};
@@ -62,6 +62,7 @@ impl SearchFunction for Take {
         match argument(NAME, "row_ids", &arguments[ROW_IDS])? {
             Argument::Value(value) => Ok(Some(SearchKind::Take {
                 row_ids: row_ids(value)?,
+                missing: MissingRow::Fail,
             })),
             Argument::Parameter(_) | Argument::Subquery(_) => Ok(None),
         }
