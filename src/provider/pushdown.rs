@@ -31,8 +31,9 @@
 //! [`selects_rows_by_identity`] keeps such a scan in one partition, Lance answering it with a
 //! take.
 //!
-//! [`classify`] runs Lance's filter planner once per filter (except lists of row ids); the table remembers its decisions
-//! (see [`crate::provider::table`]), so a statement plans each filter once.
+//! [`classify`] runs Lance's filter planner once per filter (lists of row ids need none); the
+//! table remembers its decisions (see [`crate::provider::table`]), so a statement plans each
+//! filter once.
 
 use arrow::datatypes::{DataType, Schema};
 use datafusion::common::tree_node::TreeNode;

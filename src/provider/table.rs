@@ -176,6 +176,29 @@ impl LanceTable {
         Schema::new_with_metadata(fields, self.schema.metadata().clone())
     }
 
+    /// The description of a search (or take) over this table producing `output`: the data
+    /// columns of `output` that are this table's, and `_rowid`/`_rowaddr` when `output` has them.
+    /// Other columns of `output` (`_distance`, `_score`, ...) are the search's own.
+    pub fn search_spec(&self, output: &Schema, kind: SearchKind, batch_size: usize) -> SearchSpec {
+        let has = |name: &str| output.index_of(name).is_ok();
+        SearchSpec {
+            table: self.name.clone(),
+            uri: self.uri().to_string(),
+            version: self.version(),
+            columns: output
+                .fields()
+                .iter()
+                .map(|field| field.name())
+                .filter(|name| !is_row_identity(name) && self.column_type(name).is_some())
+                .cloned()
+                .collect(),
+            with_row_id: has(ROW_ID),
+            with_row_addr: has(ROW_ADDR),
+            kind,
+            batch_size,
+        }
+    }
+
     /// The type of data column `name`, if the table has it.
     pub fn column_type(&self, name: &str) -> Option<&arrow::datatypes::DataType> {
         self.schema
@@ -338,7 +361,7 @@ impl TableProvider for LanceTable {
             Some(indices) => Arc::new(self.schema.project(indices)?),
             None => self.schema.clone(),
         };
-        let columns: Vec<String> = output_schema
+        let columns = output_schema
             .fields()
             .iter()
             .map(|field| field.name().clone())
@@ -370,23 +393,11 @@ impl TableProvider for LanceTable {
         // Rows listed by `_rowid` are taken by address, as `take(table, row_ids)` takes them:
         // no scan for Lance to plan.
         if let Some(row_ids) = listed_row_ids(pushed.iter().map(|filter| &filter.expr)) {
-            let has = |name: &str| output_schema.index_of(name).is_ok();
-            let spec = SearchSpec {
-                table: self.name.clone(),
-                uri: self.dataset.uri().to_string(),
-                version: self.version(),
-                columns: columns
-                    .into_iter()
-                    .filter(|name| !is_row_identity(name))
-                    .collect(),
-                with_row_id: has(ROW_ID),
-                with_row_addr: has(ROW_ADDR),
-                kind: SearchKind::Take {
-                    row_ids,
-                    missing: MissingRow::Skip,
-                },
-                batch_size: config.execution.batch_size,
+            let take = SearchKind::Take {
+                row_ids,
+                missing: MissingRow::Skip,
             };
+            let spec = self.search_spec(&output_schema, take, config.execution.batch_size);
             return Ok(Arc::new(LanceSearchExec::new(spec, output_schema)));
         }
         // A take of listed rows is one Lance call; only a scan is worth splitting.

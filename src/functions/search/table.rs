@@ -13,13 +13,9 @@ use datafusion::datasource::TableProvider;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
-use lance_core::{ROW_ADDR, ROW_ID};
 
 use crate::error::{Error, Result};
-use crate::physical::search::{
-    DISTANCE_COLUMN, LanceSearchExec, QUERY_INDEX_COLUMN, RELEVANCE_COLUMN, SCORE_COLUMN,
-    SearchKind, SearchSpec,
-};
+use crate::physical::search::{LanceSearchExec, SearchKind};
 use crate::provider::table::LanceTable;
 
 use super::arguments::{parameter, string};
@@ -256,15 +252,6 @@ impl SearchTable {
     }
 }
 
-/// Columns a search produces beside the table's data columns.
-fn is_search_column(name: &str) -> bool {
-    matches!(
-        name,
-        DISTANCE_COLUMN | QUERY_INDEX_COLUMN | SCORE_COLUMN | RELEVANCE_COLUMN
-    ) || name == ROW_ID
-        || name == ROW_ADDR
-}
-
 #[async_trait]
 impl TableProvider for SearchTable {
     fn schema(&self) -> SchemaRef {
@@ -290,23 +277,11 @@ impl TableProvider for SearchTable {
             Some(indices) => Arc::new(self.schema.project(indices)?),
             None => self.schema.clone(),
         };
-        let has = |name: &str| output_schema.index_of(name).is_ok();
-        let spec = SearchSpec {
-            table: self.table.name().to_string(),
-            uri: self.table.uri().to_string(),
-            version: self.table.version(),
-            columns: output_schema
-                .fields()
-                .iter()
-                .map(|field| field.name())
-                .filter(|name| !is_search_column(name))
-                .cloned()
-                .collect(),
-            with_row_id: has(ROW_ID),
-            with_row_addr: has(ROW_ADDR),
-            kind: search,
-            batch_size: state.config_options().execution.batch_size,
-        };
+        let spec = self.table.search_spec(
+            &output_schema,
+            search,
+            state.config_options().execution.batch_size,
+        );
         Ok(Arc::new(LanceSearchExec::new(spec, output_schema)))
     }
 }
