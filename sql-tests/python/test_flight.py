@@ -91,6 +91,30 @@ def test_settings_persist_in_the_session_and_errors_keep_it_serving(server):
         assert cur.fetchall() == [(1,)]
 
 
+def test_a_repeated_query_plans_afresh_after_other_writers_and_settings(server, data):
+    """A session reuses a query's plan across calls (GetFlightInfo, DoGet, executions of one
+    prepared statement) only while planning again would give the same plan."""
+    path = f"{data}/repeated.lance"
+    lance.write_dataset(pa.table({"id": [1, 2]}), path)
+    sql = "SELECT * FROM repeated ORDER BY id"
+    with flight_sql.connect(server) as conn, conn.cursor() as cur:
+        cur.execute(sql)
+        assert cur.fetchall() == [(1,), (2,)]
+        # Another process appends, then replaces the table with other columns.
+        lance.write_dataset(pa.table({"id": [3]}), path, mode="append")
+        cur.execute(sql)
+        assert cur.fetchall() == [(1,), (2,), (3,)]
+        lance.write_dataset(pa.table({"id": [9], "name": ["new"]}), path, mode="overwrite")
+        cur.execute(sql)
+        assert cur.fetch_arrow_table().to_pylist() == [{"id": 9, "name": "new"}]
+        # A setting that changes how the statement is planned: unquoted names kept as written.
+        cur.execute("SELECT ID FROM repeated")
+        assert cur.fetchall() == [(9,)]
+        cur.execute("SET datafusion.sql_parser.enable_ident_normalization = false")
+        with pytest.raises(adbc_driver_manager.Error, match="ID"):
+            cur.execute("SELECT ID FROM repeated")
+
+
 def test_metadata_calls(server):
     with flight_sql.connect(server) as conn:
         info = conn.adbc_get_info()

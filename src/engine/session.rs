@@ -594,6 +594,10 @@ pub struct PreparedStatement {
     schema: SchemaRef,
     /// Set when the session carries the statement out itself (Postgres parameters).
     command: Option<SessionCommand>,
+    /// The session's settings the plan was made with, for statements DataFusion planned. A
+    /// `SET` gives the session a new allocation (DataFusion copies settings on write while
+    /// this one is shared), so the same allocation means the same settings.
+    settings: Option<Arc<ConfigOptions>>,
 }
 
 impl PreparedStatement {
@@ -791,6 +795,7 @@ impl LanceSession {
                 reads_catalog: false,
                 parameter_fields: Vec::new(),
                 command: Some(command),
+                settings: None,
             });
         }
         let (copy, cursor) = match &statement {
@@ -849,11 +854,14 @@ impl LanceSession {
             Some(kind) => kind,
             None => statement_kind(&statement)?,
         };
-        let Planned {
-            plan,
-            tables,
-            reads_catalog,
-        } = match kind {
+        let (
+            Planned {
+                plan,
+                tables,
+                reads_catalog,
+            },
+            settings,
+        ) = match kind {
             // DataFusion has no transactions, cursors or indices; nothing to plan.
             StatementKind::Command(CommandTag::Transaction(_))
             | StatementKind::CreateIndex(_)
@@ -863,12 +871,18 @@ impl LanceSession {
             | StatementKind::AlterTable { .. }
             | StatementKind::Merge { .. }
             | StatementKind::Fetch { .. }
-            | StatementKind::CloseCursor(_) => Planned {
-                plan: empty_plan(),
-                tables: Vec::new(),
-                reads_catalog: false,
-            },
-            _ => self.plan(&statement, &kind).await?,
+            | StatementKind::CloseCursor(_) => (
+                Planned {
+                    plan: empty_plan(),
+                    tables: Vec::new(),
+                    reads_catalog: false,
+                },
+                None,
+            ),
+            _ => {
+                let settings = self.settings();
+                (self.plan(&statement, &kind).await?, Some(settings))
+            }
         };
         let plan = type_array_placeholders(plan)?;
         let parameter_fields = parameter_fields(&plan)?;
@@ -899,6 +913,7 @@ impl LanceSession {
             parameter_fields,
             schema,
             command: None,
+            settings,
         })
     }
 
@@ -941,6 +956,7 @@ impl LanceSession {
             parameter_fields: Vec::new(),
             schema: Arc::new(Schema::new(fields)),
             command: None,
+            settings: None,
         })
     }
 
@@ -1479,24 +1495,43 @@ impl LanceSession {
         let mut prepared = prepared;
         prepared.tables.clear();
         prepared.reads_catalog = false;
+        prepared.settings = None;
         self.execute(&prepared, Vec::new()).await
     }
 
-    /// The statement's plan, planned again if a table it reads changed (a newer version, or
-    /// dropped and created again).
-    async fn current_plan(&self, prepared: &PreparedStatement) -> Result<LogicalPlan> {
-        let mut current = !prepared.reads_catalog;
+    /// Whether `prepared` would be planned the same way now: it read no listing of the root,
+    /// each table it read is still the version it resolved (or the one the open transaction
+    /// block pinned), and no `SET` changed the settings it was planned with. Executing a
+    /// statement that is not current plans it again.
+    pub async fn is_current(&self, prepared: &PreparedStatement) -> Result<bool> {
+        if prepared.reads_catalog {
+            return Ok(false);
+        }
+        if let Some(settings) = &prepared.settings
+            && !Arc::ptr_eq(settings, &self.settings())
+        {
+            return Ok(false);
+        }
         for (name, planned) in &prepared.tables {
             let latest = match self.transaction.pinned(name) {
                 Some(pinned) => Some(pinned),
                 None => self.catalog.table(name).await?,
             };
             if latest.is_none_or(|latest| !Arc::ptr_eq(&latest, planned)) {
-                current = false;
-                break;
+                return Ok(false);
             }
         }
-        if current {
+        Ok(true)
+    }
+
+    /// The session's settings as they are now.
+    fn settings(&self) -> Arc<ConfigOptions> {
+        self.context.state_ref().read().config().options().clone()
+    }
+
+    /// The statement's plan, planned again unless it [is current](Self::is_current).
+    async fn current_plan(&self, prepared: &PreparedStatement) -> Result<LogicalPlan> {
+        if self.is_current(prepared).await? {
             return Ok(prepared.plan.clone());
         }
         let plan = self.plan(&prepared.statement, &prepared.kind).await?.plan;

@@ -313,6 +313,54 @@ fn prepared_statements_see_other_writers_and_refuse_changed_columns() {
 }
 
 #[test]
+fn a_prepared_statement_runs_under_the_settings_of_its_execution() {
+    run(|| async {
+        let root = tempfile::tempdir().expect("root");
+        let engine = engine_over(root.path(), EngineConfig::default());
+        let session = engine.session().expect("session");
+        tag(
+            &session,
+            "CREATE TABLE v AS SELECT value AS id, arrow_cast([CAST(value AS FLOAT), \
+             CAST(value % 7 AS FLOAT)], 'FixedSizeList(2, Float32)') AS embedding \
+             FROM generate_series(1, 64)",
+        )
+        .await;
+        tag(
+            &session,
+            "CREATE INDEX ON v USING IVF_FLAT (embedding) WITH (num_partitions = 2)",
+        )
+        .await;
+        let explain = session
+            .prepare_sql("EXPLAIN SELECT id FROM vector_search('v', 'embedding', [3.0, 3.0], 2)")
+            .await
+            .expect("prepare");
+        let plan_text = |outcome| async move {
+            match outcome {
+                Ok(Outcome::Rows { stream, .. }) => {
+                    let batches: Vec<RecordBatch> = stream.try_collect().await.expect("rows");
+                    arrow::util::pretty::pretty_format_batches(&batches)
+                        .expect("printable")
+                        .to_string()
+                }
+                Ok(Outcome::Done(tag)) => panic!("{tag}"),
+                Err(error) => panic!("{error}"),
+            }
+        };
+        let before = plan_text(session.execute(&explain, Vec::new()).await).await;
+        assert!(!before.contains("nprobes="), "{before}");
+        // Executing changes nothing the plan depends on.
+        assert!(session.is_current(&explain).await.expect("current"));
+        tag(&session, "SET lance.nprobes = 2").await;
+        assert!(!session.is_current(&explain).await.expect("current"));
+        let after = plan_text(session.execute(&explain, Vec::new()).await).await;
+        assert!(after.contains("nprobes=2"), "{after}");
+        tag(&session, "RESET lance.nprobes").await;
+        let reset = plan_text(session.execute(&explain, Vec::new()).await).await;
+        assert!(!reset.contains("nprobes="), "{reset}");
+    });
+}
+
+#[test]
 fn sixteen_sessions_share_one_open_of_each_version() {
     run(|| async {
         let root = tempfile::tempdir().expect("root");
