@@ -25,11 +25,12 @@
 //! with a total order (`-0.0 < 0.0`, NaN largest). Anything Lance's filter planner cannot plan
 //! stays in DataFusion too.
 //!
-//! Filters naming rows by `_rowid`/`_rowaddr` literals are exact too. When the filters do
-//! nothing but list `_rowid`s, [`listed_row_ids`] gives the ids and the scan becomes a take of
-//! those rows by address, with no scan for Lance to plan; otherwise
-//! [`selects_rows_by_identity`] keeps such a scan in one partition, Lance answering it with a
-//! take.
+//! Filters naming rows by `_rowid`/`_rowaddr` literals are exact too. When a conjunct lists
+//! `_rowid`s, [`listed_row_ids`] gives the ids and the scan becomes a take of those rows by
+//! address, with no scan for Lance to plan; the other conjuncts pushed beside it are then
+//! checked on the taken rows by DataFusion's own filter, inside the scan's plan (still exact).
+//! A scan naming rows by `_rowaddr` stays a Lance scan, which [`selects_rows_by_identity`]
+//! keeps in one partition, Lance answering it with a take.
 //!
 //! [`classify`] runs Lance's filter planner once per filter (lists of row ids need none); the
 //! table remembers its decisions (see [`crate::provider::table`]), so a statement plans each
@@ -98,8 +99,8 @@ pub fn classify(filter: &Expr, context: &FilterContext<'_>) -> FilterDecision {
         return FilterDecision::unsupported();
     }
     if listed_row_ids([filter]).is_some() {
-        // Rows listed by id: taken by address (or, beside other filters, taken by Lance's scan),
-        // never answered from an index; nothing for Lance's planner to decide.
+        // Rows listed by id: taken by address, never answered from an index; nothing for
+        // Lance's planner to decide.
         return FilterDecision {
             pushdown: TableProviderFilterPushDown::Exact,
             index_query: None,
@@ -125,11 +126,11 @@ pub fn selects_rows_by_identity(filter: &Expr) -> bool {
     identity_column(filter).is_some()
 }
 
-/// The row ids `filters` (a scan's pushed conjuncts) select, when every one of them lists
-/// `_rowid`s by literal (`=`, `IN`, or an `OR` of those): sorted, distinct, and in every
-/// conjunct. Such a scan is answered by taking those rows, not by scanning. `None` for anything
-/// else, including a list naming `_rowaddr` or holding a non-`UInt64` value; a NULL in a list
-/// matches no row and selects none.
+/// The row ids `filters` (conjuncts) select, when every one of them lists `_rowid`s by literal
+/// (`=`, `IN`, or an `OR` of those): sorted, distinct, and in every conjunct. A scan with such
+/// conjuncts is answered by taking those rows, not by scanning. `None` for anything else
+/// (and for no filters), including a list naming `_rowaddr` or holding a non-`UInt64` value; a
+/// NULL in a list matches no row and selects none.
 pub fn listed_row_ids<'a>(filters: impl IntoIterator<Item = &'a Expr>) -> Option<Vec<u64>> {
     let mut selected: Option<Vec<u64>> = None;
     for filter in filters {

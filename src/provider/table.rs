@@ -15,15 +15,17 @@ use arrow::datatypes::{Schema, SchemaRef};
 use arrow_schema::extension::EXTENSION_TYPE_NAME_KEY;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
-use datafusion::common::Statistics;
 use datafusion::common::stats::Precision;
+use datafusion::common::{DFSchema, Statistics};
 use datafusion::datasource::TableProvider;
 use datafusion::error::Result as DFResult;
 use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column as PhysicalColumn;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::filter::FilterExecBuilder;
 use datafusion::physical_plan::projection::ProjectionExec;
 use lance::Dataset;
 use lance::index::DatasetIndexExt;
@@ -197,6 +199,45 @@ impl LanceTable {
             kind,
             batch_size,
         }
+    }
+
+    /// The rows `take` lists, as `projection` of the table's columns, with `conditions` (the
+    /// other conjuncts pushed beside the list) checked on the taken rows by DataFusion's filter,
+    /// which stops after `limit` rows.
+    fn take_listed(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        take: SearchKind,
+        conditions: Vec<Expr>,
+        limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let mut columns: Vec<usize> = match projection {
+            Some(indices) => indices.clone(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
+        let output_width = columns.len();
+        for condition in &conditions {
+            for column in condition.column_refs() {
+                let index = self.schema.index_of(&column.name)?;
+                if !columns.contains(&index) {
+                    columns.push(index);
+                }
+            }
+        }
+        let read = Arc::new(self.schema.project(&columns)?);
+        let batch_size = state.config_options().execution.batch_size;
+        let spec = self.search_spec(&read, take, batch_size);
+        let taken: Arc<dyn ExecutionPlan> = Arc::new(LanceSearchExec::new(spec, read.clone()));
+        let Some(predicate) = conjunction(conditions) else {
+            return Ok(taken);
+        };
+        let predicate = state.create_physical_expr(predicate, &DFSchema::try_from(read)?)?;
+        let checked = FilterExecBuilder::new(predicate, taken)
+            .apply_projection((columns.len() > output_width).then(|| (0..output_width).collect()))?
+            .with_fetch(limit)
+            .build()?;
+        Ok(Arc::new(checked))
     }
 
     /// The type of data column `name`, if the table has it.
@@ -391,14 +432,20 @@ impl TableProvider for LanceTable {
         };
 
         // Rows listed by `_rowid` are taken by address, as `take(table, row_ids)` takes them:
-        // no scan for Lance to plan.
-        if let Some(row_ids) = listed_row_ids(pushed.iter().map(|filter| &filter.expr)) {
+        // no scan for Lance to plan (which would read every fragment through a row mask).
+        let (listing, conditions): (Vec<&PushedFilter>, Vec<&PushedFilter>) = pushed
+            .iter()
+            .partition(|filter| listed_row_ids([&filter.expr]).is_some());
+        if let Some(row_ids) = listed_row_ids(listing.iter().map(|filter| &filter.expr)) {
             let take = SearchKind::Take {
                 row_ids,
                 missing: MissingRow::Skip,
             };
-            let spec = self.search_spec(&output_schema, take, config.execution.batch_size);
-            return Ok(Arc::new(LanceSearchExec::new(spec, output_schema)));
+            let conditions: Vec<Expr> = conditions
+                .into_iter()
+                .map(|filter| filter.expr.clone())
+                .collect();
+            return self.take_listed(state, projection, take, conditions, limit);
         }
         // A take of listed rows is one Lance call; only a scan is worth splitting.
         let is_take = pushed
