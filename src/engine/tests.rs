@@ -56,6 +56,15 @@ async fn integers(session: &LanceSession, sql: &str) -> Vec<i64> {
     integers_of(&batches)
 }
 
+/// The rows an execution returned; panics if it failed or returned none.
+async fn rows_of(outcome: Result<Outcome, Error>) -> Vec<RecordBatch> {
+    match outcome {
+        Ok(Outcome::Rows { stream, .. }) => stream.try_collect().await.expect("rows"),
+        Ok(Outcome::Done(tag)) => panic!("{tag}"),
+        Err(error) => panic!("{error}"),
+    }
+}
+
 fn integers_of(batches: &[RecordBatch]) -> Vec<i64> {
     batches
         .iter()
@@ -270,16 +279,7 @@ fn prepared_statements_see_other_writers_and_refuse_changed_columns() {
             .prepare_sql("SELECT * FROM t")
             .await
             .expect("prepare star");
-        let counted = |outcome| async move {
-            match outcome {
-                Ok(Outcome::Rows { stream, .. }) => {
-                    let batches: Vec<RecordBatch> = stream.try_collect().await.expect("rows");
-                    integers_of(&batches)
-                }
-                Ok(Outcome::Done(tag)) => panic!("{tag}"),
-                Err(error) => panic!("{error}"),
-            }
-        };
+        let counted = |outcome| async move { integers_of(&rows_of(outcome).await) };
         assert_eq!(
             counted(session.execute(&count, Vec::new()).await).await,
             [10]
@@ -335,16 +335,9 @@ fn a_prepared_statement_runs_under_the_settings_of_its_execution() {
             .await
             .expect("prepare");
         let plan_text = |outcome| async move {
-            match outcome {
-                Ok(Outcome::Rows { stream, .. }) => {
-                    let batches: Vec<RecordBatch> = stream.try_collect().await.expect("rows");
-                    arrow::util::pretty::pretty_format_batches(&batches)
-                        .expect("printable")
-                        .to_string()
-                }
-                Ok(Outcome::Done(tag)) => panic!("{tag}"),
-                Err(error) => panic!("{error}"),
-            }
+            arrow::util::pretty::pretty_format_batches(&rows_of(outcome).await)
+                .expect("printable")
+                .to_string()
         };
         let before = plan_text(session.execute(&explain, Vec::new()).await).await;
         assert!(!before.contains("nprobes="), "{before}");
