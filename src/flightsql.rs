@@ -6,8 +6,7 @@
 //! [`Error::grpc_code`] chooses the status code, here and for failures while streaming. Like the
 //! other front ends it imports nothing of Lance or the layers below the engine.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{AsArray, RecordBatch, RecordBatchOptions};
@@ -22,9 +21,7 @@ use lancesql_flight::{
     SqlSession, TableEntry,
 };
 
-use crate::engine::{
-    Engine, IngestExisting, LanceSession, Outcome, PreparedStatement, StatementKind,
-};
+use crate::engine::{Engine, IngestExisting, LanceSession, Outcome};
 use crate::error::Error;
 use crate::pgwire::access::Users;
 
@@ -49,52 +46,6 @@ impl FlightSessions {
 /// One Flight SQL client's session.
 pub struct FlightSession {
     session: LanceSession,
-    queries: PreparedQueries,
-}
-
-/// How many prepared queries a session keeps.
-const PREPARED_QUERIES_KEPT: usize = 32;
-
-/// Queries a session prepared, by their SQL text, most recently used first. One Flight SQL
-/// query names its statement by text in several calls (CreatePreparedStatement, GetFlightInfo,
-/// DoGet, and again for every execution of a prepared statement); each call finds the statement
-/// here instead of parsing and planning it again. An entry is used only while the engine says
-/// it [is current](LanceSession::is_current) (same table versions and settings), so a hit plans
-/// exactly what a miss would; any statement other than a query empties the cache too (it may
-/// change what names resolve to). Handles stay stateless: another process, or an evicted entry,
-/// simply prepares again.
-#[derive(Default)]
-struct PreparedQueries {
-    entries: Mutex<VecDeque<(String, Arc<PreparedStatement>)>>,
-}
-
-impl PreparedQueries {
-    fn entries(&self) -> std::sync::MutexGuard<'_, VecDeque<(String, Arc<PreparedStatement>)>> {
-        // Entries are inserted and removed whole, so a poisoned cache is still consistent.
-        self.entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn get(&self, sql: &str) -> Option<Arc<PreparedStatement>> {
-        let mut entries = self.entries();
-        let position = entries.iter().position(|(cached, _)| cached == sql)?;
-        let entry = entries.remove(position)?;
-        let prepared = entry.1.clone();
-        entries.push_front(entry);
-        Some(prepared)
-    }
-
-    fn keep(&self, sql: &str, prepared: Arc<PreparedStatement>) {
-        let mut entries = self.entries();
-        entries.retain(|(cached, _)| cached != sql);
-        entries.push_front((sql.to_string(), prepared));
-        entries.truncate(PREPARED_QUERIES_KEPT);
-    }
-
-    fn clear(&self) {
-        self.entries().clear();
-    }
 }
 
 /// The engine's error as the Flight SQL front end reports it.
@@ -113,10 +64,7 @@ impl SessionSource for FlightSessions {
 
     fn open_session(&self) -> BackendResult<FlightSession> {
         let session = self.engine.session().map_err(backend_error)?;
-        Ok(FlightSession {
-            session,
-            queries: PreparedQueries::default(),
-        })
+        Ok(FlightSession { session })
     }
 
     fn check_password(&self, user: &str, password: &str) -> bool {
@@ -170,27 +118,14 @@ fn quoted(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
-impl FlightSession {
-    /// `sql` prepared: the session's cached statement while it is current, else prepared anew
-    /// (and kept, if it is a query).
-    async fn prepared(&self, sql: &str) -> crate::error::Result<Arc<PreparedStatement>> {
-        if let Some(cached) = self.queries.get(sql)
-            && self.session.is_current(&cached).await?
-        {
-            return Ok(cached);
-        }
-        let prepared = Arc::new(self.session.prepare_sql(sql).await?);
-        if matches!(prepared.kind(), StatementKind::Query) {
-            self.queries.keep(sql, prepared.clone());
-        }
-        Ok(prepared)
-    }
-}
-
 #[async_trait]
 impl SqlSession for FlightSession {
     async fn plan(&self, sql: &str, parameters: Vec<ScalarValue>) -> BackendResult<Planned> {
-        let prepared = self.prepared(sql).await.map_err(backend_error)?;
+        let prepared = self
+            .session
+            .prepare_sql_reusing(sql)
+            .await
+            .map_err(backend_error)?;
         let schema = prepared.schema_with(&parameters).map_err(backend_error)?;
         let parameters: Vec<Field> = prepared
             .parameter_fields()
@@ -211,10 +146,11 @@ impl SqlSession for FlightSession {
     }
 
     async fn execute(&self, sql: &str, parameters: Vec<ScalarValue>) -> BackendResult<Executed> {
-        let prepared = self.prepared(sql).await.map_err(backend_error)?;
-        if !matches!(prepared.kind(), StatementKind::Query) {
-            self.queries.clear();
-        }
+        let prepared = self
+            .session
+            .prepare_sql_reusing(sql)
+            .await
+            .map_err(backend_error)?;
         let schema = prepared.schema_with(&parameters).map_err(backend_error)?;
         match self
             .session
@@ -338,43 +274,6 @@ mod tests {
             let number = kind.grpc_code() as i32;
             assert_eq!(tonic_code(number) as i32, number);
         }
-    }
-
-    #[test]
-    fn a_session_keeps_its_most_recent_queries_until_a_command_runs() {
-        let runtime = crate::runtime::build().expect("runtime");
-        crate::runtime::run_on_statement_thread(&runtime, || async {
-            let root = tempfile::tempdir().expect("root");
-            let store =
-                crate::config::StoreConfig::local(root.path().to_str().expect("utf-8 path"));
-            let engine =
-                Engine::new(&store, crate::config::EngineConfig::default()).expect("engine");
-            let sessions = FlightSessions::new(engine, Arc::new(Users::default()));
-            let session = sessions.open_session().expect("session");
-            let query = |n: usize| format!("SELECT {n} AS n");
-            let first = session.prepared(&query(0)).await.expect("prepare");
-            let again = session.prepared(&query(0)).await.expect("prepare again");
-            assert!(
-                Arc::ptr_eq(&first, &again),
-                "a repeated query is planned again"
-            );
-            for n in 1..=PREPARED_QUERIES_KEPT {
-                session.prepared(&query(n)).await.expect("prepare");
-            }
-            assert!(
-                session.queries.get(&query(0)).is_none(),
-                "the oldest is dropped"
-            );
-            assert!(session.queries.get(&query(1)).is_some());
-            // A command is not kept, and empties the cache.
-            session
-                .execute("SET lance.nprobes = 3", Vec::new())
-                .await
-                .expect("SET");
-            assert!(session.queries.get(&query(1)).is_none());
-            assert!(session.queries.get("SET lance.nprobes = 3").is_none());
-        })
-        .expect("the test thread");
     }
 
     #[test]

@@ -50,6 +50,33 @@ def test_parameters_bind_in_text_and_binary(server):
     assert seen == [1, 2, 5]
 
 
+def test_a_repeated_query_plans_afresh_after_other_writers_and_settings(server, data):
+    """Drivers send a parameterised query's text again for every execution (psycopg, unnamed,
+    before it prepares a named statement); the session reuses the plan only while planning
+    again would give the same one."""
+    import lance
+    import pyarrow as pa
+
+    path = f"{data}/repeated.lance"
+    lance.write_dataset(pa.table({"id": [1, 2]}), path)
+    sql = "SELECT * FROM repeated WHERE id >= %s ORDER BY id"
+    with psycopg.connect(server, autocommit=True, prepare_threshold=None) as conn:
+        assert conn.execute(sql, (0,)).fetchall() == [(1,), (2,)]
+        assert conn.execute(sql, (2,)).fetchall() == [(2,)]
+        # Another process appends, then replaces the table with other columns.
+        lance.write_dataset(pa.table({"id": [3]}), path, mode="append")
+        assert conn.execute(sql, (0,)).fetchall() == [(1,), (2,), (3,)]
+        lance.write_dataset(pa.table({"id": [9], "name": ["new"]}), path, mode="overwrite")
+        cursor = conn.execute(sql, (0,))
+        assert [column.name for column in cursor.description] == ["id", "name"]
+        assert cursor.fetchall() == [(9, "new")]
+        # A setting that changes how the statement is planned: unquoted names kept as written.
+        assert conn.execute("SELECT ID FROM repeated WHERE id > %s", (0,)).fetchall() == [(9,)]
+        conn.execute("SET datafusion.sql_parser.enable_ident_normalization = false")
+        with pytest.raises(psycopg.Error, match="ID"):
+            conn.execute("SELECT ID FROM repeated WHERE id > %s", (0,))
+
+
 def test_common_types_round_trip(server):
     (row,) = rows(
         server,

@@ -16,6 +16,7 @@ mod indices;
 mod limits;
 mod merge;
 pub mod parse;
+mod recent;
 mod search;
 pub mod session;
 mod session_functions;

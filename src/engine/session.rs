@@ -60,6 +60,7 @@ use crate::engine::copy::{Copy, CopyFormat, CopyOptions};
 use crate::engine::hidden::hide_row_identity_columns;
 use crate::engine::history::HistoryCommand;
 use crate::engine::limits::{query_runtime, stream_until};
+use crate::engine::recent::RecentQueries;
 use crate::engine::session_functions::session_functions;
 use crate::engine::transaction::{BlockModes, CursorStatement, FetchCount, TransactionBlock};
 use crate::engine::variables::{SessionCommand, Variables, check_transaction_modes};
@@ -230,6 +231,7 @@ impl Engine {
             prepared_names: Arc::default(),
             transaction: TransactionBlock::default(),
             progress: None,
+            recent: Arc::default(),
         })
     }
 }
@@ -682,6 +684,8 @@ pub struct LanceSession {
     transaction: TransactionBlock,
     /// Where long work (index builds) reports its stages, if anyone listens.
     progress: Option<Arc<dyn WorkProgress>>,
+    /// Queries prepared recently, by SQL text ([`Self::prepare_sql_reusing`]).
+    recent: Arc<RecentQueries>,
 }
 
 impl LanceSession {
@@ -752,6 +756,30 @@ impl LanceSession {
             )));
         }
         self.prepare(statements.remove(0)).await
+    }
+
+    /// [`Self::prepare_sql`], reusing the query this session last prepared from the same text
+    /// while it [is current](Self::is_current) (see [`super::recent`]).
+    pub async fn prepare_sql_reusing(&self, sql: &str) -> Result<Arc<PreparedStatement>> {
+        if let Some(kept) = self.reusable(sql).await? {
+            return Ok(kept);
+        }
+        let prepared = Arc::new(self.prepare_sql(sql).await?);
+        self.remember(sql, &prepared);
+        Ok(prepared)
+    }
+
+    /// The query this session prepared from `sql`, if it kept it and it is still current.
+    pub async fn reusable(&self, sql: &str) -> Result<Option<Arc<PreparedStatement>>> {
+        match self.recent.get(sql) {
+            Some(kept) if self.is_current(&kept).await? => Ok(Some(kept)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Keeps `prepared`, prepared from `sql`, for [`Self::reusable`] if it is a query.
+    pub fn remember(&self, sql: &str, prepared: &Arc<PreparedStatement>) {
+        self.recent.keep(sql, prepared);
     }
 
     /// Resolves the tables `statement` names and plans it (see the module docs).
@@ -992,6 +1020,10 @@ impl LanceSession {
         prepared: &PreparedStatement,
         parameters: Vec<ScalarValue>,
     ) -> Result<Outcome> {
+        if !matches!(prepared.kind, StatementKind::Query) {
+            // It may change what the kept queries' names resolve to.
+            self.recent.clear();
+        }
         if let Some(command) = &prepared.command {
             return self.carry_out(command).await;
         }

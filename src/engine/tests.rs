@@ -354,6 +354,44 @@ fn a_prepared_statement_runs_under_the_settings_of_its_execution() {
 }
 
 #[test]
+fn a_session_reuses_its_recent_queries_until_another_statement_runs() {
+    run(|| async {
+        let root = tempfile::tempdir().expect("root");
+        let engine = engine_over(root.path(), EngineConfig::default());
+        let session = engine.session().expect("session");
+        let query = |n: usize| format!("SELECT {n} AS n");
+        let first = session
+            .prepare_sql_reusing(&query(0))
+            .await
+            .expect("prepare");
+        let again = session.prepare_sql_reusing(&query(0)).await.expect("again");
+        assert!(std::sync::Arc::ptr_eq(&first, &again), "prepared again");
+        for n in 1..=super::recent::KEPT {
+            session
+                .prepare_sql_reusing(&query(n))
+                .await
+                .expect("prepare");
+        }
+        let kept = |n| {
+            let sql = query(n);
+            let session = &session;
+            async move { session.reusable(&sql).await.expect("reusable").is_some() }
+        };
+        assert!(!kept(0).await, "the least recently used is dropped");
+        assert!(kept(1).await);
+        // Only queries are kept; any other statement empties the cache.
+        let begin = session.prepare_sql_reusing("BEGIN").await.expect("BEGIN");
+        assert!(session.reusable("BEGIN").await.expect("reusable").is_none());
+        session
+            .execute(&begin, Vec::new())
+            .await
+            .expect("BEGIN runs");
+        assert!(!kept(1).await, "kept across BEGIN");
+        tag(&session, "COMMIT").await;
+    });
+}
+
+#[test]
 fn sixteen_sessions_share_one_open_of_each_version() {
     run(|| async {
         let root = tempfile::tempdir().expect("root");

@@ -312,6 +312,10 @@ impl QueryParser for StatementParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        // Drivers send a parameterised query's text again for every execution.
+        if let Some(kept) = self.session.reusable(sql).await.map_err(wire_error)? {
+            return Ok(Some(kept));
+        }
         let mut statements = self.session.parse(sql).map_err(wire_error)?;
         match statements.len() {
             0 => Ok(None),
@@ -321,7 +325,9 @@ impl QueryParser for StatementParser {
                     .prepare(statements.remove(0))
                     .await
                     .map_err(wire_error)?;
-                Ok(Some(Arc::new(prepared)))
+                let prepared = Arc::new(prepared);
+                self.session.remember(sql, &prepared);
+                Ok(Some(prepared))
             }
             _ => Err(wire_error(Error::Syntax {
                 message: "cannot insert multiple commands into a prepared statement".into(),
