@@ -31,6 +31,13 @@ fn engine_over(root: &std::path::Path, config: EngineConfig) -> Engine {
     .expect("engine")
 }
 
+/// A session of a new engine over an empty temporary root, which lives as long as the guard.
+fn scratch_session() -> (tempfile::TempDir, LanceSession) {
+    let root = tempfile::tempdir().expect("root");
+    let engine = engine_over(root.path(), EngineConfig::default());
+    (root, engine.session().expect("session"))
+}
+
 async fn outcome(session: &LanceSession, sql: &str) -> Result<Outcome, Error> {
     let prepared = session.prepare_sql(sql).await?;
     session.execute(&prepared, Vec::new()).await
@@ -149,9 +156,7 @@ fn a_statement_is_planned_once_and_executed_with_new_parameters() {
 #[test]
 fn every_statement_kind_reports_its_postgres_tag() {
     run(|| async {
-        let root = tempfile::tempdir().expect("root");
-        let engine = engine_over(root.path(), EngineConfig::default());
-        let session = engine.session().expect("session");
+        let (_root, session) = scratch_session();
         let created = tag(&session, CREATE_TEN).await;
         assert_eq!(created.to_string(), "SELECT 10");
         assert_eq!(
@@ -213,9 +218,7 @@ fn every_statement_kind_reports_its_postgres_tag() {
 #[test]
 fn unknown_names_get_their_own_errors_before_planning() {
     run(|| async {
-        let root = tempfile::tempdir().expect("root");
-        let engine = engine_over(root.path(), EngineConfig::default());
-        let session = engine.session().expect("session");
+        let (_root, session) = scratch_session();
         tag(&session, CREATE_TEN).await;
         for (sql, kind, named) in [
             ("SELECT * FROM nope", ErrorKind::UndefinedTable, "nope"),
@@ -315,9 +318,7 @@ fn prepared_statements_see_other_writers_and_refuse_changed_columns() {
 #[test]
 fn a_prepared_statement_runs_under_the_settings_of_its_execution() {
     run(|| async {
-        let root = tempfile::tempdir().expect("root");
-        let engine = engine_over(root.path(), EngineConfig::default());
-        let session = engine.session().expect("session");
+        let (_root, session) = scratch_session();
         tag(
             &session,
             "CREATE TABLE v AS SELECT value AS id, arrow_cast([CAST(value AS FLOAT), \
@@ -356,9 +357,7 @@ fn a_prepared_statement_runs_under_the_settings_of_its_execution() {
 #[test]
 fn a_session_reuses_its_recent_queries_until_another_statement_runs() {
     run(|| async {
-        let root = tempfile::tempdir().expect("root");
-        let engine = engine_over(root.path(), EngineConfig::default());
-        let session = engine.session().expect("session");
+        let (_root, session) = scratch_session();
         let query = |n: usize| format!("SELECT {n} AS n");
         let first = session
             .prepare_sql_reusing(&query(0))
