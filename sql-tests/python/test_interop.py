@@ -122,6 +122,11 @@ def test_take_follows_stable_row_ids_and_refuses_deleted_rows(data):
     assert f"row id {deleted} does not exist in table 'stable'" in refused.stderr
     rows = sql_json(data, f"SELECT id FROM stable WHERE _rowid IN (0, 2, {deleted}) ORDER BY id")
     assert rows == [{"id": 0}, {"id": 102}]
+    # Other conditions beside the list are checked on the taken rows, blob columns included.
+    rows = sql_json(data, "SELECT id, length(blob) AS n FROM stable "
+                          f"WHERE _rowid IN (0, 1, 2, {deleted}) AND id > 0 AND length(blob) = 50 "
+                          "ORDER BY id")
+    assert rows == [{"id": 1, "n": 50}, {"id": 102, "n": 50}]
 
 
 def test_take_refuses_deleted_rows_and_missing_fragments_by_address(data):
