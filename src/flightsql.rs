@@ -3,9 +3,10 @@
 //! Contract: implements that crate's session interface with [`Engine`] and [`LanceSession`],
 //! through the front door only (`prepare_sql_reusing`, `execute`, `ingest`), so Flight SQL sees
 //! the SQL, settings and errors pgwire and the shell see. A Flight SQL query names its statement
-//! by text in several calls; the session's recent queries spare planning it for each. Errors keep their one classification:
-//! [`Error::grpc_code`] chooses the status code, here and for failures while streaming. Like the
-//! other front ends it imports nothing of Lance or the layers below the engine.
+//! by text in several calls; the session's recent queries spare planning it for each. Errors
+//! keep their one classification: [`Error::grpc_code`] chooses the status code, here and for
+//! failures while streaming. Like the other front ends it imports nothing of Lance or the
+//! layers below the engine.
 
 use std::sync::Arc;
 

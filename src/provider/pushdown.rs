@@ -26,7 +26,7 @@
 //! stays in DataFusion too.
 //!
 //! Filters naming rows by `_rowid`/`_rowaddr` literals are exact too. When a conjunct lists
-//! `_rowid`s, [`listed_row_ids`] gives the ids and the scan becomes a take of those rows by
+//! `_rowid`s, [`listed_rows`] gives the ids and the scan becomes a take of those rows by
 //! address, with no scan for Lance to plan; the other conjuncts pushed beside it are then
 //! checked on the taken rows by DataFusion's own filter, inside the scan's plan (still exact).
 //! A scan naming rows by `_rowaddr` stays a Lance scan, which [`selects_rows_by_identity`]
@@ -98,7 +98,7 @@ pub fn classify(filter: &Expr, context: &FilterContext<'_>) -> FilterDecision {
     if !is_exact(filter, context) {
         return FilterDecision::unsupported();
     }
-    if listed_row_ids([filter]).is_some() {
+    if listed_row_ids(filter).is_some() {
         // Rows listed by id: taken by address, never answered from an index; nothing for
         // Lance's planner to decide.
         return FilterDecision {
@@ -126,19 +126,28 @@ pub fn selects_rows_by_identity(filter: &Expr) -> bool {
     identity_column(filter).is_some()
 }
 
-/// The row ids `filters` (conjuncts) select, when every one of them lists `_rowid`s by literal
-/// (`=`, `IN`, or an `OR` of those): sorted, distinct, and in every conjunct. A scan with such
-/// conjuncts is answered by taking those rows, not by scanning. `None` for anything else
-/// (and for no filters), including a list naming `_rowaddr` or holding a non-`UInt64` value; a
-/// NULL in a list matches no row and selects none.
-pub fn listed_row_ids<'a>(filters: impl IntoIterator<Item = &'a Expr>) -> Option<Vec<u64>> {
-    let mut selected: Option<Vec<u64>> = None;
+/// A scan answered by taking the rows its conjuncts list by `_rowid` (see [`listed_rows`]).
+#[derive(Debug, PartialEq)]
+pub struct ListedRows<'a> {
+    /// The ids every listing conjunct lists: sorted and distinct.
+    pub row_ids: Vec<u64>,
+    /// The other conjuncts, to be checked on the taken rows.
+    pub conditions: Vec<&'a Expr>,
+}
+
+/// The rows `filters` (a scan's pushed conjuncts) select by listing `_rowid`s by literal (`=`,
+/// `IN`, or an `OR` of those), and the conjuncts that list none; `None` when no conjunct lists
+/// row ids. Listing conjuncts intersect. A list naming `_rowaddr`, `NOT IN` or a non-`UInt64`
+/// value lists nothing; a NULL in a list matches no row and selects none.
+pub fn listed_rows<'a>(filters: impl IntoIterator<Item = &'a Expr>) -> Option<ListedRows<'a>> {
+    let mut row_ids: Option<Vec<u64>> = None;
+    let mut conditions = Vec::new();
     for filter in filters {
-        let mut ids = Vec::new();
-        collect_listed_row_ids(filter, &mut ids)?;
-        ids.sort_unstable();
-        ids.dedup();
-        selected = Some(match selected {
+        let Some(ids) = listed_row_ids(filter) else {
+            conditions.push(filter);
+            continue;
+        };
+        row_ids = Some(match row_ids {
             None => ids,
             Some(before) => before
                 .into_iter()
@@ -146,7 +155,19 @@ pub fn listed_row_ids<'a>(filters: impl IntoIterator<Item = &'a Expr>) -> Option
                 .collect(),
         });
     }
-    selected
+    row_ids.map(|row_ids| ListedRows {
+        row_ids,
+        conditions,
+    })
+}
+
+/// The `_rowid`s `filter` lists (sorted, distinct), if it does nothing else.
+fn listed_row_ids(filter: &Expr) -> Option<Vec<u64>> {
+    let mut ids = Vec::new();
+    collect_listed_row_ids(filter, &mut ids)?;
+    ids.sort_unstable();
+    ids.dedup();
+    Some(ids)
 }
 
 fn collect_listed_row_ids(filter: &Expr, ids: &mut Vec<u64>) -> Option<()> {
@@ -637,7 +658,7 @@ mod tests {
     }
 
     #[test]
-    fn listed_row_ids_are_the_ids_every_conjunct_lists() {
+    fn listed_rows_are_the_ids_every_listing_conjunct_lists() {
         let ids = |values: &[u64]| {
             in_list(
                 col("_rowid"),
@@ -645,14 +666,15 @@ mod tests {
                 false,
             )
         };
-        assert_eq!(listed_row_ids(&[ids(&[9, 1, 9, 4])]), Some(vec![1, 4, 9]));
+        let row_ids = |filters: &[Expr]| listed_rows(filters).map(|listed| listed.row_ids);
+        assert_eq!(row_ids(&[ids(&[9, 1, 9, 4])]), Some(vec![1, 4, 9]));
         assert_eq!(
-            listed_row_ids(&[lit(3u64).eq(col("_rowid")).or(col("_rowid").eq(lit(2u64)))]),
+            row_ids(&[lit(3u64).eq(col("_rowid")).or(col("_rowid").eq(lit(2u64)))]),
             Some(vec![2, 3])
         );
         // Conjuncts intersect; a NULL selects nothing.
         assert_eq!(
-            listed_row_ids(&[ids(&[1, 4, 9]), ids(&[9, 4, 5])]),
+            row_ids(&[ids(&[1, 4, 9]), ids(&[9, 4, 5])]),
             Some(vec![4, 9])
         );
         let with_null = in_list(
@@ -660,16 +682,25 @@ mod tests {
             vec![lit(1u64), lit(ScalarValue::UInt64(None))],
             false,
         );
-        assert_eq!(listed_row_ids(&[with_null]), Some(vec![1]));
-        // Anything else is a scan: another column beside, addresses, NOT IN, other types.
-        assert_eq!(listed_row_ids(&[ids(&[1]), col("id").gt(lit(5i64))]), None);
-        assert_eq!(listed_row_ids(&[col("_rowaddr").eq(lit(3u64))]), None);
+        assert_eq!(row_ids(&[with_null]), Some(vec![1]));
+        // Another condition beside a list is left to check on the taken rows.
+        let beside = [ids(&[1]), col("id").gt(lit(5i64))];
         assert_eq!(
-            listed_row_ids(&[in_list(col("_rowid"), vec![lit(1u64)], true)]),
+            listed_rows(&beside),
+            Some(ListedRows {
+                row_ids: vec![1],
+                conditions: vec![&beside[1]],
+            })
+        );
+        // Lists of nothing but these are no take: addresses, NOT IN, other types, no filters.
+        assert_eq!(row_ids(&[col("_rowaddr").eq(lit(3u64))]), None);
+        assert_eq!(
+            row_ids(&[in_list(col("_rowid"), vec![lit(1u64)], true)]),
             None
         );
-        assert_eq!(listed_row_ids(&[col("_rowid").eq(lit(1i64))]), None);
-        assert_eq!(listed_row_ids(&[] as &[Expr]), None);
+        assert_eq!(row_ids(&[col("_rowid").eq(lit(1i64))]), None);
+        assert_eq!(row_ids(&[col("id").gt(lit(5i64))]), None);
+        assert_eq!(row_ids(&[]), None);
     }
 
     #[test]

@@ -41,7 +41,8 @@ use crate::physical::scan::{LanceScanExec, PushedFilter, ScanSpec, partition_fra
 use crate::physical::search::{LanceSearchExec, MissingRow, SearchKind, SearchSpec};
 use crate::physical::write::{LanceWriteExec, WriteOperation, WriteSpec};
 use crate::provider::pushdown::{
-    FilterContext, FilterDecision, classify, listed_row_ids, selects_rows_by_identity, unqualify,
+    FilterContext, FilterDecision, ListedRows, classify, listed_rows, selects_rows_by_identity,
+    unqualify,
 };
 
 /// A Lance dataset at a fixed version, queryable with SQL.
@@ -201,17 +202,20 @@ impl LanceTable {
         }
     }
 
-    /// The rows `take` lists, as `projection` of the table's columns, with `conditions` (the
-    /// other conjuncts pushed beside the list) checked on the taken rows by DataFusion's filter,
+    /// The rows `listed` names (ids naming no live row left out), as `projection` of the table's
+    /// columns, with its other conditions checked on the taken rows by DataFusion's filter,
     /// which stops after `limit` rows.
     fn take_listed(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        take: SearchKind,
-        conditions: Vec<Expr>,
+        listed: ListedRows<'_>,
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let ListedRows {
+            row_ids,
+            conditions,
+        } = listed;
         let mut columns: Vec<usize> = match projection {
             Some(indices) => indices.clone(),
             None => (0..self.schema.fields().len()).collect(),
@@ -227,9 +231,13 @@ impl LanceTable {
         }
         let read = Arc::new(self.schema.project(&columns)?);
         let batch_size = state.config_options().execution.batch_size;
+        let take = SearchKind::Take {
+            row_ids,
+            missing: MissingRow::Skip,
+        };
         let spec = self.search_spec(&read, take, batch_size);
         let taken: Arc<dyn ExecutionPlan> = Arc::new(LanceSearchExec::new(spec, read.clone()));
-        let Some(predicate) = conjunction(conditions) else {
+        let Some(predicate) = conjunction(conditions.into_iter().cloned()) else {
             return Ok(taken);
         };
         let predicate = state.create_physical_expr(predicate, &DFSchema::try_from(read)?)?;
@@ -398,16 +406,6 @@ impl TableProvider for LanceTable {
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         let config = state.config_options();
         let options = LanceOptions::of(config);
-        let output_schema = match projection {
-            Some(indices) => Arc::new(self.schema.project(indices)?),
-            None => self.schema.clone(),
-        };
-        let columns = output_schema
-            .fields()
-            .iter()
-            .map(|field| field.name().clone())
-            .collect();
-
         // DataFusion hands the scan only filters this table called `Exact`; their decisions
         // (and index queries) were made once, when it asked.
         let decisions: Vec<Arc<FilterDecision>> =
@@ -420,6 +418,20 @@ impl TableProvider for LanceTable {
                 expr: unqualify(filter.clone()),
             })
             .collect();
+        // Rows listed by `_rowid` are taken by address, as `take(table, row_ids)` takes them:
+        // no scan for Lance to plan (which would read every fragment through a row mask).
+        if let Some(listed) = listed_rows(pushed.iter().map(|filter| &filter.expr)) {
+            return self.take_listed(state, projection, listed, limit);
+        }
+        let output_schema = match projection {
+            Some(indices) => Arc::new(self.schema.project(indices)?),
+            None => self.schema.clone(),
+        };
+        let columns = output_schema
+            .fields()
+            .iter()
+            .map(|field| field.name().clone())
+            .collect();
         let index_queries: Vec<&str> = decisions
             .iter()
             .filter_map(|decision| decision.index_query.as_deref())
@@ -431,22 +443,6 @@ impl TableProvider for LanceTable {
             several => Some(format!("AND({})", several.join(","))),
         };
 
-        // Rows listed by `_rowid` are taken by address, as `take(table, row_ids)` takes them:
-        // no scan for Lance to plan (which would read every fragment through a row mask).
-        let (listing, conditions): (Vec<&PushedFilter>, Vec<&PushedFilter>) = pushed
-            .iter()
-            .partition(|filter| listed_row_ids([&filter.expr]).is_some());
-        if let Some(row_ids) = listed_row_ids(listing.iter().map(|filter| &filter.expr)) {
-            let take = SearchKind::Take {
-                row_ids,
-                missing: MissingRow::Skip,
-            };
-            let conditions: Vec<Expr> = conditions
-                .into_iter()
-                .map(|filter| filter.expr.clone())
-                .collect();
-            return self.take_listed(state, projection, take, conditions, limit);
-        }
         // A take of listed rows is one Lance call; only a scan is worth splitting.
         let is_take = pushed
             .iter()
