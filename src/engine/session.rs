@@ -1032,7 +1032,10 @@ impl LanceSession {
             plan
         } else {
             let values = ParamValues::List(parameters.into_iter().map(Into::into).collect());
-            let plan = super::search::bind_parameters(plan, &values, &self.context.state())?;
+            // Read in place: a copy of the whole session state per execution costs more than
+            // binding does.
+            let state = self.context.state_ref();
+            let plan = super::search::bind_parameters(plan, &values, &*state.read())?;
             plan.with_param_values(values)?
         };
         match &prepared.kind {

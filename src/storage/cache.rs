@@ -3,8 +3,10 @@
 //! Contract:
 //! - a (dataset, version) is opened once however many partitions, statements or sessions ask
 //!   for it at the same moment: concurrent misses for one key wait for a single open;
-//! - asking for the latest version costs one look at the store's version list (no manifest read
-//!   when nothing changed), so a table written by another process is seen at the next statement;
+//! - asking for the latest version costs no manifest read when nothing changed, and on a local
+//!   disk two file lookups instead of a listing of every version (an object store is listed, or
+//!   probed through Lance's version hint), so a table written by another process is seen at the
+//!   next statement however many versions it has;
 //! - a dataset dropped and created again under the same name is never confused with its former
 //!   self: a cached version is reused only while its manifest file is the one the store holds;
 //! - a dataset removed while it is being opened (a `DROP TABLE` deleting its manifests) is
@@ -70,6 +72,9 @@ impl DatasetCache {
             Err(error) if is_missing(&error) => return Ok(None),
             Err(error) => return Err(lance::Error::Shared { source: error }),
         };
+        if unchanged_on_local_disk(&head).await {
+            return Ok(Some(head));
+        }
         let location = match head.latest_manifest().await {
             Ok((_, location)) => location,
             Err(error) if is_missing(&error) => {
@@ -161,6 +166,55 @@ impl DatasetCache {
     }
 }
 
+/// Whether `head` is certainly still the latest version of a dataset on the local file system,
+/// judged by two file lookups: its manifest is the same file (same entity tag) and the manifest
+/// of the next version does not exist. Versions are committed one after another, so no later
+/// one can exist without the next. Listing the versions instead (Lance's way) reads every
+/// version's name: a table written one row at a time for a while has thousands, and listing
+/// them cost milliseconds for every statement. `false` means "ask the listing", which also
+/// handles object stores, dropped tables and every doubt.
+async fn unchanged_on_local_disk(head: &Dataset) -> bool {
+    let local = match head.object_store(None).await {
+        Ok(store) => store.has_direct_local_paths(),
+        Err(_) => false,
+    };
+    let cached = head.manifest_location();
+    if !local || cached.e_tag.is_none() {
+        return false;
+    }
+    let Some(next) = cached.version.checked_add(1) else {
+        return false;
+    };
+    let Some(next_name) = cached
+        .naming_scheme
+        .manifest_path(&object_store::path::Path::default(), next)
+        .filename()
+        .map(str::to_string)
+    else {
+        return false;
+    };
+    let current = std::path::PathBuf::from(lance_io::local::to_local_path(&cached.path));
+    let next_path = current.with_file_name(next_name);
+    // Both lookups are single metadata reads, as cheap as the directory read Lance does on
+    // this thread when it lists.
+    match std::fs::symlink_metadata(&next_path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        _ => return false,
+    }
+    let Ok(metadata) = std::fs::metadata(&current) else {
+        return false;
+    };
+    let observed = ManifestLocation {
+        version: cached.version,
+        path: cached.path.clone(),
+        size: Some(metadata.len()),
+        naming_scheme: cached.naming_scheme,
+        e_tag: Some(lance_io::object_writer::get_etag(&metadata)),
+        identity: None,
+    };
+    same_manifest(cached, &observed)
+}
+
 /// Whether two locations name the same manifest file: the same version, and the same object
 /// (by entity tag, else by size) where the store reports one.
 fn same_manifest(cached: &ManifestLocation, current: &ManifestLocation) -> bool {
@@ -200,5 +254,85 @@ mod tests {
         assert!(is_missing(&read_failure));
         let unreachable = lance::Error::io_source(Box::new(std::io::Error::other("refused")));
         assert!(!is_missing(&unreachable));
+    }
+
+    /// A one-column dataset of `rows` written at `uri` (created, or appended to).
+    async fn write(uri: &str, rows: i64, mode: lance::dataset::WriteMode) -> Dataset {
+        use arrow::array::{Int64Array, RecordBatch, RecordBatchIterator};
+        use arrow::datatypes::{DataType, Field, Schema};
+        let schema =
+            std::sync::Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![std::sync::Arc::new(Int64Array::from_iter_values(0..rows))],
+        )
+        .expect("batch");
+        let params = lance::dataset::WriteParams {
+            mode,
+            ..Default::default()
+        };
+        let batches = RecordBatchIterator::new([Ok(batch)], schema);
+        Dataset::write(batches, uri, Some(params))
+            .await
+            .expect("write")
+    }
+
+    #[test]
+    fn a_local_head_is_current_until_another_version_or_another_dataset_appears() {
+        use lance::dataset::WriteMode;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let root = tempfile::tempdir().expect("root");
+            let uri = root.path().join("t.lance").to_string_lossy().into_owned();
+            write(&uri, 3, WriteMode::Create).await;
+            let head = Dataset::open(&uri).await.expect("open");
+            assert!(unchanged_on_local_disk(&head).await, "just opened");
+            let cache = DatasetCache::new(8);
+            let first = cache
+                .latest(&uri, || Dataset::open(&uri))
+                .await
+                .expect("latest")
+                .expect("exists");
+            assert_eq!(first.version().version, 1);
+            // Another writer commits the next version.
+            write(&uri, 2, WriteMode::Append).await;
+            assert!(
+                !unchanged_on_local_disk(&head).await,
+                "a newer version exists"
+            );
+            // Checked out from the cached head, and then current by the quick look.
+            let latest = cache
+                .latest(&uri, || Dataset::open(&uri))
+                .await
+                .expect("latest")
+                .expect("exists");
+            assert_eq!(latest.count_rows(None).await.expect("count"), 5);
+            assert!(
+                unchanged_on_local_disk(&latest).await,
+                "opened at the latest"
+            );
+            // Dropped and created again with as many versions: same version, other file.
+            std::fs::remove_dir_all(root.path().join("t.lance")).expect("drop");
+            write(&uri, 7, WriteMode::Create).await;
+            write(&uri, 1, WriteMode::Append).await;
+            assert!(!unchanged_on_local_disk(&latest).await, "another dataset");
+            let again = cache
+                .latest(&uri, || Dataset::open(&uri))
+                .await
+                .expect("latest")
+                .expect("exists");
+            assert_eq!(again.count_rows(None).await.expect("count"), 8);
+            // Dropped: not current, and the cache says so.
+            std::fs::remove_dir_all(root.path().join("t.lance")).expect("drop");
+            assert!(!unchanged_on_local_disk(&again).await, "dropped");
+            let gone = cache
+                .latest(&uri, || Dataset::open(&uri))
+                .await
+                .expect("latest");
+            assert!(gone.is_none());
+        });
     }
 }
