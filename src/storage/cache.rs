@@ -277,6 +277,14 @@ mod tests {
             .expect("write")
     }
 
+    /// What `cache` says is the latest version at `uri`, opening it plainly on a miss.
+    async fn latest_of(cache: &DatasetCache, uri: &str) -> Option<Arc<Dataset>> {
+        cache
+            .latest(uri, || Dataset::open(uri))
+            .await
+            .expect("latest")
+    }
+
     #[test]
     fn a_local_head_is_current_until_another_version_or_another_dataset_appears() {
         use lance::dataset::WriteMode;
@@ -291,11 +299,7 @@ mod tests {
             let head = Dataset::open(&uri).await.expect("open");
             assert!(unchanged_on_local_disk(&head).await, "just opened");
             let cache = DatasetCache::new(8);
-            let first = cache
-                .latest(&uri, || Dataset::open(&uri))
-                .await
-                .expect("latest")
-                .expect("exists");
+            let first = latest_of(&cache, &uri).await.expect("exists");
             assert_eq!(first.version().version, 1);
             // Another writer commits the next version.
             write(&uri, 2, WriteMode::Append).await;
@@ -304,11 +308,7 @@ mod tests {
                 "a newer version exists"
             );
             // Checked out from the cached head, and then current by the quick look.
-            let latest = cache
-                .latest(&uri, || Dataset::open(&uri))
-                .await
-                .expect("latest")
-                .expect("exists");
+            let latest = latest_of(&cache, &uri).await.expect("exists");
             assert_eq!(latest.count_rows(None).await.expect("count"), 5);
             assert!(
                 unchanged_on_local_disk(&latest).await,
@@ -319,20 +319,12 @@ mod tests {
             write(&uri, 7, WriteMode::Create).await;
             write(&uri, 1, WriteMode::Append).await;
             assert!(!unchanged_on_local_disk(&latest).await, "another dataset");
-            let again = cache
-                .latest(&uri, || Dataset::open(&uri))
-                .await
-                .expect("latest")
-                .expect("exists");
+            let again = latest_of(&cache, &uri).await.expect("exists");
             assert_eq!(again.count_rows(None).await.expect("count"), 8);
             // Dropped: not current, and the cache says so.
             std::fs::remove_dir_all(root.path().join("t.lance")).expect("drop");
             assert!(!unchanged_on_local_disk(&again).await, "dropped");
-            let gone = cache
-                .latest(&uri, || Dataset::open(&uri))
-                .await
-                .expect("latest");
-            assert!(gone.is_none());
+            assert!(latest_of(&cache, &uri).await.is_none());
         });
     }
 }
