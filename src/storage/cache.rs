@@ -256,17 +256,13 @@ mod tests {
         assert!(!is_missing(&unreachable));
     }
 
-    /// A one-column dataset of `rows` written at `uri` (created, or appended to).
-    async fn write(uri: &str, rows: i64, mode: lance::dataset::WriteMode) -> Dataset {
+    /// Writes a one-column dataset of `rows` at `uri` (created, or appended to).
+    async fn write(uri: &str, rows: i64, mode: lance::dataset::WriteMode) {
         use arrow::array::{Int64Array, RecordBatch, RecordBatchIterator};
         use arrow::datatypes::{DataType, Field, Schema};
-        let schema =
-            std::sync::Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![std::sync::Arc::new(Int64Array::from_iter_values(0..rows))],
-        )
-        .expect("batch");
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let ids = Arc::new(Int64Array::from_iter_values(0..rows));
+        let batch = RecordBatch::try_new(schema.clone(), vec![ids]).expect("batch");
         let params = lance::dataset::WriteParams {
             mode,
             ..Default::default()
@@ -274,7 +270,7 @@ mod tests {
         let batches = RecordBatchIterator::new([Ok(batch)], schema);
         Dataset::write(batches, uri, Some(params))
             .await
-            .expect("write")
+            .expect("write");
     }
 
     /// What `cache` says is the latest version at `uri`, opening it plainly on a miss.
@@ -285,46 +281,40 @@ mod tests {
             .expect("latest")
     }
 
-    #[test]
-    fn a_local_head_is_current_until_another_version_or_another_dataset_appears() {
+    #[tokio::test]
+    async fn a_local_head_is_current_until_another_version_or_another_dataset_appears() {
         use lance::dataset::WriteMode;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
-            let root = tempfile::tempdir().expect("root");
-            let uri = root.path().join("t.lance").to_string_lossy().into_owned();
-            write(&uri, 3, WriteMode::Create).await;
-            let head = Dataset::open(&uri).await.expect("open");
-            assert!(unchanged_on_local_disk(&head).await, "just opened");
-            let cache = DatasetCache::new(8);
-            let first = latest_of(&cache, &uri).await.expect("exists");
-            assert_eq!(first.version().version, 1);
-            // Another writer commits the next version.
-            write(&uri, 2, WriteMode::Append).await;
-            assert!(
-                !unchanged_on_local_disk(&head).await,
-                "a newer version exists"
-            );
-            // Checked out from the cached head, and then current by the quick look.
-            let latest = latest_of(&cache, &uri).await.expect("exists");
-            assert_eq!(latest.count_rows(None).await.expect("count"), 5);
-            assert!(
-                unchanged_on_local_disk(&latest).await,
-                "opened at the latest"
-            );
-            // Dropped and created again with as many versions: same version, other file.
-            std::fs::remove_dir_all(root.path().join("t.lance")).expect("drop");
-            write(&uri, 7, WriteMode::Create).await;
-            write(&uri, 1, WriteMode::Append).await;
-            assert!(!unchanged_on_local_disk(&latest).await, "another dataset");
-            let again = latest_of(&cache, &uri).await.expect("exists");
-            assert_eq!(again.count_rows(None).await.expect("count"), 8);
-            // Dropped: not current, and the cache says so.
-            std::fs::remove_dir_all(root.path().join("t.lance")).expect("drop");
-            assert!(!unchanged_on_local_disk(&again).await, "dropped");
-            assert!(latest_of(&cache, &uri).await.is_none());
-        });
+        let root = tempfile::tempdir().expect("root");
+        let uri = root.path().join("t.lance").to_string_lossy().into_owned();
+        write(&uri, 3, WriteMode::Create).await;
+        let head = Dataset::open(&uri).await.expect("open");
+        assert!(unchanged_on_local_disk(&head).await, "just opened");
+        let cache = DatasetCache::new(8);
+        let first = latest_of(&cache, &uri).await.expect("exists");
+        assert_eq!(first.version().version, 1);
+        // Another writer commits the next version.
+        write(&uri, 2, WriteMode::Append).await;
+        assert!(
+            !unchanged_on_local_disk(&head).await,
+            "a newer version exists"
+        );
+        // Checked out from the cached head, and then current by the quick look.
+        let latest = latest_of(&cache, &uri).await.expect("exists");
+        assert_eq!(latest.count_rows(None).await.expect("count"), 5);
+        assert!(
+            unchanged_on_local_disk(&latest).await,
+            "opened at the latest"
+        );
+        // Dropped and created again with as many versions: same version, other file.
+        std::fs::remove_dir_all(root.path().join("t.lance")).expect("drop");
+        write(&uri, 7, WriteMode::Create).await;
+        write(&uri, 1, WriteMode::Append).await;
+        assert!(!unchanged_on_local_disk(&latest).await, "another dataset");
+        let again = latest_of(&cache, &uri).await.expect("exists");
+        assert_eq!(again.count_rows(None).await.expect("count"), 8);
+        // Dropped: not current, and the cache says so.
+        std::fs::remove_dir_all(root.path().join("t.lance")).expect("drop");
+        assert!(!unchanged_on_local_disk(&again).await, "dropped");
+        assert!(latest_of(&cache, &uri).await.is_none());
     }
 }
