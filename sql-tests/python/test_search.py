@@ -60,6 +60,13 @@ def test_query_vectors_and_row_ids_bind_as_parameters(server, data):
             "SELECT id FROM vector_search('vecs', 'embedding', %s, 5)",
             ([float(x) for x in query],)).fetchall()
         assert [row[0] for row in rows] == expected
+        # A cast written on the parameter (as pgvector users write `%s::vector`) applies to the
+        # bound value: psycopg's float8[] becomes the float4[] asked for.
+        for cast in ("float4[]", "real[]", "double precision[]"):
+            rows = conn.execute(
+                f"SELECT id FROM vector_search('vecs', 'embedding', %s::{cast}, 5)",
+                ([float(x) for x in query],)).fetchall()
+            assert [row[0] for row in rows] == expected, cast
         # k bound too, and the same statement run again with other values.
         statement = "SELECT id FROM vector_search('vecs', 'embedding', %s, %s)"
         assert [r[0] for r in conn.execute(statement, ([float(x) for x in query], 3))] == \
@@ -73,6 +80,8 @@ def test_query_vectors_and_row_ids_bind_as_parameters(server, data):
         rows = conn.execute("SELECT id, label FROM take('vecs', %s)", (wanted,)).fetchall()
         taken = dataset._take_rows(wanted, columns=["id", "label"])
         assert rows == list(zip(taken["id"].to_pylist(), taken["label"].to_pylist()))
+        assert conn.execute("SELECT id, label FROM take('vecs', %s::bigint[])",
+                            (wanted,)).fetchall() == rows
         # A bad bound value gets the same error a literal gets, and the session goes on.
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="has 2 dimensions"):
             conn.execute(statement, ([1.0, 2.0], 3))

@@ -160,17 +160,19 @@ impl SearchTable {
             .arguments
             .iter()
             .map(|argument| {
+                // Bottom up: `$n` becomes its value, then a cast around it (`$1::float4[]`,
+                // or casts nested) is applied to that value, as planning folded the casts of
+                // values written in the statement.
                 argument
                     .clone()
-                    .transform(|expr| match &expr {
+                    .transform_up(|expr| match &expr {
                         Expr::Placeholder(placeholder) => {
                             let bound = values.get_placeholders_with_values(&placeholder.id)?;
                             Ok(Transformed::yes(Expr::Literal(bound.value, None)))
                         }
                         Expr::Cast(cast) => match cast.expr.as_ref() {
-                            Expr::Placeholder(placeholder) => {
-                                let bound = values.get_placeholders_with_values(&placeholder.id)?;
-                                let value = bound.value.cast_to(cast.field.data_type())?;
+                            Expr::Literal(value, _) => {
+                                let value = value.cast_to(cast.field.data_type())?;
                                 Ok(Transformed::yes(Expr::Literal(value, None)))
                             }
                             _ => Ok(Transformed::no(expr)),
