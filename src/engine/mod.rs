@@ -15,6 +15,7 @@ mod history;
 mod indices;
 mod limits;
 mod merge;
+mod optimized;
 pub mod parse;
 mod recent;
 mod search;

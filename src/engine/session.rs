@@ -60,6 +60,7 @@ use crate::engine::copy::{Copy, CopyFormat, CopyOptions};
 use crate::engine::hidden::hide_row_identity_columns;
 use crate::engine::history::HistoryCommand;
 use crate::engine::limits::{query_runtime, stream_until};
+use crate::engine::optimized::OptimizedOnce;
 use crate::engine::recent::RecentQueries;
 use crate::engine::session_functions::session_functions;
 use crate::engine::transaction::{BlockModes, CursorStatement, FetchCount, TransactionBlock};
@@ -600,6 +601,8 @@ pub struct PreparedStatement {
     /// `SET` gives the session a new allocation (DataFusion copies settings on write while
     /// this one is shared), so the same allocation means the same settings.
     settings: Option<Arc<ConfigOptions>>,
+    /// Where a query's optimised plan is kept when reusing it cannot change results.
+    optimized: Option<OptimizedOnce>,
 }
 
 impl PreparedStatement {
@@ -824,6 +827,7 @@ impl LanceSession {
                 parameter_fields: Vec::new(),
                 command: Some(command),
                 settings: None,
+                optimized: None,
             });
         }
         let (copy, cursor) = match &statement {
@@ -932,6 +936,7 @@ impl LanceSession {
         } else {
             Arc::new(Schema::empty())
         };
+        let optimized = OptimizedOnce::for_query(&kind, &plan, reads_catalog);
         Ok(PreparedStatement {
             statement,
             kind,
@@ -942,6 +947,7 @@ impl LanceSession {
             schema,
             command: None,
             settings,
+            optimized,
         })
     }
 
@@ -985,6 +991,7 @@ impl LanceSession {
             schema: Arc::new(Schema::new(fields)),
             command: None,
             settings: None,
+            optimized: None,
         })
     }
 
@@ -1026,6 +1033,13 @@ impl LanceSession {
         }
         if let Some(command) = &prepared.command {
             return self.carry_out(command).await;
+        }
+        if let Some(optimized) = &prepared.optimized
+            && self.is_current(prepared).await?
+        {
+            return self
+                .query_optimized_once(prepared, optimized, parameters)
+                .await;
         }
         let plan = self.current_plan(prepared).await?;
         let plan = if parameters.is_empty() && prepared.parameter_fields.is_empty() {
@@ -1185,6 +1199,35 @@ impl LanceSession {
                 kind: kind.clone(),
             }),
         }
+    }
+
+    /// Runs a current prepared query from its kept optimised plan (see [`OptimizedOnce`]): its
+    /// parameters, all search arguments, are bound into that plan, which is then only planned
+    /// physically.
+    async fn query_optimized_once(
+        &self,
+        prepared: &PreparedStatement,
+        optimized: &OptimizedOnce,
+        parameters: Vec<ScalarValue>,
+    ) -> Result<Outcome> {
+        let state = self.context.state();
+        let plan = optimized.optimize(&prepared.plan, &state)?;
+        let plan = if parameters.is_empty() {
+            plan
+        } else {
+            let values = ParamValues::List(parameters.into_iter().map(Into::into).collect());
+            super::search::bind_parameters(plan, &values, &state)?
+        };
+        let physical = state
+            .query_planner()
+            .create_physical_plan(&plan, &state)
+            .await?;
+        let task = TaskContext::from(&state)
+            .with_runtime(query_runtime(&self.runtime, self.query_memory_limit));
+        Ok(Outcome::Rows {
+            stream: execute_stream(physical, Arc::new(task))?,
+            kind: prepared.kind.clone(),
+        })
     }
 
     /// Runs a planned `INSERT`, `UPDATE`, `DELETE` or `TRUNCATE`; returns the rows affected.

@@ -95,6 +95,10 @@ async fn text(session: &LanceSession, sql: &str) -> String {
 }
 
 const CREATE_TEN: &str = "CREATE TABLE t AS SELECT value AS id FROM generate_series(1, 10)";
+/// `v`: ids 1 to 64 at row positions 0 to 63, each with the vector `[id, id % 7]`.
+const CREATE_VECTORS: &str = "CREATE TABLE v AS SELECT value AS id, arrow_cast([CAST(value AS \
+     FLOAT), CAST(value % 7 AS FLOAT)], 'FixedSizeList(2, Float32)') AS embedding FROM \
+     generate_series(1, 64)";
 
 #[test]
 fn a_statement_is_planned_once_and_executed_with_new_parameters() {
@@ -319,13 +323,7 @@ fn prepared_statements_see_other_writers_and_refuse_changed_columns() {
 fn a_prepared_statement_runs_under_the_settings_of_its_execution() {
     run(|| async {
         let (_root, session) = scratch_session();
-        tag(
-            &session,
-            "CREATE TABLE v AS SELECT value AS id, arrow_cast([CAST(value AS FLOAT), \
-             CAST(value % 7 AS FLOAT)], 'FixedSizeList(2, Float32)') AS embedding \
-             FROM generate_series(1, 64)",
-        )
-        .await;
+        tag(&session, CREATE_VECTORS).await;
         tag(
             &session,
             "CREATE INDEX ON v USING IVF_FLAT (embedding) WITH (num_partitions = 2)",
@@ -351,6 +349,62 @@ fn a_prepared_statement_runs_under_the_settings_of_its_execution() {
         tag(&session, "RESET lance.nprobes").await;
         let reset = plan_text(session.execute(&explain, Vec::new()).await).await;
         assert!(!reset.contains("nprobes="), "{reset}");
+    });
+}
+
+#[test]
+fn a_query_whose_parameters_are_search_arguments_binds_new_values_into_one_optimised_plan() {
+    run(|| async {
+        let (_root, session) = scratch_session();
+        tag(&session, CREATE_VECTORS).await;
+        let ids = |values: &[u64]| {
+            let list =
+                arrow::array::ListArray::from_iter_primitive::<arrow::datatypes::UInt64Type, _, _>(
+                    [Some(values.iter().map(|value| Some(*value)))],
+                );
+            vec![ScalarValue::List(std::sync::Arc::new(list))]
+        };
+        let take = session
+            .prepare_sql("SELECT id FROM take('v', $1)")
+            .await
+            .expect("prepare take");
+        // One fragment written at once: row ids are row positions, `id` is position + 1.
+        for (rows, expected) in [(vec![0, 5], vec![1, 6]), (vec![10, 3, 3], vec![11, 4, 4])] {
+            let outcome = session.execute(&take, ids(&rows)).await;
+            assert_eq!(integers_of(&rows_of(outcome).await), expected);
+        }
+        let nearest = session
+            .prepare_sql("SELECT id FROM vector_search('v', 'embedding', $1, 1)")
+            .await
+            .expect("prepare search");
+        for (at, expected) in [(3.0f32, 3), (5.0, 5), (3.0, 3)] {
+            let vector = arrow::array::ListArray::from_iter_primitive::<
+                arrow::datatypes::Float32Type,
+                _,
+                _,
+            >([Some([Some(at), Some(at)])]);
+            let outcome = session
+                .execute(
+                    &nearest,
+                    vec![ScalarValue::List(std::sync::Arc::new(vector))],
+                )
+                .await;
+            assert_eq!(integers_of(&rows_of(outcome).await), [expected]);
+        }
+        // `now()` is folded when a plan is optimised, so this plan is optimised every time.
+        let timed = session
+            .prepare_sql("SELECT now() AS at FROM take('v', $1)")
+            .await
+            .expect("prepare timed");
+        let at = |outcome| async move {
+            arrow::util::pretty::pretty_format_batches(&rows_of(outcome).await)
+                .expect("printable")
+                .to_string()
+        };
+        let first = at(session.execute(&timed, ids(&[1])).await).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let second = at(session.execute(&timed, ids(&[1])).await).await;
+        assert_ne!(first, second, "now() was kept from an earlier execution");
     });
 }
 
@@ -587,6 +641,19 @@ fn explain_analyze_shows_what_scans_and_takes_did() {
             .find(|line| line.contains("LanceTake"))
             .expect("a take line");
         for metric in ["output_rows=3", "fragments=1", "take_time="] {
+            assert!(line.contains(metric), "{metric} missing: {line}");
+        }
+        // The take function: rows produced and the time spent producing them.
+        let taken = text(
+            &session,
+            "EXPLAIN ANALYZE SELECT * FROM take('t', [5, 7, 5, 900])",
+        )
+        .await;
+        let line = taken
+            .lines()
+            .find(|line| line.contains("LanceTakeRows"))
+            .expect("a take line");
+        for metric in ["output_rows=4", "elapsed_compute="] {
             assert!(line.contains(metric), "{metric} missing: {line}");
         }
     });

@@ -3,11 +3,17 @@
 //!
 //! Scans fill these from Lance's own execution summary (reported when a scan finishes). Takes
 //! count rows and fragments themselves; Lance does not report a take's bytes, so takes show
-//! none rather than a guess.
+//! none rather than a guess. Searches (and the `take`/`sample` functions) report DataFusion's
+//! baseline: rows produced and the time spent producing them ([`measured`]).
 
 use std::time::Instant;
 
-use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder, Time};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::metrics::{
+    BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, Time,
+};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::StreamExt;
 use lance_datafusion::exec::ExecutionSummaryCounts;
 
 /// The metrics of one scan partition.
@@ -80,4 +86,20 @@ impl TakeMetrics {
         self.fragments.add(fragments);
         self.take_time.add_elapsed(started);
     }
+}
+
+/// `stream` with the rows it yields and the time spent in producing each batch (not the time
+/// waiting for I/O) recorded in `metrics`, as DataFusion's own operators report them.
+pub fn measured(
+    mut stream: SendableRecordBatchStream,
+    metrics: BaselineMetrics,
+) -> SendableRecordBatchStream {
+    let schema = stream.schema();
+    let batches = futures::stream::poll_fn(move |context| {
+        let timer = metrics.elapsed_compute().timer();
+        let poll = stream.poll_next_unpin(context);
+        timer.done();
+        metrics.record_poll(poll)
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, batches))
 }

@@ -21,6 +21,7 @@ use datafusion::common::{ScalarValue, internal_datafusion_err};
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::{StreamExt, TryStreamExt};
@@ -40,6 +41,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::error::Error;
 use crate::storage::{DataRoot, guard_stream_panics};
 
+use super::metrics::measured;
 use super::scan::conform;
 
 /// The distance column of a nearest-neighbour search.
@@ -218,6 +220,7 @@ pub struct LanceSearchExec {
     spec: SearchSpec,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl LanceSearchExec {
@@ -229,6 +232,7 @@ impl LanceSearchExec {
             spec,
             schema,
             properties,
+            metrics: ExecutionPlanMetricsSet::new(),
         }
     }
 
@@ -378,6 +382,10 @@ impl ExecutionPlan for LanceSearchExec {
         super::leaf_without_children(self, &children)
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
     fn execute(
         &self,
         partition: usize,
@@ -420,7 +428,10 @@ impl ExecutionPlan for LanceSearchExec {
         .try_flatten();
         Ok(guard_stream_panics(
             &self.spec.table,
-            Box::pin(RecordBatchStreamAdapter::new(schema, batches)),
+            measured(
+                Box::pin(RecordBatchStreamAdapter::new(schema, batches)),
+                BaselineMetrics::new(&self.metrics, partition),
+            ),
         ))
     }
 }
