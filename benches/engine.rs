@@ -2,12 +2,18 @@
 //!
 //! - `filtered_scan`: one filtered, projected scan through lancesql SQL and through Lance's own
 //!   Rust scanner over the same dataset (goal: lancesql within 1.1x).
-//! - `rows_by_id`: 100 random rows by `_rowid IN (...)` and by `take(...)` through lancesql,
-//!   against Lance's own `take_rows` of the same ids (goal: within 1.1x) and the same rows by
+//! - `rows_by_id`: 100 random rows by `_rowid IN (...)` and by `take(...)` through lancesql
+//!   (written in the SQL text, and bound as a parameter to a statement prepared once), against
+//!   Lance's own `take_rows` of the same ids (goal: within 1.1x) and the same rows by
 //!   `id IN (...)` through DataFusion over a Parquet copy of the data (goal: at least 100x
 //!   slower than lancesql).
 //! - `top_k`: `ORDER BY ... LIMIT 10` over a table with a wide embedding column, with and without
 //!   late materialization.
+//! - `blob_loop`: a training loader's loop over `LANCESQL_BENCH_BLOB_ROWS` rows (default 2,000)
+//!   of distinct 100 KB payloads: the row ids of one label, shuffled, read back 32 rows at a time,
+//!   through lancesql (`take` with the ids bound as a parameter to a statement prepared once)
+//!   against the same loop over Lance's scanner and `take_rows` (goal: at least 0.9x its rows per
+//!   second).
 //!
 //! Data is generated at start-up in a temporary folder: `LANCESQL_BENCH_ROWS` rows (default
 //! 1,000,000) in fragments of 250,000, with an integer key, a category, a number, a short text
@@ -19,16 +25,18 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, RecordBatchIterator,
-    StringArray, UInt64Array,
+    ArrayRef, FixedSizeListArray, Float32Array, Int64Array, LargeBinaryArray, ListArray,
+    RecordBatch, RecordBatchIterator, StringArray, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use criterion::{Criterion, criterion_group, criterion_main};
+use datafusion::common::ScalarValue;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use futures::TryStreamExt;
 use lance::Dataset;
 use lance::dataset::WriteParams;
+use lancesql::Outcome;
 use lancesql::config::LocalIo;
 use lancesql::{Engine, EngineConfig, LanceSession, StoreConfig};
 use tokio::runtime::Runtime;
@@ -177,6 +185,148 @@ async fn parquet_rows(context: &SessionContext, sql: &str) -> usize {
         .expect("parquet stream")
 }
 
+const BLOB_BYTES: usize = 100_000;
+const BLOB_LABELS: usize = 4;
+const LOADER_BATCH: usize = 32;
+
+fn blob_row_count() -> usize {
+    std::env::var("LANCESQL_BENCH_BLOB_ROWS")
+        .ok()
+        .and_then(|rows| rows.parse().ok())
+        .unwrap_or(2_000)
+}
+
+/// Writes `blobs.lance` under `root`: `(id, label, payload)`, every payload its own 100 KB of
+/// pseudo-random bytes (no two alike, as with real images or audio), 500 rows per fragment.
+async fn write_blobs(root: &Path, rows: usize) {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("label", DataType::Utf8, false),
+        Field::new("payload", DataType::LargeBinary, false),
+    ]));
+    let batches = (0..rows)
+        .step_by(100)
+        .map(|start| {
+            let end = rows.min(start + 100);
+            let payloads: Vec<Vec<u8>> = (start..end)
+                .map(|row| {
+                    (0..BLOB_BYTES / 8)
+                        .flat_map(|word| mix((row * BLOB_BYTES + word) as u64).to_le_bytes())
+                        .collect()
+                })
+                .collect();
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(Int64Array::from_iter_values(start as i64..end as i64)),
+                Arc::new(StringArray::from_iter_values(
+                    (start..end).map(|row| format!("label_{}", row % BLOB_LABELS)),
+                )),
+                Arc::new(LargeBinaryArray::from_iter_values(payloads)),
+            ];
+            Ok(RecordBatch::try_new(schema.clone(), columns).expect("blob batch"))
+        })
+        .collect::<Vec<_>>();
+    let params = WriteParams {
+        max_rows_per_file: 500,
+        ..Default::default()
+    };
+    let reader = RecordBatchIterator::new(batches, schema);
+    let uri = root.join("blobs.lance");
+    Dataset::write(reader, uri.to_str().expect("utf-8 path"), Some(params))
+        .await
+        .expect("lance write of blobs");
+}
+
+/// `ids` in an order that changes with `round` (Fisher-Yates over [`mix`]).
+fn shuffled(mut ids: Vec<u64>, round: u64) -> Vec<u64> {
+    for last in (1..ids.len()).rev() {
+        let pick = (mix(round * 1_000_003 + last as u64) % (last as u64 + 1)) as usize;
+        ids.swap(last, pick);
+    }
+    ids
+}
+
+/// The row ids in the first column of `batches`, in order.
+fn row_ids(batches: &[RecordBatch]) -> Vec<u64> {
+    batches
+        .iter()
+        .flat_map(|batch| {
+            let column = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .expect("_rowid is UInt64");
+            column.values().to_vec()
+        })
+        .collect()
+}
+
+/// The loader's loop through lancesql: ids by SQL, then `take` of each 32 by the prepared
+/// statement with the ids bound. Returns the rows read.
+async fn lancesql_loader_rows(
+    session: &LanceSession,
+    take: &lancesql::engine::PreparedStatement,
+    round: u64,
+) -> usize {
+    let batches: Vec<RecordBatch> = session
+        .sql_stream("SELECT _rowid FROM blobs WHERE label = 'label_1'")
+        .await
+        .expect("blob row ids")
+        .try_collect()
+        .await
+        .expect("blob row id stream");
+    let ids = row_ids(&batches);
+    let mut rows = 0;
+    for chunk in shuffled(ids, round).chunks(LOADER_BATCH) {
+        rows += bound_take_rows(session, take, chunk).await;
+    }
+    rows
+}
+
+/// Runs `take`, a prepared `take(table, $1)`, with `ids` bound; returns the rows it read.
+async fn bound_take_rows(
+    session: &LanceSession,
+    take: &lancesql::engine::PreparedStatement,
+    ids: &[u64],
+) -> usize {
+    let bound = ListArray::from_iter_primitive::<arrow::datatypes::UInt64Type, _, _>([Some(
+        ids.iter().map(|id| Some(*id)),
+    )]);
+    let parameters = vec![ScalarValue::List(Arc::new(bound))];
+    let Outcome::Rows { stream, .. } = session.execute(take, parameters).await.expect("take")
+    else {
+        panic!("take returned no rows");
+    };
+    stream
+        .try_fold(0, |rows, batch| async move { Ok(rows + batch.num_rows()) })
+        .await
+        .expect("taken rows")
+}
+
+/// The same loop over Lance: ids from a filtered scan, then `take_rows` of each 32.
+async fn lance_loader_rows(dataset: &Dataset, round: u64) -> usize {
+    let mut scanner = dataset.scan();
+    scanner.project::<&str>(&[]).expect("no columns");
+    scanner.with_row_id();
+    scanner.filter("label = 'label_1'").expect("filter");
+    let batches: Vec<RecordBatch> = scanner
+        .try_into_stream()
+        .await
+        .expect("lance scan")
+        .try_collect()
+        .await
+        .expect("lance stream");
+    let ids = row_ids(&batches);
+    let mut rows = 0;
+    for chunk in shuffled(ids, round).chunks(LOADER_BATCH) {
+        rows += dataset
+            .take_rows(chunk, dataset.schema().clone())
+            .await
+            .expect("lance take")
+            .num_rows();
+    }
+    rows
+}
+
 fn list(values: impl IntoIterator<Item = String>) -> String {
     values.into_iter().collect::<Vec<_>>().join(", ")
 }
@@ -186,6 +336,8 @@ fn engine(c: &mut Criterion) {
     let folder = tempfile::tempdir().expect("temporary folder");
     let rows = row_count();
     runtime.block_on(write_data(folder.path(), rows));
+    let blob_rows = blob_row_count();
+    runtime.block_on(write_blobs(folder.path(), blob_rows));
     let root = folder.path().to_str().expect("utf-8 path");
     let mut store = StoreConfig::local(root);
     if let Ok(reader) = std::env::var("LANCESQL_LOCAL_IO") {
@@ -235,17 +387,7 @@ fn engine(c: &mut Criterion) {
             .try_collect()
             .await
             .expect("row ids");
-        batches
-            .iter()
-            .flat_map(|batch| {
-                let column = batch
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<UInt64Array>()
-                    .expect("_rowid is UInt64");
-                column.values().to_vec()
-            })
-            .collect()
+        row_ids(&batches)
     });
     let take_sql = format!(
         "SELECT * FROM bench WHERE _rowid IN ({})",
@@ -270,10 +412,20 @@ fn engine(c: &mut Criterion) {
                 .expect("register parquet");
         }
     });
+    let take_bound = runtime.block_on(async {
+        session
+            .prepare_sql("SELECT * FROM take('bench', $1)")
+            .await
+            .expect("prepare the take")
+    });
     let wanted = runtime.block_on(count_rows(&session, &take_sql));
     assert_eq!(wanted, row_id_values.len());
     assert_eq!(
         runtime.block_on(count_rows(&session, &take_function_sql)),
+        wanted
+    );
+    assert_eq!(
+        runtime.block_on(bound_take_rows(&session, &take_bound, &row_id_values)),
         wanted
     );
     assert_eq!(
@@ -311,6 +463,10 @@ fn engine(c: &mut Criterion) {
     group.bench_function("lancesql_take_function", |b| {
         b.to_async(&runtime)
             .iter(|| count_rows(&session, &take_function_sql))
+    });
+    group.bench_function("lancesql_take_bound", |b| {
+        b.to_async(&runtime)
+            .iter(|| bound_take_rows(&session, &take_bound, &row_id_values))
     });
     group.bench_function("lance_take_rows", |b| {
         b.to_async(&runtime).iter(|| async {
@@ -356,6 +512,42 @@ fn engine(c: &mut Criterion) {
     });
     group.bench_function("full_columns", |b| {
         b.to_async(&runtime).iter(|| count_rows(&eager, top_k_sql))
+    });
+    group.finish();
+
+    // The loader's loop: both contenders must read every row of the label before either is timed.
+    let blobs = runtime.block_on(async {
+        Dataset::open(&engine.table_location("blobs").expect("a valid table name"))
+            .await
+            .expect("open the blobs")
+    });
+    let take_blobs = runtime.block_on(async {
+        session
+            .prepare_sql("SELECT * FROM take('blobs', $1)")
+            .await
+            .expect("prepare the take")
+    });
+    let label_rows = blob_rows.div_ceil(BLOB_LABELS);
+    let round = std::sync::atomic::AtomicU64::new(0);
+    let next_round = || round.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        runtime.block_on(lancesql_loader_rows(&session, &take_blobs, next_round())),
+        label_rows
+    );
+    assert_eq!(
+        runtime.block_on(lance_loader_rows(&blobs, next_round())),
+        label_rows
+    );
+    let mut group = c.benchmark_group("blob_loop");
+    group.sample_size(20);
+    group.throughput(criterion::Throughput::Elements(label_rows as u64));
+    group.bench_function("lancesql_take_bound", |b| {
+        b.to_async(&runtime)
+            .iter(|| lancesql_loader_rows(&session, &take_blobs, next_round()))
+    });
+    group.bench_function("lance_take_rows", |b| {
+        b.to_async(&runtime)
+            .iter(|| lance_loader_rows(&blobs, next_round()))
     });
     group.finish();
 }

@@ -4,7 +4,15 @@
 Data (written with pylance, not timed): `items`, --rows rows (default 200,000) of (id int64,
 category string, text string of 12 words from a 2,000-word vocabulary, embedding 128 x float32
 around 64 cluster centres) with an IVF_PQ index on `embedding` and an INVERTED index on `text`;
-and `blobs`, --blob-rows rows (default 2,000) of (id, label, payload of 100 KB).
+and `blobs`, --blob-rows rows (default 2,000) of (id, label, payload of 100 KB), every payload
+distinct (as images or audio are; repeated payloads would be dictionary-encoded by Lance and
+measure its dictionary decoding instead).
+
+pylance runs in this process, so its figures depend on the C allocator: glibc hands blocks over
+its mmap threshold back to the kernel on every free and raises that threshold only after large
+frees, so a take of megabytes can pay for faulting its memory in afresh or not, depending on what
+the process did before (a factor of five for the loop). The script pins the threshold high at
+start, which gives pylance its best case every time.
 
 Each contender runs the same --queries queries one after another (one client, as an application
 serving requests would) after a warm-up pass; figures are queries per second:
@@ -24,6 +32,7 @@ Run with `scripts/dev bench-search` (optimised build) or directly:
 """
 
 import argparse
+import ctypes
 import os
 import random
 import shutil
@@ -69,13 +78,21 @@ def write_items(path, rows, seed=17):
 
 def write_blobs(path, rows, seed=19):
     rng = np.random.default_rng(seed)
-    payload = [rng.bytes(BLOB_BYTES) for _ in range(16)]
     table = pa.table({
         "id": np.arange(rows, dtype=np.int64),
         "label": pa.array([f"label_{i % 4}" for i in range(rows)]),
-        "payload": pa.array([payload[i % 16] for i in range(rows)], pa.large_binary()),
+        "payload": pa.array([rng.bytes(BLOB_BYTES) for _ in range(rows)], pa.large_binary()),
     })
     return lance.write_dataset(table, path, max_rows_per_file=500)
+
+
+def pin_allocator():
+    """Keeps glibc's heap for blocks up to 64 MiB and memory freed up to 256 MiB, whatever ran
+    before (see the module doc); both are fixed once set, no longer adjusted by glibc."""
+    libc = ctypes.CDLL("libc.so.6")
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    if not (libc.mallopt(m_mmap_threshold, 64 << 20) and libc.mallopt(m_trim_threshold, 256 << 20)):
+        raise SystemExit("mallopt refused to pin the allocator's thresholds")
 
 
 def per_second(count, action):
@@ -104,6 +121,7 @@ def main():
     parser.add_argument("--blob-rows", type=int, default=2_000)
     parser.add_argument("--queries", type=int, default=200)
     args = parser.parse_args()
+    pin_allocator()
 
     folder = tempfile.mkdtemp(prefix="lancesql-search-bench-")
     server = None
@@ -131,9 +149,12 @@ def main():
         results = {}
 
         def pylance_nearest():
-            return [dataset.to_table(columns=["id"], nearest={
+            # The columns lancesql's query returns, named (Lance warns when `_distance` is
+            # added without being asked for).
+            return [dataset.to_table(columns=["id", "_distance"], nearest={
                 "column": "embedding", "q": query, "k": K, "nprobes": NPROBES,
-                "refine_factor": REFINE_FACTOR})["id"].to_pylist() for query in queries]
+                "refine_factor": REFINE_FACTOR},
+                disable_scoring_autoprojection=True)["id"].to_pylist() for query in queries]
 
         nearest_sql = (f"SELECT id, _distance FROM vector_search('items', 'embedding', ?, {K}, "
                        f"'nprobes', {NPROBES}, 'refine_factor', {REFINE_FACTOR})")
