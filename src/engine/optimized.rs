@@ -58,6 +58,12 @@ impl OptimizedOnce {
         reusable.then(Self::default)
     }
 
+    /// Whether the optimised plan has been made.
+    #[cfg(test)]
+    pub fn is_made(&self) -> bool {
+        self.plan.get().is_some()
+    }
+
     /// `plan` analysed and optimised in `state`: done on the first call, kept for the others.
     pub fn optimize(&self, plan: &LogicalPlan, state: &SessionState) -> Result<LogicalPlan> {
         if let Some(optimized) = self.plan.get() {

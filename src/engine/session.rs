@@ -619,6 +619,15 @@ impl PreparedStatement {
         &self.parameter_fields
     }
 
+    /// Whether executing the statement made its optimised plan and kept it (tests check that
+    /// the statements meant to skip the optimiser do).
+    #[cfg(test)]
+    pub(crate) fn keeps_optimized_plan(&self) -> bool {
+        self.optimized
+            .as_ref()
+            .is_some_and(|optimized| optimized.is_made())
+    }
+
     /// The columns executing the statement yields (no columns for commands).
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
@@ -1034,14 +1043,17 @@ impl LanceSession {
         if let Some(command) = &prepared.command {
             return self.carry_out(command).await;
         }
-        if let Some(optimized) = &prepared.optimized
-            && self.is_current(prepared).await?
-        {
+        let current = self.is_current(prepared).await?;
+        if current && let Some(optimized) = &prepared.optimized {
             return self
                 .query_optimized_once(prepared, optimized, parameters)
                 .await;
         }
-        let plan = self.current_plan(prepared).await?;
+        let plan = if current {
+            prepared.plan.clone()
+        } else {
+            self.plan_again(prepared).await?
+        };
         let plan = if parameters.is_empty() && prepared.parameter_fields.is_empty() {
             plan
         } else {
@@ -1218,16 +1230,27 @@ impl LanceSession {
             let values = ParamValues::List(parameters.into_iter().map(Into::into).collect());
             super::search::bind_parameters(plan, &values, &state)?
         };
-        let physical = state
-            .query_planner()
-            .create_physical_plan(&plan, &state)
-            .await?;
-        let task = TaskContext::from(&state)
-            .with_runtime(query_runtime(&self.runtime, self.query_memory_limit));
+        let (physical, task) = self.physical_as_is(&state, &plan).await?;
         Ok(Outcome::Rows {
-            stream: execute_stream(physical, Arc::new(task))?,
+            stream: execute_stream(physical, task)?,
             kind: prepared.kind.clone(),
         })
+    }
+
+    /// `plan` planned physically in `state` as it is (no analysis or optimisation), with the
+    /// task context to run it in: its memory capped at the per-query limit.
+    async fn physical_as_is(
+        &self,
+        state: &SessionState,
+        plan: &LogicalPlan,
+    ) -> Result<(Arc<dyn ExecutionPlan>, Arc<TaskContext>)> {
+        let physical = state
+            .query_planner()
+            .create_physical_plan(plan, state)
+            .await?;
+        let task = TaskContext::from(state)
+            .with_runtime(query_runtime(&self.runtime, self.query_memory_limit));
+        Ok((physical, Arc::new(task)))
     }
 
     /// Runs a planned `INSERT`, `UPDATE`, `DELETE` or `TRUNCATE`; returns the rows affected.
@@ -1244,13 +1267,8 @@ impl LanceSession {
                 state
                     .analyzer()
                     .execute_and_check(plan, state.config_options(), |_, _| {})?;
-            let physical = state
-                .query_planner()
-                .create_physical_plan(&analyzed, &state)
-                .await?;
-            let task = TaskContext::from(&state)
-                .with_runtime(query_runtime(&self.runtime, self.query_memory_limit));
-            datafusion::physical_plan::collect(physical, Arc::new(task)).await?
+            let (physical, task) = self.physical_as_is(&state, &analyzed).await?;
+            datafusion::physical_plan::collect(physical, task).await?
         };
         super::writes::affected_rows(&batches)
     }
@@ -1607,11 +1625,9 @@ impl LanceSession {
         self.context.state_ref().read().config().options().clone()
     }
 
-    /// The statement's plan, planned again unless it [is current](Self::is_current).
-    async fn current_plan(&self, prepared: &PreparedStatement) -> Result<LogicalPlan> {
-        if self.is_current(prepared).await? {
-            return Ok(prepared.plan.clone());
-        }
+    /// The statement planned again, for when it is not [current](Self::is_current); fails if
+    /// its result columns changed.
+    async fn plan_again(&self, prepared: &PreparedStatement) -> Result<LogicalPlan> {
         let plan = self.plan(&prepared.statement, &prepared.kind).await?.plan;
         if prepared.kind.returns_rows() {
             let schema = plan.schema().as_arrow().clone();

@@ -372,6 +372,10 @@ fn a_query_whose_parameters_are_search_arguments_binds_new_values_into_one_optim
         for (rows, expected) in [(vec![0, 5], vec![1, 6]), (vec![10, 3, 3], vec![11, 4, 4])] {
             let outcome = session.execute(&take, ids(&rows)).await;
             assert_eq!(integers_of(&rows_of(outcome).await), expected);
+            assert!(
+                take.keeps_optimized_plan(),
+                "the take was optimised each time"
+            );
         }
         let nearest = session
             .prepare_sql("SELECT id FROM vector_search('v', 'embedding', $1, 1)")
@@ -391,6 +395,7 @@ fn a_query_whose_parameters_are_search_arguments_binds_new_values_into_one_optim
                 .await;
             assert_eq!(integers_of(&rows_of(outcome).await), [expected]);
         }
+        assert!(nearest.keeps_optimized_plan());
         // `now()` is folded when a plan is optimised, so this plan is optimised every time.
         let timed = session
             .prepare_sql("SELECT now() AS at FROM take('v', $1)")
@@ -405,6 +410,7 @@ fn a_query_whose_parameters_are_search_arguments_binds_new_values_into_one_optim
         tokio::time::sleep(Duration::from_millis(5)).await;
         let second = at(session.execute(&timed, ids(&[1])).await).await;
         assert_ne!(first, second, "now() was kept from an earlier execution");
+        assert!(!timed.keeps_optimized_plan());
     });
 }
 

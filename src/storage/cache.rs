@@ -174,10 +174,10 @@ impl DatasetCache {
 /// them cost milliseconds for every statement. `false` means "ask the listing", which also
 /// handles object stores, dropped tables and every doubt.
 async fn unchanged_on_local_disk(head: &Dataset) -> bool {
-    let local = match head.object_store(None).await {
-        Ok(store) => store.has_direct_local_paths(),
-        Err(_) => false,
-    };
+    let local = head
+        .object_store(None)
+        .await
+        .is_ok_and(|store| store.has_direct_local_paths());
     let cached = head.manifest_location();
     if !local || cached.e_tag.is_none() {
         return false;
