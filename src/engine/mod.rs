@@ -17,6 +17,7 @@ mod limits;
 mod merge;
 mod optimized;
 pub mod parse;
+mod planned;
 mod recent;
 mod search;
 pub mod session;

@@ -61,6 +61,7 @@ use crate::engine::hidden::hide_row_identity_columns;
 use crate::engine::history::HistoryCommand;
 use crate::engine::limits::{query_runtime, stream_until};
 use crate::engine::optimized::OptimizedOnce;
+use crate::engine::planned::{Plan, PlanSlot};
 use crate::engine::recent::RecentQueries;
 use crate::engine::session_functions::session_functions;
 use crate::engine::transaction::{BlockModes, CursorStatement, FetchCount, TransactionBlock};
@@ -589,20 +590,12 @@ impl StatementKind {
 pub struct PreparedStatement {
     statement: DFStatement,
     kind: StatementKind,
-    plan: LogicalPlan,
-    tables: Vec<(String, Arc<LanceTable>)>,
-    /// Planned against a listing of the root, which every execution takes afresh.
-    reads_catalog: bool,
+    /// Replaced when an execution finds it stale (see [`super::planned`]).
+    plan: PlanSlot,
     parameter_fields: Vec<Option<FieldRef>>,
     schema: SchemaRef,
     /// Set when the session carries the statement out itself (Postgres parameters).
     command: Option<SessionCommand>,
-    /// The session's settings the plan was made with, for statements DataFusion planned. A
-    /// `SET` gives the session a new allocation (DataFusion copies settings on write while
-    /// this one is shared), so the same allocation means the same settings.
-    settings: Option<Arc<ConfigOptions>>,
-    /// Where a query's optimised plan is kept when reusing it cannot change results.
-    optimized: Option<OptimizedOnce>,
 }
 
 impl PreparedStatement {
@@ -623,7 +616,9 @@ impl PreparedStatement {
     /// the statements meant to skip the optimiser do).
     #[cfg(test)]
     pub(crate) fn keeps_optimized_plan(&self) -> bool {
-        self.optimized
+        self.plan
+            .get()
+            .optimized
             .as_ref()
             .is_some_and(|optimized| optimized.is_made())
     }
@@ -641,6 +636,8 @@ impl PreparedStatement {
         }
         let bound = self
             .plan
+            .get()
+            .logical
             .clone()
             .with_param_values(ParamValues::List(
                 parameters.iter().cloned().map(Into::into).collect(),
@@ -830,13 +827,9 @@ impl LanceSession {
                 },
                 schema: command.schema(),
                 statement,
-                plan: empty_plan(),
-                tables: Vec::new(),
-                reads_catalog: false,
+                plan: PlanSlot::new(Plan::of_command(empty_plan())),
                 parameter_fields: Vec::new(),
                 command: Some(command),
-                settings: None,
-                optimized: None,
             });
         }
         let (copy, cursor) = match &statement {
@@ -895,14 +888,7 @@ impl LanceSession {
             Some(kind) => kind,
             None => statement_kind(&statement)?,
         };
-        let (
-            Planned {
-                plan,
-                tables,
-                reads_catalog,
-            },
-            settings,
-        ) = match kind {
+        let plan = match kind {
             // DataFusion has no transactions, cursors or indices; nothing to plan.
             StatementKind::Command(CommandTag::Transaction(_))
             | StatementKind::CreateIndex(_)
@@ -912,25 +898,14 @@ impl LanceSession {
             | StatementKind::AlterTable { .. }
             | StatementKind::Merge { .. }
             | StatementKind::Fetch { .. }
-            | StatementKind::CloseCursor(_) => (
-                Planned {
-                    plan: empty_plan(),
-                    tables: Vec::new(),
-                    reads_catalog: false,
-                },
-                None,
-            ),
-            _ => {
-                let settings = self.settings();
-                (self.plan(&statement, &kind).await?, Some(settings))
-            }
+            | StatementKind::CloseCursor(_) => Plan::of_command(empty_plan()),
+            _ => self.plan_for_execution(&statement, &kind).await?,
         };
-        let plan = type_array_placeholders(plan)?;
-        let parameter_fields = parameter_fields(&plan)?;
+        let parameter_fields = parameter_fields(&plan.logical)?;
         if let StatementKind::CopyIn { options, .. } = &kind
             && options.format == CopyFormat::Binary
         {
-            for field in plan.schema().fields() {
+            for field in plan.logical.schema().fields() {
                 WireType::of(field.name(), field.data_type())?;
             }
         }
@@ -941,22 +916,17 @@ impl LanceSession {
         } else if let StatementKind::History(HistoryCommand::Vacuum { .. }) = &kind {
             vacuum_report_schema()
         } else if kind.returns_rows() || matches!(kind, StatementKind::CopyIn { .. }) {
-            Arc::new(plan.schema().as_arrow().clone())
+            Arc::new(plan.logical.schema().as_arrow().clone())
         } else {
             Arc::new(Schema::empty())
         };
-        let optimized = OptimizedOnce::for_query(&kind, &plan, reads_catalog);
         Ok(PreparedStatement {
             statement,
             kind,
-            plan,
-            tables,
-            reads_catalog,
+            plan: PlanSlot::new(plan),
             parameter_fields,
             schema,
             command: None,
-            settings,
-            optimized,
         })
     }
 
@@ -993,14 +963,10 @@ impl LanceSession {
                 options,
                 creates: true,
             },
-            plan: empty_plan(),
-            tables: Vec::new(),
-            reads_catalog: false,
+            plan: PlanSlot::new(Plan::of_command(empty_plan())),
             parameter_fields: Vec::new(),
             schema: Arc::new(Schema::new(fields)),
             command: None,
-            settings: None,
-            optimized: None,
         })
     }
 
@@ -1043,17 +1009,17 @@ impl LanceSession {
         if let Some(command) = &prepared.command {
             return self.carry_out(command).await;
         }
-        let current = self.is_current(prepared).await?;
-        if current && let Some(optimized) = &prepared.optimized {
+        let mut planned = prepared.plan.get();
+        if !self.plan_is_current(&planned).await? {
+            planned = Arc::new(self.plan_again(prepared).await?);
+            prepared.plan.replace(planned.clone());
+        }
+        if let Some(optimized) = &planned.optimized {
             return self
-                .query_optimized_once(prepared, optimized, parameters)
+                .query_optimized_once(prepared, &planned.logical, optimized, parameters)
                 .await;
         }
-        let plan = if current {
-            prepared.plan.clone()
-        } else {
-            self.plan_again(prepared).await?
-        };
+        let plan = planned.logical.clone();
         let plan = if parameters.is_empty() && prepared.parameter_fields.is_empty() {
             plan
         } else {
@@ -1219,11 +1185,12 @@ impl LanceSession {
     async fn query_optimized_once(
         &self,
         prepared: &PreparedStatement,
+        plan: &LogicalPlan,
         optimized: &OptimizedOnce,
         parameters: Vec<ScalarValue>,
     ) -> Result<Outcome> {
         let state = self.context.state();
-        let plan = optimized.optimize(&prepared.plan, &state)?;
+        let plan = optimized.optimize(plan, &state)?;
         let plan = if parameters.is_empty() {
             plan
         } else {
@@ -1588,10 +1555,14 @@ impl LanceSession {
     /// Executes a statement prepared a moment ago (no parameters), without checking for newer
     /// versions: what [`LanceSession::run`] does after preparing.
     pub async fn execute_fresh(&self, prepared: PreparedStatement) -> Result<Outcome> {
-        let mut prepared = prepared;
-        prepared.tables.clear();
-        prepared.reads_catalog = false;
-        prepared.settings = None;
+        let planned = prepared.plan.get();
+        prepared.plan.replace(Arc::new(Plan {
+            logical: planned.logical.clone(),
+            tables: Vec::new(),
+            reads_catalog: false,
+            settings: None,
+            optimized: None,
+        }));
         self.execute(&prepared, Vec::new()).await
     }
 
@@ -1600,15 +1571,20 @@ impl LanceSession {
     /// block pinned), and no `SET` changed the settings it was planned with. Executing a
     /// statement that is not current plans it again.
     pub async fn is_current(&self, prepared: &PreparedStatement) -> Result<bool> {
-        if prepared.reads_catalog {
+        self.plan_is_current(&prepared.plan.get()).await
+    }
+
+    /// Whether `plan` would be made the same way now (see [`Self::is_current`]).
+    async fn plan_is_current(&self, plan: &Plan) -> Result<bool> {
+        if plan.reads_catalog {
             return Ok(false);
         }
-        if let Some(settings) = &prepared.settings
+        if let Some(settings) = &plan.settings
             && !Arc::ptr_eq(settings, &self.settings())
         {
             return Ok(false);
         }
-        for (name, planned) in &prepared.tables {
+        for (name, planned) in &plan.tables {
             let latest = match self.transaction.pinned(name) {
                 Some(pinned) => Some(pinned),
                 None => self.catalog.table(name).await?,
@@ -1627,10 +1603,12 @@ impl LanceSession {
 
     /// The statement planned again, for when it is not [current](Self::is_current); fails if
     /// its result columns changed.
-    async fn plan_again(&self, prepared: &PreparedStatement) -> Result<LogicalPlan> {
-        let plan = self.plan(&prepared.statement, &prepared.kind).await?.plan;
+    async fn plan_again(&self, prepared: &PreparedStatement) -> Result<Plan> {
+        let plan = self
+            .plan_for_execution(&prepared.statement, &prepared.kind)
+            .await?;
         if prepared.kind.returns_rows() {
-            let schema = plan.schema().as_arrow().clone();
+            let schema = plan.logical.schema().as_arrow().clone();
             let same_columns = schema.fields().len() == prepared.schema.fields().len()
                 && schema
                     .fields()
@@ -1649,6 +1627,30 @@ impl LanceSession {
             }
         }
         Ok(plan)
+    }
+
+    /// The statement planned under the session's settings as they are now: its tables resolved,
+    /// its array placeholders typed, and a place for its optimised plan where one may be kept.
+    async fn plan_for_execution(
+        &self,
+        statement: &DFStatement,
+        kind: &StatementKind,
+    ) -> Result<Plan> {
+        let settings = self.settings();
+        let Planned {
+            plan,
+            tables,
+            reads_catalog,
+        } = self.plan(statement, kind).await?;
+        let logical = type_array_placeholders(plan)?;
+        let optimized = OptimizedOnce::for_query(kind, &logical, reads_catalog);
+        Ok(Plan {
+            logical,
+            tables,
+            reads_catalog,
+            settings: Some(settings),
+            optimized,
+        })
     }
 
     /// Resolves the statement's tables into a snapshot and plans against it; returns the plan and
@@ -1776,7 +1778,7 @@ impl LanceSession {
             .collect();
         let merge = super::merge::plan_merge(statement, table, &columns)?;
         let source = self.prepare_sql(&merge.source_query).await?;
-        let rows = self.stream(source.plan.clone()).await?;
+        let rows = self.stream(source.plan.get().logical.clone()).await?;
         let counts = self
             .catalog
             .root()

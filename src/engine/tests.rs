@@ -353,6 +353,61 @@ fn a_prepared_statement_runs_under_the_settings_of_its_execution() {
 }
 
 #[test]
+fn a_prepared_statement_planned_again_keeps_its_new_plan_for_the_executions_after() {
+    run(|| async {
+        let (_root, session) = scratch_session();
+        tag(&session, CREATE_TEN).await;
+        tag(&session, CREATE_VECTORS).await;
+        let count = session
+            .prepare_sql("SELECT count(*) FROM t WHERE id > $1")
+            .await
+            .expect("prepare count");
+        let above = |n: i64| vec![ScalarValue::Int64(Some(n))];
+        let counted = |outcome| async move { integers_of(&rows_of(outcome).await) };
+        assert_eq!(counted(session.execute(&count, above(5)).await).await, [5]);
+        // A write makes the plan stale; the execution after it plans again, once.
+        tag(&session, "INSERT INTO t VALUES (11), (12)").await;
+        assert!(!session.is_current(&count).await.expect("current"));
+        assert_eq!(counted(session.execute(&count, above(5)).await).await, [7]);
+        assert!(
+            session.is_current(&count).await.expect("current"),
+            "the plan made again was not kept"
+        );
+        assert_eq!(counted(session.execute(&count, above(10)).await).await, [2]);
+        // So does a `SET`.
+        tag(&session, "SET datafusion.execution.batch_size = 4").await;
+        assert!(!session.is_current(&count).await.expect("current"));
+        assert_eq!(counted(session.execute(&count, above(0)).await).await, [12]);
+        assert!(session.is_current(&count).await.expect("current"));
+        // A take planned again keeps its new optimised plan too.
+        let take = session
+            .prepare_sql("SELECT id FROM take('v', $1)")
+            .await
+            .expect("prepare take");
+        let ids = |values: &[u64]| {
+            let list =
+                arrow::array::ListArray::from_iter_primitive::<arrow::datatypes::UInt64Type, _, _>(
+                    [Some(values.iter().map(|value| Some(*value)))],
+                );
+            vec![ScalarValue::List(std::sync::Arc::new(list))]
+        };
+        assert_eq!(counted(session.execute(&take, ids(&[2])).await).await, [3]);
+        tag(&session, "DELETE FROM v WHERE id = 3").await;
+        let Ok(Outcome::Rows { stream, .. }) = session.execute(&take, ids(&[2])).await else {
+            panic!("the take did not start");
+        };
+        let error = stream
+            .try_collect::<Vec<_>>()
+            .await
+            .expect_err("a deleted row");
+        assert!(error.to_string().contains("row id 2"), "{error}");
+        assert!(session.is_current(&take).await.expect("current"));
+        assert!(take.keeps_optimized_plan(), "the new plan was not kept");
+        assert_eq!(counted(session.execute(&take, ids(&[3])).await).await, [4]);
+    });
+}
+
+#[test]
 fn a_query_whose_parameters_are_search_arguments_binds_new_values_into_one_optimised_plan() {
     run(|| async {
         let (_root, session) = scratch_session();
