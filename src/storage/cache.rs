@@ -4,9 +4,10 @@
 //! - a (dataset, version) is opened once however many partitions, statements or sessions ask
 //!   for it at the same moment: concurrent misses for one key wait for a single open;
 //! - asking for the latest version costs no manifest read when nothing changed, and on a local
-//!   disk two file lookups instead of a listing of every version (an object store is listed, or
-//!   probed through Lance's version hint), so a table written by another process is seen at the
-//!   next statement however many versions it has;
+//!   disk two file lookups instead of a listing of every version, plus one per version committed
+//!   since (up to a few; an object store is listed, or probed through Lance's version hint), so
+//!   a table written by another process is seen at the next statement however many versions it
+//!   has;
 //! - a dataset dropped and created again under the same name is never confused with its former
 //!   self: a cached version is reused only while its manifest file is the one the store holds;
 //! - a dataset removed while it is being opened (a `DROP TABLE` deleting its manifests) is
@@ -72,16 +73,17 @@ impl DatasetCache {
             Err(error) if is_missing(&error) => return Ok(None),
             Err(error) => return Err(lance::Error::Shared { source: error }),
         };
-        if unchanged_on_local_disk(&head).await {
-            return Ok(Some(head));
-        }
-        let location = match head.latest_manifest().await {
-            Ok((_, location)) => location,
-            Err(error) if is_missing(&error) => {
-                self.forget(uri).await;
-                return Ok(None);
-            }
-            Err(error) => return Err(error),
+        let location = match local_head(&head).await {
+            LocalHead::Unchanged => return Ok(Some(head)),
+            LocalHead::Moved(location) => location,
+            LocalHead::Unknown => match head.latest_manifest().await {
+                Ok((_, location)) => location,
+                Err(error) if is_missing(&error) => {
+                    self.forget(uri).await;
+                    return Ok(None);
+                }
+                Err(error) => return Err(error),
+            },
         };
         if same_manifest(head.manifest_location(), &location) {
             return Ok(Some(head));
@@ -166,53 +168,99 @@ impl DatasetCache {
     }
 }
 
-/// Whether `head` is certainly still the latest version of a dataset on the local file system,
-/// judged by two file lookups: its manifest is the same file (same entity tag) and the manifest
-/// of the next version does not exist. Versions are committed one after another, so no later
-/// one can exist without the next. Listing the versions instead (Lance's way) reads every
-/// version's name: a table written one row at a time for a while has thousands, and listing
-/// them cost milliseconds for every statement. `false` means "ask the listing", which also
-/// handles object stores, dropped tables and every doubt.
-async fn unchanged_on_local_disk(head: &Dataset) -> bool {
+/// What a few file lookups say about the latest version of `head`'s dataset on a local disk.
+#[derive(Debug)]
+enum LocalHead {
+    /// `head` is certainly still the latest version.
+    Unchanged,
+    /// Versions were committed after `head`; this is the manifest of the latest of them.
+    Moved(ManifestLocation),
+    /// Not a local dataset, something other than new versions changed (the table was dropped
+    /// or created again), or more new versions than are worth looking up one by one: ask the
+    /// listing.
+    Unknown,
+}
+
+/// Most new versions looked up one file at a time before listing them is cheaper: a statement
+/// of this process commits one, another process writing many rows several.
+const MOST_VERSIONS_LOOKED_UP: u64 = 8;
+
+/// The latest version of `head`'s dataset on the local file system, judged by file lookups:
+/// `head`'s manifest is still the same file (same entity tag), and the manifests of the
+/// versions after it exist up to the first that does not. Versions are committed one after
+/// another, so no later one can exist without those before it. Listing the versions instead
+/// (Lance's way) reads every version's name: a table written one row at a time for a while has
+/// thousands, and listing them cost milliseconds for every statement, and for the next one after
+/// every write. [`LocalHead::Unknown`] means "ask the listing", which also handles object
+/// stores, dropped tables and every doubt.
+async fn local_head(head: &Dataset) -> LocalHead {
     let local = head
         .object_store(None)
         .await
         .is_ok_and(|store| store.has_direct_local_paths());
     let cached = head.manifest_location();
     if !local || cached.e_tag.is_none() {
-        return false;
+        return LocalHead::Unknown;
     }
-    let Some(next) = cached.version.checked_add(1) else {
-        return false;
-    };
-    let Some(next_name) = cached
-        .naming_scheme
-        .manifest_path(&object_store::path::Path::default(), next)
-        .filename()
-        .map(str::to_string)
-    else {
-        return false;
-    };
     let current = std::path::PathBuf::from(lance_io::local::to_local_path(&cached.path));
-    let next_path = current.with_file_name(next_name);
-    // Both lookups are single metadata reads, as cheap as the directory read Lance does on
-    // this thread when it lists.
-    match std::fs::symlink_metadata(&next_path) {
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        _ => return false,
+    // Each lookup is a single metadata read, as cheap as one directory read of a listing.
+    match manifest_at(&current, cached.path.clone(), cached, cached.version) {
+        Some(observed) if same_manifest(cached, &observed) => {}
+        _ => return LocalHead::Unknown,
     }
-    let Ok(metadata) = std::fs::metadata(&current) else {
-        return false;
-    };
-    let observed = ManifestLocation {
-        version: cached.version,
-        path: cached.path.clone(),
+    let mut latest = None;
+    for step in 1..=MOST_VERSIONS_LOOKED_UP + 1 {
+        let Some(version) = cached.version.checked_add(step) else {
+            return LocalHead::Unknown;
+        };
+        let Some(name) = cached
+            .naming_scheme
+            .manifest_path(&object_store::path::Path::default(), version)
+            .filename()
+            .map(str::to_string)
+        else {
+            return LocalHead::Unknown;
+        };
+        let path = current.with_file_name(&name);
+        match std::fs::symlink_metadata(&path) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return match latest {
+                    None => LocalHead::Unchanged,
+                    Some(location) => LocalHead::Moved(location),
+                };
+            }
+            Ok(metadata) if metadata.is_file() => {}
+            _ => return LocalHead::Unknown,
+        }
+        let mut parts: Vec<_> = cached.path.parts().collect();
+        parts.pop();
+        parts.push(name.as_str().into());
+        let object_path = object_store::path::Path::from_iter(parts);
+        match manifest_at(&path, object_path, cached, version) {
+            Some(found) => latest = Some(found),
+            None => return LocalHead::Unknown,
+        }
+    }
+    LocalHead::Unknown
+}
+
+/// The manifest of `version` at the local `path` (`object_path` in the store) as Lance would
+/// locate it, named as `head`'s is; `None` if it cannot be read.
+fn manifest_at(
+    path: &std::path::Path,
+    object_path: object_store::path::Path,
+    head: &ManifestLocation,
+    version: u64,
+) -> Option<ManifestLocation> {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some(ManifestLocation {
+        version,
+        path: object_path,
         size: Some(metadata.len()),
-        naming_scheme: cached.naming_scheme,
+        naming_scheme: head.naming_scheme,
         e_tag: Some(lance_io::object_writer::get_etag(&metadata)),
         identity: None,
-    };
-    same_manifest(cached, &observed)
+    })
 }
 
 /// Whether two locations name the same manifest file: the same version, and the same object
@@ -281,6 +329,10 @@ mod tests {
             .expect("latest")
     }
 
+    fn unchanged(head: LocalHead) -> bool {
+        matches!(head, LocalHead::Unchanged)
+    }
+
     #[tokio::test]
     async fn a_local_head_is_current_until_another_version_or_another_dataset_appears() {
         use lance::dataset::WriteMode;
@@ -288,33 +340,78 @@ mod tests {
         let uri = root.path().join("t.lance").to_string_lossy().into_owned();
         write(&uri, 3, WriteMode::Create).await;
         let head = Dataset::open(&uri).await.expect("open");
-        assert!(unchanged_on_local_disk(&head).await, "just opened");
+        assert!(unchanged(local_head(&head).await), "just opened");
         let cache = DatasetCache::new(8);
         let first = latest_of(&cache, &uri).await.expect("exists");
         assert_eq!(first.version().version, 1);
         // Another writer commits the next version.
         write(&uri, 2, WriteMode::Append).await;
         assert!(
-            !unchanged_on_local_disk(&head).await,
+            !unchanged(local_head(&head).await),
             "a newer version exists"
         );
         // Checked out from the cached head, and then current by the quick look.
         let latest = latest_of(&cache, &uri).await.expect("exists");
         assert_eq!(latest.count_rows(None).await.expect("count"), 5);
-        assert!(
-            unchanged_on_local_disk(&latest).await,
-            "opened at the latest"
-        );
+        assert!(unchanged(local_head(&latest).await), "opened at the latest");
         // Dropped and created again with as many versions: same version, other file.
         std::fs::remove_dir_all(root.path().join("t.lance")).expect("drop");
         write(&uri, 7, WriteMode::Create).await;
         write(&uri, 1, WriteMode::Append).await;
-        assert!(!unchanged_on_local_disk(&latest).await, "another dataset");
+        assert!(
+            matches!(local_head(&latest).await, LocalHead::Unknown),
+            "another dataset"
+        );
         let again = latest_of(&cache, &uri).await.expect("exists");
         assert_eq!(again.count_rows(None).await.expect("count"), 8);
         // Dropped: not current, and the cache says so.
         std::fs::remove_dir_all(root.path().join("t.lance")).expect("drop");
-        assert!(!unchanged_on_local_disk(&again).await, "dropped");
+        assert!(
+            matches!(local_head(&again).await, LocalHead::Unknown),
+            "dropped"
+        );
         assert!(latest_of(&cache, &uri).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn new_local_versions_are_found_by_lookups_up_to_a_few_and_by_listing_past_them() {
+        use lance::dataset::WriteMode;
+        let root = tempfile::tempdir().expect("root");
+        let uri = root.path().join("t.lance").to_string_lossy().into_owned();
+        write(&uri, 1, WriteMode::Create).await;
+        let cache = DatasetCache::new(8);
+        let head = latest_of(&cache, &uri).await.expect("exists");
+        for _ in 0..3 {
+            write(&uri, 1, WriteMode::Append).await;
+        }
+        let LocalHead::Moved(location) = local_head(&head).await else {
+            panic!("three new versions not found by lookups");
+        };
+        assert_eq!(location.version, 4);
+        let latest = latest_of(&cache, &uri).await.expect("exists");
+        assert_eq!(latest.version().version, 4);
+        assert_eq!(latest.count_rows(None).await.expect("count"), 4);
+        // The lookup names the manifest as Lance does, so a cached open of it is reused.
+        assert!(same_manifest(latest.manifest_location(), &location));
+        let opens = cache.opens();
+        assert!(Arc::ptr_eq(
+            &cache
+                .version(&uri, &location, || Dataset::open(&uri))
+                .await
+                .expect("cached"),
+            &latest
+        ));
+        assert_eq!(cache.opens(), opens, "opened again");
+        // More new versions than worth looking up one by one: the listing finds the latest.
+        for _ in 0..=MOST_VERSIONS_LOOKED_UP {
+            write(&uri, 1, WriteMode::Append).await;
+        }
+        assert!(matches!(local_head(&latest).await, LocalHead::Unknown));
+        let listed = latest_of(&cache, &uri).await.expect("exists");
+        assert_eq!(listed.version().version, 5 + MOST_VERSIONS_LOOKED_UP);
+        assert_eq!(
+            listed.count_rows(None).await.expect("count"),
+            5 + MOST_VERSIONS_LOOKED_UP as usize
+        );
     }
 }

@@ -273,6 +273,11 @@ impl DataRoot {
     /// `table` at its latest version, opened through [`Self::write_uri`] so that what it commits
     /// goes through Lance's safe commit handler. `gate` is the caller's hold on the table, which
     /// it keeps until it has committed.
+    ///
+    /// The latest version is the one [`Self::open_latest`] finds (on a local disk by looking
+    /// up two files, see [`cache`]), opened by its number: opening "the latest" through another
+    /// URI would list every manifest of the table's history again. A commit made before this
+    /// write commits is found by Lance's conflict check, as with any read version.
     pub(crate) async fn open_for_write(&self, table: &str, gate: &WriteGate) -> Result<Dataset> {
         if gate.table() != table {
             return Err(Error::Internal {
@@ -282,13 +287,23 @@ impl DataRoot {
                 ),
             });
         }
-        if self.open_latest(table).await?.is_none() {
+        let Some(latest) = self.open_latest(table).await? else {
             return Err(Error::TableNotFound {
                 table: table.to_string(),
             });
-        }
+        };
         let uri = self.write_uri(table)?;
-        self.builder(&uri).load().await.map_err(|source| {
+        let version = latest.version().version;
+        let opened = match self.builder(&uri).with_version(version).load().await {
+            Ok(dataset) => Ok(dataset),
+            // Removed meanwhile (another process committed and cleaned up old versions, or
+            // dropped the table): open whatever is there now, which reports what went wrong.
+            Err(error) => {
+                tracing::debug!(table, version, %error, "opening the latest version by its number failed");
+                self.builder(&uri).load().await
+            }
+        };
+        opened.map_err(|source| {
             Error::lance(format!("opening table '{table}' for writing"), &uri, source)
         })
     }
