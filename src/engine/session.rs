@@ -1457,10 +1457,23 @@ impl LanceSession {
     }
 
     /// Runs `sql` (exactly one statement) and returns its rows as a stream; commands yield an
-    /// empty stream. For callers that only want rows (tests, embedding).
+    /// empty stream. For callers that only want rows (tests, embedding). A query run again is
+    /// not parsed and planned again while it is current, as for the front ends (see
+    /// [`super::recent`]).
     pub async fn sql_stream(&self, sql: &str) -> Result<SendableRecordBatchStream> {
-        let prepared = self.prepare_sql(sql).await?;
-        match self.execute_fresh(prepared).await? {
+        let outcome = match self.reusable(sql).await? {
+            Some(kept) => self.execute(&kept, Vec::new()).await?,
+            None => {
+                let prepared = self.prepare_sql(sql).await?;
+                if matches!(prepared.kind(), StatementKind::Query) {
+                    // The kept copy is checked for currency on its next use; this one was just
+                    // planned (a catalog query would otherwise be planned twice).
+                    self.remember(sql, &Arc::new(prepared.clone()));
+                }
+                self.execute_fresh(prepared).await?
+            }
+        };
+        match outcome {
             Outcome::Rows { stream, .. } => Ok(stream),
             Outcome::Done(_) => Ok(Box::pin(EmptyRecordBatchStream::new(Arc::new(
                 Schema::empty(),

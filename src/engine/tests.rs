@@ -502,6 +502,15 @@ fn a_session_reuses_its_recent_queries_until_another_statement_runs() {
             .expect("BEGIN runs");
         assert!(!kept(1).await, "kept across BEGIN");
         tag(&session, "COMMIT").await;
+        // Queries run by their text (embedding) are kept too, and still see writes.
+        tag(&session, CREATE_TEN).await;
+        let sum = "SELECT sum(id) FROM t";
+        assert_eq!(integers(&session, sum).await, [55]);
+        assert!(session.reusable(sum).await.expect("reusable").is_some());
+        assert_eq!(integers(&session, sum).await, [55]);
+        tag(&session, "INSERT INTO t VALUES (45)").await;
+        assert!(session.reusable(sum).await.expect("reusable").is_none());
+        assert_eq!(integers(&session, sum).await, [100]);
     });
 }
 
