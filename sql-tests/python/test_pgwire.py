@@ -52,8 +52,9 @@ def test_parameters_bind_in_text_and_binary(server):
 
 def test_a_repeated_query_plans_afresh_after_other_writers_and_settings(server, data):
     """Drivers send a parameterised query's text again for every execution (psycopg, unnamed,
-    before it prepares a named statement); the session reuses the plan only while planning
-    again would give the same one."""
+    before it prepares a named statement), and scripts and dashboards send the same simple
+    query again; the session reuses the plan only while planning again would give the same
+    one."""
     import lance
     import pyarrow as pa
 
@@ -75,6 +76,18 @@ def test_a_repeated_query_plans_afresh_after_other_writers_and_settings(server, 
         conn.execute("SET datafusion.sql_parser.enable_ident_normalization = false")
         with pytest.raises(psycopg.Error, match="ID"):
             conn.execute("SELECT ID FROM repeated WHERE id > %s", (0,))
+    # The simple protocol (psycopg's client-side binding) reuses a repeated text on the same
+    # terms.
+    with psycopg.connect(server, autocommit=True, cursor_factory=psycopg.ClientCursor) as conn:
+        simple = "SELECT * FROM repeated ORDER BY id"
+        assert conn.execute(simple).fetchall() == [(9, "new")]
+        assert conn.execute(simple).fetchall() == [(9, "new")]
+        lance.write_dataset(pa.table({"id": [10], "name": ["newer"]}), path, mode="append")
+        assert conn.execute(simple).fetchall() == [(9, "new"), (10, "newer")]
+        lance.write_dataset(pa.table({"id": [11]}), path, mode="overwrite")
+        cursor = conn.execute(simple)
+        assert [column.name for column in cursor.description] == ["id"]
+        assert cursor.fetchall() == [(11,)]
 
 
 def test_common_types_round_trip(server):

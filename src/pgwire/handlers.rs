@@ -128,11 +128,24 @@ impl SimpleQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        // A query sent again as it was (a dashboard's refresh, a script's loop) runs the plan
+        // the session kept for its text while that is current, as in the extended protocol.
+        if let Some(kept) = self.session.reusable(query).await.map_err(wire_error)? {
+            let cancel = self.signal.watch();
+            let outcome =
+                until_cancelled(self.session.execute(&kept, Vec::new()), cancel.clone()).await;
+            report_changes(client, self.session.take_reported_changes()).await?;
+            return Ok(vec![match outcome {
+                Ok(outcome) => respond(outcome, &Format::UnifiedText, options, cancel)?,
+                Err(error) => Response::Error(Box::new(error_info(&error))),
+            }]);
+        }
         let statements = self.session.parse(query).map_err(wire_error)?;
         if statements.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
         }
-        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let single = statements.len() == 1;
         let mut responses = Vec::with_capacity(statements.len());
         for statement in statements {
             // Postgres runs a multi-statement query until the first error, and reports it.
@@ -141,6 +154,10 @@ impl SimpleQueryHandler for QueryHandler {
                 let prepared = self.session.prepare(statement).await?;
                 if matches!(prepared.kind(), StatementKind::CopyIn { .. }) {
                     return Ok(Err(prepared));
+                }
+                if single && matches!(prepared.kind(), StatementKind::Query) {
+                    // Kept for the next time this text comes, checked for currency then.
+                    self.session.remember(query, &Arc::new(prepared.clone()));
                 }
                 self.session.execute_fresh(prepared).await.map(Ok)
             };
