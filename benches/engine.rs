@@ -3,7 +3,8 @@
 //! - `filtered_scan`: one filtered, projected scan through lancesql SQL and through Lance's own
 //!   Rust scanner over the same dataset (goal: lancesql within 1.1x).
 //! - `rows_by_id`: 100 random rows by `_rowid IN (...)` and by `take(...)` through lancesql
-//!   (written in the SQL text, and bound as a parameter to a statement prepared once), against
+//!   (written in the SQL text, the same text every iteration, so the session's plan for it is
+//!   reused; and bound as a parameter to a statement prepared once), against
 //!   Lance's own `take_rows` of the same ids (goal: within 1.1x) and the same rows by
 //!   `id IN (...)` through DataFusion over a Parquet copy of the data (goal: at least 100x
 //!   slower than lancesql).

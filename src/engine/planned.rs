@@ -38,10 +38,11 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The plan of a statement the session carries out without DataFusion (transaction
-    /// control, `SET`, index and history commands): it depends on nothing, so it never goes
-    /// stale.
-    pub fn of_command(logical: LogicalPlan) -> Self {
+    /// A plan every execution runs as it is, never checked for currency: that of a statement
+    /// the session carries out without DataFusion (transaction control, `SET`, index and
+    /// history commands), which depends on nothing, or of one prepared a moment ago to run
+    /// once.
+    pub fn unchecked(logical: LogicalPlan) -> Self {
         Plan {
             logical,
             tables: Vec::new(),

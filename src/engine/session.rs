@@ -791,6 +791,16 @@ impl LanceSession {
         self.recent.keep(sql, prepared);
     }
 
+    /// Keeps a copy of `prepared`, prepared from `sql` a moment ago to run once with
+    /// [`Self::execute_fresh`], for [`Self::reusable`] if it is a query: the copy is checked
+    /// for currency when it is reused, the statement itself runs as just planned (a catalog
+    /// query would otherwise be planned twice).
+    pub fn remember_copy(&self, sql: &str, prepared: &PreparedStatement) {
+        if matches!(prepared.kind(), StatementKind::Query) {
+            self.recent.keep(sql, &Arc::new(prepared.clone()));
+        }
+    }
+
     /// Resolves the tables `statement` names and plans it (see the module docs).
     pub async fn prepare(&self, mut statement: DFStatement) -> Result<PreparedStatement> {
         refuse_unsupported(&statement)?;
@@ -827,7 +837,7 @@ impl LanceSession {
                 },
                 schema: command.schema(),
                 statement,
-                plan: PlanSlot::new(Plan::of_command(empty_plan())),
+                plan: PlanSlot::new(Plan::unchecked(empty_plan())),
                 parameter_fields: Vec::new(),
                 command: Some(command),
             });
@@ -898,7 +908,7 @@ impl LanceSession {
             | StatementKind::AlterTable { .. }
             | StatementKind::Merge { .. }
             | StatementKind::Fetch { .. }
-            | StatementKind::CloseCursor(_) => Plan::of_command(empty_plan()),
+            | StatementKind::CloseCursor(_) => Plan::unchecked(empty_plan()),
             _ => self.plan_for_execution(&statement, &kind).await?,
         };
         let parameter_fields = parameter_fields(&plan.logical)?;
@@ -963,7 +973,7 @@ impl LanceSession {
                 options,
                 creates: true,
             },
-            plan: PlanSlot::new(Plan::of_command(empty_plan())),
+            plan: PlanSlot::new(Plan::unchecked(empty_plan())),
             parameter_fields: Vec::new(),
             schema: Arc::new(Schema::new(fields)),
             command: None,
@@ -1465,11 +1475,7 @@ impl LanceSession {
             Some(kept) => self.execute(&kept, Vec::new()).await?,
             None => {
                 let prepared = self.prepare_sql(sql).await?;
-                if matches!(prepared.kind(), StatementKind::Query) {
-                    // The kept copy is checked for currency on its next use; this one was just
-                    // planned (a catalog query would otherwise be planned twice).
-                    self.remember(sql, &Arc::new(prepared.clone()));
-                }
+                self.remember_copy(sql, &prepared);
                 self.execute_fresh(prepared).await?
             }
         };
@@ -1568,14 +1574,8 @@ impl LanceSession {
     /// Executes a statement prepared a moment ago (no parameters), without checking for newer
     /// versions: what [`LanceSession::run`] does after preparing.
     pub async fn execute_fresh(&self, prepared: PreparedStatement) -> Result<Outcome> {
-        let planned = prepared.plan.get();
-        prepared.plan.replace(Arc::new(Plan {
-            logical: planned.logical.clone(),
-            tables: Vec::new(),
-            reads_catalog: false,
-            settings: None,
-            optimized: None,
-        }));
+        let logical = prepared.plan.get().logical.clone();
+        prepared.plan.replace(Arc::new(Plan::unchecked(logical)));
         self.execute(&prepared, Vec::new()).await
     }
 

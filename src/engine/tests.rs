@@ -72,6 +72,14 @@ async fn rows_of(outcome: Result<Outcome, Error>) -> Vec<RecordBatch> {
     }
 }
 
+/// Row ids bound as the one parameter of a prepared `take(table, $1)`.
+fn ids(values: &[u64]) -> Vec<ScalarValue> {
+    let list = arrow::array::ListArray::from_iter_primitive::<arrow::datatypes::UInt64Type, _, _>(
+        [Some(values.iter().map(|value| Some(*value)))],
+    );
+    vec![ScalarValue::List(std::sync::Arc::new(list))]
+}
+
 fn integers_of(batches: &[RecordBatch]) -> Vec<i64> {
     batches
         .iter()
@@ -384,13 +392,6 @@ fn a_prepared_statement_planned_again_keeps_its_new_plan_for_the_executions_afte
             .prepare_sql("SELECT id FROM take('v', $1)")
             .await
             .expect("prepare take");
-        let ids = |values: &[u64]| {
-            let list =
-                arrow::array::ListArray::from_iter_primitive::<arrow::datatypes::UInt64Type, _, _>(
-                    [Some(values.iter().map(|value| Some(*value)))],
-                );
-            vec![ScalarValue::List(std::sync::Arc::new(list))]
-        };
         assert_eq!(counted(session.execute(&take, ids(&[2])).await).await, [3]);
         tag(&session, "DELETE FROM v WHERE id = 3").await;
         let Ok(Outcome::Rows { stream, .. }) = session.execute(&take, ids(&[2])).await else {
@@ -412,13 +413,6 @@ fn a_query_whose_parameters_are_search_arguments_binds_new_values_into_one_optim
     run(|| async {
         let (_root, session) = scratch_session();
         tag(&session, CREATE_VECTORS).await;
-        let ids = |values: &[u64]| {
-            let list =
-                arrow::array::ListArray::from_iter_primitive::<arrow::datatypes::UInt64Type, _, _>(
-                    [Some(values.iter().map(|value| Some(*value)))],
-                );
-            vec![ScalarValue::List(std::sync::Arc::new(list))]
-        };
         let take = session
             .prepare_sql("SELECT id FROM take('v', $1)")
             .await

@@ -155,9 +155,8 @@ impl SimpleQueryHandler for QueryHandler {
                 if matches!(prepared.kind(), StatementKind::CopyIn { .. }) {
                     return Ok(Err(prepared));
                 }
-                if single && matches!(prepared.kind(), StatementKind::Query) {
-                    // Kept for the next time this text comes, checked for currency then.
-                    self.session.remember(query, &Arc::new(prepared.clone()));
+                if single {
+                    self.session.remember_copy(query, &prepared);
                 }
                 self.session.execute_fresh(prepared).await.map(Ok)
             };

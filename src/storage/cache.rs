@@ -204,10 +204,16 @@ async fn local_head(head: &Dataset) -> LocalHead {
     }
     let current = std::path::PathBuf::from(lance_io::local::to_local_path(&cached.path));
     // Each lookup is a single metadata read, as cheap as one directory read of a listing.
-    match manifest_at(&current, cached.path.clone(), cached, cached.version) {
-        Some(observed) if same_manifest(cached, &observed) => {}
+    match std::fs::metadata(&current) {
+        Ok(metadata)
+            if same_manifest(
+                cached,
+                &located(cached, cached.path.clone(), cached.version, &metadata),
+            ) => {}
         _ => return LocalHead::Unknown,
     }
+    let mut versions_folder: Vec<_> = cached.path.parts().collect();
+    versions_folder.pop();
     let mut latest = None;
     for step in 1..=MOST_VERSIONS_LOOKED_UP + 1 {
         let Some(version) = cached.version.checked_add(step) else {
@@ -221,46 +227,43 @@ async fn local_head(head: &Dataset) -> LocalHead {
         else {
             return LocalHead::Unknown;
         };
-        let path = current.with_file_name(&name);
-        match std::fs::symlink_metadata(&path) {
+        match std::fs::symlink_metadata(current.with_file_name(&name)) {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 return match latest {
                     None => LocalHead::Unchanged,
                     Some(location) => LocalHead::Moved(location),
                 };
             }
-            Ok(metadata) if metadata.is_file() => {}
+            Ok(metadata) if metadata.is_file() => {
+                let object_path = versions_folder
+                    .iter()
+                    .cloned()
+                    .chain([name.as_str().into()])
+                    .collect();
+                latest = Some(located(cached, object_path, version, &metadata));
+            }
             _ => return LocalHead::Unknown,
-        }
-        let mut parts: Vec<_> = cached.path.parts().collect();
-        parts.pop();
-        parts.push(name.as_str().into());
-        let object_path = object_store::path::Path::from_iter(parts);
-        match manifest_at(&path, object_path, cached, version) {
-            Some(found) => latest = Some(found),
-            None => return LocalHead::Unknown,
         }
     }
     LocalHead::Unknown
 }
 
-/// The manifest of `version` at the local `path` (`object_path` in the store) as Lance would
-/// locate it, named as `head`'s is; `None` if it cannot be read.
-fn manifest_at(
-    path: &std::path::Path,
-    object_path: object_store::path::Path,
+/// The location of the manifest of `version`, a local file with `metadata` at `object_path`
+/// in the store, as Lance would report it; named as `head`'s is.
+fn located(
     head: &ManifestLocation,
+    object_path: object_store::path::Path,
     version: u64,
-) -> Option<ManifestLocation> {
-    let metadata = std::fs::metadata(path).ok()?;
-    Some(ManifestLocation {
+    metadata: &std::fs::Metadata,
+) -> ManifestLocation {
+    ManifestLocation {
         version,
         path: object_path,
         size: Some(metadata.len()),
         naming_scheme: head.naming_scheme,
-        e_tag: Some(lance_io::object_writer::get_etag(&metadata)),
+        e_tag: Some(lance_io::object_writer::get_etag(metadata)),
         identity: None,
-    })
+    }
 }
 
 /// Whether two locations name the same manifest file: the same version, and the same object
