@@ -56,6 +56,7 @@ SELECT * FROM {t} WHERE score > 1 ORDER BY score, id LIMIT 4;
 SELECT name, category FROM {t} WHERE category IS NOT NULL AND id > 50 ORDER BY id LIMIT 3;
 SELECT day, name FROM {t} WHERE upper(name) LIKE 'NAME_1%' ORDER BY day DESC NULLS FIRST, id LIMIT 6;
 SELECT flag, name, id FROM {t} ORDER BY id + 0 LIMIT 3;
+SELECT id, name, category FROM {t} ORDER BY id % 10, id DESC LIMIT 6;
 SELECT * FROM {t} ORDER BY id LIMIT 2 OFFSET 190;
 SELECT a.id, b.id FROM {t} a JOIN {t} b ON a.id = b.id + 100 WHERE a.id < 110;
 SELECT * FROM {evolved};

@@ -3,6 +3,7 @@
 //!
 //! May depend on: `storage`, `config`, `error`; never on `catalog`, `engine` or front ends.
 
+pub mod by_address;
 pub mod changes;
 pub mod late_materialization;
 pub mod metrics;

@@ -26,8 +26,8 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::{StreamExt, TryStreamExt};
 use lance::Dataset;
+use lance::dataset::ProjectionRequest;
 use lance::dataset::rowids::get_row_id_index;
-use lance::dataset::{ProjectionRequest, TakeBuilder};
 use lance_core::datatypes::BlobHandling;
 use lance_core::{ROW_ADDR, ROW_ID};
 use lance_datafusion::projection::ProjectionPlan;
@@ -39,6 +39,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::Error;
+use crate::physical::by_address::{RowPosition, interleaved, projected, take_per_fragment};
 use crate::storage::{DataRoot, guard_stream_panics};
 
 use super::metrics::measured;
@@ -869,7 +870,11 @@ async fn take_rows(
     } else {
         taken_by_address(dataset, spec, &projection, &distinct).await
     };
-    let (schema, batches) = match read {
+    let Taken {
+        schema,
+        batches,
+        projection,
+    } = match read {
         Ok(read) => read,
         Err(error) => {
             let failure = root
@@ -879,7 +884,7 @@ async fn take_rows(
         }
     };
     // Where each distinct id landed: (batch, row).
-    let mut position: HashMap<u64, (usize, usize)> = HashMap::with_capacity(distinct.len());
+    let mut position: HashMap<u64, RowPosition> = HashMap::with_capacity(distinct.len());
     for (batch_index, batch) in batches.iter().enumerate() {
         let found = batch
             .column_by_name(ROW_ID)
@@ -900,35 +905,24 @@ async fn take_rows(
                 row_id: *id,
             }))),
         })
-        .collect::<DFResult<Vec<(usize, usize)>>>()?;
-    match batches.as_slice() {
-        [] => return Ok(RecordBatch::new_empty(schema)),
-        [batch]
-            if batch.num_rows() == order.len()
-                && order
-                    .iter()
-                    .enumerate()
-                    .all(|(index, (_, row))| *row == index) =>
-        {
-            // Asked in the order Lance returned, without duplicates: Lance's batch is the answer.
-            return Ok(batch.clone());
-        }
-        _ => {}
+        .collect::<DFResult<Vec<RowPosition>>>()?;
+    let rows = interleaved(schema, &batches, &order)?;
+    match projection {
+        Some(plan) if rows.num_rows() > 0 => Ok(projected(&plan, rows)
+            .await
+            .map_err(|error| Error::lance("taking rows", &spec.uri, error))?),
+        _ => Ok(rows),
     }
-    // One copy of each value (large blobs included) straight into the requested order.
-    let columns = (0..schema.fields().len())
-        .map(|column| {
-            let arrays: Vec<&dyn Array> = batches
-                .iter()
-                .map(|batch| batch.column(column).as_ref())
-                .collect();
-            arrow::compute::interleave(&arrays, &order)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(order.len()));
-    Ok(RecordBatch::try_new_with_options(
-        schema, columns, &options,
-    )?)
+}
+
+/// Rows read for a take, before they are put in the order asked for.
+struct Taken {
+    /// The output schema (of the batches once projected).
+    schema: SchemaRef,
+    /// The rows found, each distinct id once, with `_rowid`.
+    batches: Vec<RecordBatch>,
+    /// The projection still to apply to the rows once in order, if they were read as stored.
+    projection: Option<ProjectionPlan>,
 }
 
 /// Whether `field` is, or holds, a Lance blob column.
@@ -936,29 +930,34 @@ fn holds_blob(field: &lance_core::datatypes::Field) -> bool {
     field.is_blob() || field.children.iter().any(holds_blob)
 }
 
-/// The live rows among `row_ids` (sorted, distinct) with `_rowid` (and `_rowaddr` if asked), in
-/// one batch, read by Lance's take of row addresses: the path of Lance's own `take_rows`, without
-/// planning a scan. Lance 14 cannot decode blob columns there (see [`taken_by_scan`]).
+/// The live rows among `row_ids` (sorted, distinct) with `_rowid` (and `_rowaddr` if asked), a
+/// batch per fragment, read by Lance's take of row addresses: the path of Lance's own
+/// `take_rows`, without planning a scan. Lance 14 cannot decode blob columns there (see [`taken_by_scan`]).
 async fn taken_by_address(
     dataset: &Arc<Dataset>,
     spec: &SearchSpec,
     projection: &lance_core::datatypes::Schema,
     row_ids: &[u64],
-) -> lance::Result<(SchemaRef, Vec<RecordBatch>)> {
+) -> lance::Result<Taken> {
     let mut plan = ProjectionPlan::from_schema(dataset.clone(), projection)?;
     plan.include_row_id();
     if spec.with_row_addr {
         plan.include_row_addr();
     }
     let schema = Arc::new(plan.output_schema()?);
-    let addresses = possible_addresses(dataset, row_ids).await?;
-    if addresses.is_empty() {
-        return Ok((schema, Vec::new()));
-    }
-    let taken = TakeBuilder::try_new_from_addresses(dataset.clone(), addresses, Arc::new(plan))?
-        .execute()
-        .await?;
-    Ok((schema, vec![taken]))
+    let mut addresses = possible_addresses(dataset, row_ids).await?;
+    // Under stable row ids, ids in order may live at addresses out of order.
+    addresses.sort_unstable();
+    let batches = if addresses.is_empty() {
+        Vec::new()
+    } else {
+        take_per_fragment(dataset, &plan, &addresses).await?
+    };
+    Ok(Taken {
+        schema,
+        batches,
+        projection: Some(plan),
+    })
 }
 
 /// The live rows among `row_ids` (sorted, distinct) with `_rowid` (and `_rowaddr` if asked),
@@ -968,7 +967,7 @@ async fn taken_by_scan(
     dataset: &Arc<Dataset>,
     spec: &SearchSpec,
     row_ids: &[u64],
-) -> lance::Result<(SchemaRef, Vec<RecordBatch>)> {
+) -> lance::Result<Taken> {
     let mut scanner = dataset.scan();
     scanner.blob_handling(BlobHandling::AllBinary);
     scanner.batch_size(spec.batch_size.max(row_ids.len()));
@@ -980,7 +979,11 @@ async fn taken_by_scan(
     scanner.project(&columns)?;
     let schema = scanner.schema().await?;
     if row_ids.is_empty() {
-        return Ok((schema, Vec::new()));
+        return Ok(Taken {
+            schema,
+            batches: Vec::new(),
+            projection: None,
+        });
     }
     let ids: Vec<Expr> = row_ids
         .iter()
@@ -988,7 +991,11 @@ async fn taken_by_scan(
         .collect();
     scanner.filter_expr(datafusion::logical_expr::col(ROW_ID).in_list(ids, false));
     let batches = scanner.try_into_stream().await?.try_collect().await?;
-    Ok((schema, batches))
+    Ok(Taken {
+        schema,
+        batches,
+        projection: None,
+    })
 }
 
 /// The row addresses `row_ids` (sorted, distinct) may live at in `dataset`: looked up in the

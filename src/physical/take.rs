@@ -23,7 +23,6 @@ use datafusion::physical_plan::execution_plan::CardinalityEffect;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::TryStreamExt;
-use lance::dataset::TakeBuilder;
 use lance_core::ROW_ADDR;
 use lance_core::datatypes::BlobHandling;
 use lance_datafusion::projection::ProjectionPlan;
@@ -33,6 +32,7 @@ use std::time::Instant;
 use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricsSet};
 
 use crate::error::Error;
+use crate::physical::by_address::{RowPosition, interleaved, projected, take_per_fragment};
 use crate::physical::metrics::TakeMetrics;
 use crate::storage::{DataRoot, guard_stream_panics};
 
@@ -238,13 +238,12 @@ async fn take_columns(
     plan.physical_projection = plan
         .physical_projection
         .with_blob_handling(BlobHandling::AllBinary);
-    let taken =
-        TakeBuilder::try_new_from_addresses(dataset, addresses.values().to_vec(), Arc::new(plan))
-            .map_err(lance_error)?
-            .execute()
-            .await;
-    let taken = match taken {
-        Ok(taken) => taken,
+    let schema_when_empty = Arc::new(plan.output_schema().map_err(lance_error)?);
+    let mut sorted = addresses.values().to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let batches = match take_per_fragment(&dataset, &plan, &sorted).await {
+        Ok(batches) => batches,
         Err(error) => {
             let failure = root
                 .read_failure(&spec.table, &spec.uri, spec.version, error)
@@ -252,21 +251,33 @@ async fn take_columns(
             return Err(DataFusionError::from(failure));
         }
     };
-    // A row address is the fragment id in the high 32 bits and the row offset in the low.
-    let fragments: std::collections::BTreeSet<u64> = addresses
-        .values()
-        .iter()
-        .map(|address| address >> 32)
-        .collect();
-    metrics.took(started, taken.num_rows(), fragments.len());
-    if taken.num_rows() != batch.num_rows() {
+    let taken_rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    metrics.took(started, taken_rows, batches.len());
+    // The addresses come from a scan of the same pinned version: every one is a live row.
+    if taken_rows != sorted.len() {
         return Err(internal_datafusion_err!(
-            "a take on '{}' returned {} rows for {} addresses",
+            "a take on '{}' returned {taken_rows} rows for {} addresses",
             spec.table,
-            taken.num_rows(),
-            batch.num_rows()
+            sorted.len()
         ));
     }
+    let sorted_positions: Vec<RowPosition> = batches
+        .iter()
+        .enumerate()
+        .flat_map(|(index, batch)| (0..batch.num_rows()).map(move |row| (index, row)))
+        .collect();
+    let order = addresses
+        .values()
+        .iter()
+        .map(|address| {
+            sorted
+                .binary_search(address)
+                .map(|index| sorted_positions[index])
+                .map_err(|_| internal_datafusion_err!("address {address} was not taken"))
+        })
+        .collect::<DFResult<Vec<_>>>()?;
+    let taken = interleaved(schema_when_empty, &batches, &order)?;
+    let taken = projected(&plan, taken).await.map_err(lance_error)?;
     let columns = schema
         .fields()
         .iter()
