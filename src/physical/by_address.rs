@@ -1,11 +1,13 @@
-//! Rows of one pinned dataset read by row address: one Lance take per fragment, run
-//! concurrently, then put into the order asked for with one copy of each value.
+//! Rows of one pinned dataset read by row address: each fragment's rows by its own Lance
+//! fragment reader, concurrently, then put into the order asked for with one copy of each value.
 //!
 //! Lance's own take of addresses in several fragments concatenates the fragments' rows and,
 //! when they were not asked for in address order, reorders them: two copies of every value.
 //! Taking each fragment's rows on their own and interleaving them straight into the order asked
 //! for copies each value once, and not at all when one fragment's rows are asked for in address
-//! order. For large binary columns (images, audio) those copies are most of a take's CPU.
+//! order. For large binary columns (images, audio) those copies are most of a take's CPU. Lance's
+//! projection step, a small DataFusion plan of its own, runs only where it does more than pass
+//! stored columns through.
 
 use std::sync::Arc;
 
