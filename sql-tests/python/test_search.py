@@ -86,6 +86,14 @@ def test_query_vectors_and_row_ids_bind_as_parameters(server, data):
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="has 2 dimensions"):
             conn.execute(statement, ([1.0, 2.0], 3))
         assert conn.execute("SELECT 1").fetchone() == (1,)
+        # A bound value that the cast written on it cannot read fails as Postgres fails it
+        # (22P02), and the session goes on.
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="invalid float"):
+            conn.execute("SELECT id FROM vector_search('vecs', 'embedding', %s::float4[], 5)",
+                         (["a", "b"],))
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="invalid digit"):
+            conn.execute("SELECT id FROM take('vecs', %s::bigint[])", (["a", "b"],))
+        assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
 def test_asyncpg_binds_the_vector_with_the_described_type(server, data):
