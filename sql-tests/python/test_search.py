@@ -88,11 +88,16 @@ def test_query_vectors_and_row_ids_bind_as_parameters(server, data):
         assert conn.execute("SELECT 1").fetchone() == (1,)
         # A bound value that the cast written on it cannot read fails as Postgres fails it
         # (22P02), and the session goes on.
-        with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="invalid float"):
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation,
+                           match=r"\$1 as float4\[\]: invalid float"):
             conn.execute("SELECT id FROM vector_search('vecs', 'embedding', %s::float4[], 5)",
                          (["a", "b"],))
-        with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="invalid digit"):
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation,
+                           match=r"\$1 as int8\[\]: invalid digit"):
             conn.execute("SELECT id FROM take('vecs', %s::bigint[])", (["a", "b"],))
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation,
+                           match=r"\$2 as int8: invalid digit"):
+            conn.execute(statement, ([float(x) for x in query], "five"))
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 

@@ -6,17 +6,18 @@
 //! clients send it (the ADBC driver's catalog queries).
 
 use bytes::Bytes;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters;
 use datafusion_postgres::pgwire::api::Type;
 use datafusion_postgres::pgwire::api::portal::Portal;
-use datafusion_postgres::pgwire::error::PgWireResult;
+use datafusion_postgres::pgwire::error::{PgWireError, PgWireResult};
 use postgres_types::Kind;
 
 use crate::engine::PreparedStatement;
 use crate::error::Error;
 use crate::pgwire::handlers::wire_error;
+use crate::pgwire::wire_types::parameter_type;
 
 /// The values bound to `$1`, `$2`, ... of `prepared` in `portal`.
 pub fn bound_values<S: Clone + Default>(
@@ -57,26 +58,91 @@ pub fn bound_values<S: Clone + Default>(
             !portal.parameter_format.is_binary(index) && (declared_array || inferred_array)
         })
         .collect();
+    let fields = prepared.parameter_fields();
     let values = if arrays.is_empty() {
-        deserialize_parameters(portal, &types)?
+        deserialize_parameters(portal, &types)
+            .map_err(|error| naming_the_parameter(portal, fields, &types, error))?
     } else {
-        // Portals cannot be built field by field outside pgwire; a default one can be filled.
-        let mut canonical = Portal::default();
-        canonical.statement = portal.statement.clone();
-        canonical.parameter_format = portal.parameter_format.clone();
-        canonical.parameters = portal.parameters.clone();
+        let mut canonical = copy_of(portal);
         for index in arrays {
             if let Some(Some(text)) = canonical.parameters.get_mut(index) {
                 *text = canonical_array_text(text);
             }
         }
-        deserialize_parameters(&canonical, &types)?
+        deserialize_parameters(&canonical, &types)
+            .map_err(|error| naming_the_parameter(&canonical, fields, &types, error))?
     };
     match values {
         ParamValues::List(values) => Ok(values.into_iter().map(|value| value.value).collect()),
         ParamValues::Map(_) => Err(wire_error(Error::invalid(
             "parameters are positional ($1, $2, ...)",
         ))),
+    }
+}
+
+/// A copy of `portal` to change: portals cannot be built field by field outside pgwire, a
+/// default one can be filled.
+fn copy_of<S: Clone + Default>(portal: &Portal<S>) -> Portal<S> {
+    let mut copy = Portal::default();
+    copy.statement = portal.statement.clone();
+    copy.parameter_format = portal.parameter_format.clone();
+    copy.parameters = portal.parameters.clone();
+    copy
+}
+
+/// `error`, a value of `portal` that could not be read, with the parameter it was (`$2`) and
+/// its type (as the client declared it, else as the server described it): the decoder reads
+/// all values at once and does not say which one failed, so on that failure each value is read
+/// again alone (the others as NULL) to find it.
+fn naming_the_parameter<S: Clone + Default>(
+    portal: &Portal<S>,
+    fields: &[Option<FieldRef>],
+    types: &[Option<&DataType>],
+    error: PgWireError,
+) -> PgWireError {
+    if !matches!(error, PgWireError::FailedToParseParameter(_)) {
+        return error;
+    }
+    for index in 0..portal.parameters.len() {
+        let mut alone = copy_of(portal);
+        for (other, value) in alone.parameters.iter_mut().enumerate() {
+            if other != index {
+                *value = None;
+            }
+        }
+        if let Err(PgWireError::FailedToParseParameter(reason)) =
+            deserialize_parameters(&alone, types)
+        {
+            let declared = portal
+                .statement
+                .parameter_types
+                .get(index)
+                .cloned()
+                .flatten()
+                .filter(|pg_type| *pg_type != Type::UNKNOWN);
+            let described = || {
+                fields
+                    .get(index)
+                    .cloned()
+                    .flatten()
+                    .and_then(|field| parameter_type(&field).ok())
+            };
+            let type_name = declared
+                .or_else(described)
+                .map_or_else(|| "unknown".to_string(), |pg_type| type_name(&pg_type));
+            return PgWireError::FailedToParseParameter(
+                format!("${} as {type_name}: {reason}", index + 1).into(),
+            );
+        }
+    }
+    error
+}
+
+/// `pg_type` as SQL writes it (`float4[]`, not `_float4`).
+fn type_name(pg_type: &Type) -> String {
+    match pg_type.kind() {
+        Kind::Array(element) => format!("{}[]", element.name()),
+        _ => pg_type.name().to_string(),
     }
 }
 
