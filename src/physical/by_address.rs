@@ -12,7 +12,6 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, RecordBatch, RecordBatchOptions};
-use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use datafusion::logical_expr::Expr;
 use futures::{StreamExt, TryStreamExt};
@@ -110,15 +109,14 @@ fn stored_output_columns(plan: &ProjectionPlan, batch: &RecordBatch) -> Option<V
 }
 
 /// The rows of `batches` (all of one schema) in `order`, repeats allowed, each value copied
-/// once; a single batch asked for whole and in its own order is returned as it is. Without
-/// rows, an empty batch of `schema_when_empty`.
+/// once; a single batch asked for whole and in its own order is returned as it is. `None` when
+/// no row is asked for (the caller knows the schema such an empty result has).
 pub fn interleaved(
-    schema_when_empty: SchemaRef,
     batches: &[RecordBatch],
     order: &[RowPosition],
-) -> Result<RecordBatch, ArrowError> {
+) -> Result<Option<RecordBatch>, ArrowError> {
     let Some(first) = batches.first().filter(|_| !order.is_empty()) else {
-        return Ok(RecordBatch::new_empty(schema_when_empty));
+        return Ok(None);
     };
     if let [batch] = batches
         && batch.num_rows() == order.len()
@@ -127,7 +125,7 @@ pub fn interleaved(
             .enumerate()
             .all(|(index, (_, row))| *row == index)
     {
-        return Ok(batch.clone());
+        return Ok(Some(batch.clone()));
     }
     let schema = first.schema();
     let columns = (0..schema.fields().len())
@@ -140,7 +138,7 @@ pub fn interleaved(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let options = RecordBatchOptions::new().with_row_count(Some(order.len()));
-    RecordBatch::try_new_with_options(schema, columns, &options)
+    RecordBatch::try_new_with_options(schema, columns, &options).map(Some)
 }
 
 #[cfg(test)]
@@ -148,7 +146,7 @@ mod tests {
     use super::*;
 
     use arrow::array::{Int64Array, LargeBinaryArray};
-    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
     fn batch(schema: &SchemaRef, ids: &[i64]) -> RecordBatch {
         let payloads: Vec<Vec<u8>> = ids.iter().map(|id| vec![*id as u8; 3]).collect();
@@ -183,8 +181,9 @@ mod tests {
     fn rows_of_several_batches_come_in_the_order_asked_with_repeats() {
         let schema = schema();
         let batches = [batch(&schema, &[1, 2]), batch(&schema, &[7, 8, 9])];
-        let rows =
-            interleaved(schema, &batches, &[(1, 2), (0, 0), (1, 2), (0, 1)]).expect("interleaved");
+        let rows = interleaved(&batches, &[(1, 2), (0, 0), (1, 2), (0, 1)])
+            .expect("interleaved")
+            .expect("rows");
         assert_eq!(ids(&rows), vec![9, 1, 9, 2]);
         let payloads = rows
             .column(1)
@@ -198,7 +197,9 @@ mod tests {
     fn one_batch_asked_in_its_order_is_not_copied() {
         let schema = schema();
         let batches = [batch(&schema, &[4, 5])];
-        let rows = interleaved(schema, &batches, &[(0, 0), (0, 1)]).expect("interleaved");
+        let rows = interleaved(&batches, &[(0, 0), (0, 1)])
+            .expect("interleaved")
+            .expect("rows");
         assert_eq!(
             rows.column(1).to_data().buffers()[1].as_ptr(),
             batches[0].column(1).to_data().buffers()[1].as_ptr()
@@ -206,9 +207,10 @@ mod tests {
     }
 
     #[test]
-    fn nothing_asked_gives_no_rows() {
+    fn nothing_asked_gives_no_batch() {
         let schema = schema();
-        let rows = interleaved(schema.clone(), &[], &[]).expect("interleaved");
-        assert_eq!((rows.num_rows(), rows.schema()), (0, schema));
+        let batches = [batch(&schema, &[4, 5])];
+        assert!(interleaved(&batches, &[]).expect("interleaved").is_none());
+        assert!(interleaved(&[], &[]).expect("interleaved").is_none());
     }
 }

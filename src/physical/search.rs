@@ -870,11 +870,7 @@ async fn take_rows(
     } else {
         taken_by_address(dataset, spec, &projection, &distinct).await
     };
-    let Taken {
-        schema,
-        batches,
-        projection,
-    } = match read {
+    let taken = match read {
         Ok(read) => read,
         Err(error) => {
             let failure = root
@@ -885,7 +881,7 @@ async fn take_rows(
     };
     // Where each distinct id landed: (batch, row).
     let mut position: HashMap<u64, RowPosition> = HashMap::with_capacity(distinct.len());
-    for (batch_index, batch) in batches.iter().enumerate() {
+    for (batch_index, batch) in taken.batches().iter().enumerate() {
         let found = batch
             .column_by_name(ROW_ID)
             .and_then(|column| column.as_any().downcast_ref::<UInt64Array>())
@@ -906,23 +902,41 @@ async fn take_rows(
             }))),
         })
         .collect::<DFResult<Vec<RowPosition>>>()?;
-    let rows = interleaved(schema, &batches, &order)?;
-    match projection {
-        Some(plan) if rows.num_rows() > 0 => Ok(projected(&plan, rows)
-            .await
-            .map_err(|error| Error::lance("taking rows", &spec.uri, error))?),
-        _ => Ok(rows),
+    let lance_error = |error| DataFusionError::from(Error::lance("taking rows", &spec.uri, error));
+    let rows = interleaved(taken.batches(), &order)?;
+    match (rows, taken) {
+        (Some(rows), Taken::Stored { plan, .. }) => {
+            projected(&plan, rows).await.map_err(lance_error)
+        }
+        (Some(rows), Taken::Scanned { .. }) => Ok(rows),
+        (None, Taken::Stored { plan, .. }) => Ok(RecordBatch::new_empty(Arc::new(
+            plan.output_schema().map_err(lance_error)?,
+        ))),
+        (None, Taken::Scanned { schema, .. }) => Ok(RecordBatch::new_empty(schema)),
     }
 }
 
-/// Rows read for a take, before they are put in the order asked for.
-struct Taken {
-    /// The output schema (of the batches once projected).
-    schema: SchemaRef,
-    /// The rows found, each distinct id once, with `_rowid`.
-    batches: Vec<RecordBatch>,
-    /// The projection still to apply to the rows once in order, if they were read as stored.
-    projection: Option<ProjectionPlan>,
+/// Rows read for a take, each distinct id once, with `_rowid`, before they are put in the
+/// order asked for.
+enum Taken {
+    /// Read as stored, by address: `plan` still to be applied ([`projected`]).
+    Stored {
+        batches: Vec<RecordBatch>,
+        plan: ProjectionPlan,
+    },
+    /// Read by a Lance scan, already of `schema`, the output's.
+    Scanned {
+        batches: Vec<RecordBatch>,
+        schema: SchemaRef,
+    },
+}
+
+impl Taken {
+    fn batches(&self) -> &[RecordBatch] {
+        match self {
+            Taken::Stored { batches, .. } | Taken::Scanned { batches, .. } => batches,
+        }
+    }
 }
 
 /// Whether `field` is, or holds, a Lance blob column.
@@ -931,8 +945,8 @@ fn holds_blob(field: &lance_core::datatypes::Field) -> bool {
 }
 
 /// The live rows among `row_ids` (sorted, distinct) with `_rowid` (and `_rowaddr` if asked), a
-/// batch per fragment, read by Lance's take of row addresses: the path of Lance's own
-/// `take_rows`, without planning a scan. Lance 14 cannot decode blob columns there (see [`taken_by_scan`]).
+/// batch per fragment, read by address from each fragment's Lance reader, without planning a
+/// scan. Lance 14 cannot decode blob columns there (see [`taken_by_scan`]).
 async fn taken_by_address(
     dataset: &Arc<Dataset>,
     spec: &SearchSpec,
@@ -944,7 +958,6 @@ async fn taken_by_address(
     if spec.with_row_addr {
         plan.include_row_addr();
     }
-    let schema = Arc::new(plan.output_schema()?);
     let mut addresses = possible_addresses(dataset, row_ids).await?;
     // Under stable row ids, ids in order may live at addresses out of order.
     addresses.sort_unstable();
@@ -953,11 +966,7 @@ async fn taken_by_address(
     } else {
         take_per_fragment(dataset, &plan, &addresses).await?
     };
-    Ok(Taken {
-        schema,
-        batches,
-        projection: Some(plan),
-    })
+    Ok(Taken::Stored { batches, plan })
 }
 
 /// The live rows among `row_ids` (sorted, distinct) with `_rowid` (and `_rowaddr` if asked),
@@ -979,10 +988,9 @@ async fn taken_by_scan(
     scanner.project(&columns)?;
     let schema = scanner.schema().await?;
     if row_ids.is_empty() {
-        return Ok(Taken {
-            schema,
+        return Ok(Taken::Scanned {
             batches: Vec::new(),
-            projection: None,
+            schema,
         });
     }
     let ids: Vec<Expr> = row_ids
@@ -991,11 +999,7 @@ async fn taken_by_scan(
         .collect();
     scanner.filter_expr(datafusion::logical_expr::col(ROW_ID).in_list(ids, false));
     let batches = scanner.try_into_stream().await?.try_collect().await?;
-    Ok(Taken {
-        schema,
-        batches,
-        projection: None,
-    })
+    Ok(Taken::Scanned { batches, schema })
 }
 
 /// The row addresses `row_ids` (sorted, distinct) may live at in `dataset`: looked up in the

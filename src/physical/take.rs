@@ -238,7 +238,6 @@ async fn take_columns(
     plan.physical_projection = plan
         .physical_projection
         .with_blob_handling(BlobHandling::AllBinary);
-    let schema_when_empty = Arc::new(plan.output_schema().map_err(lance_error)?);
     let mut sorted = addresses.values().to_vec();
     sorted.sort_unstable();
     sorted.dedup();
@@ -276,7 +275,8 @@ async fn take_columns(
                 .map_err(|_| internal_datafusion_err!("address {address} was not taken"))
         })
         .collect::<DFResult<Vec<_>>>()?;
-    let taken = interleaved(schema_when_empty, &batches, &order)?;
+    let taken = interleaved(&batches, &order)?
+        .ok_or_else(|| internal_datafusion_err!("a take of rows returned no batch"))?;
     let taken = projected(&plan, taken).await.map_err(lance_error)?;
     let columns = schema
         .fields()
