@@ -10,6 +10,14 @@
 //!   slower than lancesql).
 //! - `top_k`: `ORDER BY ... LIMIT 10` over a table with a wide embedding column, with and without
 //!   late materialization.
+//! - `search`: k-nearest (`vector_search`, k = 10, nprobes 20, refine factor 2, the vector bound
+//!   to a statement prepared once) and full text (`fts`, two words, 10 best, the text bound)
+//!   over `LANCESQL_BENCH_SEARCH_ROWS` rows (default 200,000) of 128-float embeddings around 64
+//!   centres and 12-word texts, with IVF_PQ and INVERTED indices built by lancesql's
+//!   `CREATE INDEX`, against Lance's own scanner with the same settings on the same dataset
+//!   (goal: at least 0.9x its queries per second; `benches/search_throughput.py` measures the
+//!   same queries over the front ends against pylance). Each iteration runs the next of 32
+//!   queries, the same ones in the same order for both.
 //! - `blob_loop`: a training loader's loop over `LANCESQL_BENCH_BLOB_ROWS` rows (default 2,000)
 //!   of distinct 100 KB payloads: the row ids of one label, shuffled, read back 32 rows at a time,
 //!   through lancesql (`take` with the ids bound as a parameter to a statement prepared once)
@@ -235,6 +243,192 @@ async fn write_blobs(root: &Path, rows: usize) {
     Dataset::write(reader, uri.to_str().expect("utf-8 path"), Some(params))
         .await
         .expect("lance write of blobs");
+}
+
+const SEARCH_DIM: usize = 128;
+const SEARCH_CENTRES: u64 = 64;
+const SEARCH_WORDS: u64 = 2_000;
+const SEARCH_K: usize = 10;
+const SEARCH_QUERIES: usize = 32;
+
+fn search_row_count() -> usize {
+    std::env::var("LANCESQL_BENCH_SEARCH_ROWS")
+        .ok()
+        .and_then(|rows| rows.parse().ok())
+        .unwrap_or(200_000)
+}
+
+/// A number in [0, 1) from `seed`.
+fn unit(seed: u64) -> f32 {
+    (mix(seed) % 1_000_000) as f32 / 1_000_000.0
+}
+
+/// Row `row`'s embedding: its centre (one of 64, each coordinate in [-1, 1)) plus noise in
+/// [-0.3, 0.3), so that nearest neighbours cluster as real embeddings do.
+fn search_embedding(row: u64) -> impl Iterator<Item = f32> {
+    let centre = mix(row ^ 0x5EED) % SEARCH_CENTRES;
+    (0..SEARCH_DIM as u64).map(move |d| {
+        let at = unit(centre * SEARCH_DIM as u64 + d) * 2.0 - 1.0;
+        at + (unit((row << 8) + d + 7) - 0.5) * 0.6
+    })
+}
+
+/// Word `n` of a vocabulary whose first words are by far the most common (as in text).
+fn search_word(n: u64) -> String {
+    let skewed = unit(n).powi(3) * SEARCH_WORDS as f32;
+    format!("word{}", skewed as u64)
+}
+
+/// Writes `items.lance` under `root`: `(id, text of 12 words, embedding 128 x float32)`.
+async fn write_search_items(root: &Path, rows: usize) {
+    let item = Arc::new(Field::new("item", DataType::Float32, true));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("text", DataType::Utf8, false),
+        Field::new(
+            "embedding",
+            DataType::FixedSizeList(item.clone(), SEARCH_DIM as i32),
+            false,
+        ),
+    ]));
+    let batches = (0..rows)
+        .step_by(BATCH_ROWS)
+        .map(|start| {
+            let end = rows.min(start + BATCH_ROWS);
+            let texts = (start..end).map(|row| {
+                (0..12)
+                    .map(|word| search_word((row * 12 + word) as u64))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            });
+            let floats: Vec<f32> = (start..end)
+                .flat_map(|row| search_embedding(row as u64))
+                .collect();
+            let embedding = FixedSizeListArray::try_new(
+                item.clone(),
+                SEARCH_DIM as i32,
+                Arc::new(Float32Array::from(floats)),
+                None,
+            )
+            .expect("embedding array");
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(Int64Array::from_iter_values(start as i64..end as i64)),
+                Arc::new(StringArray::from_iter_values(texts)),
+                Arc::new(embedding),
+            ];
+            Ok(RecordBatch::try_new(schema.clone(), columns).expect("search batch"))
+        })
+        .collect::<Vec<_>>();
+    let reader = RecordBatchIterator::new(batches, schema);
+    let uri = root.join("items.lance");
+    Dataset::write(reader, uri.to_str().expect("utf-8 path"), None)
+        .await
+        .expect("lance write of the search items");
+}
+
+/// The bench's query vectors: stored rows' embeddings, shifted a little.
+fn search_vectors(rows: usize) -> Vec<Vec<f32>> {
+    (0..SEARCH_QUERIES as u64)
+        .map(|query| {
+            let row = mix(query ^ 0xFACE) % rows as u64;
+            search_embedding(row).map(|x| x + 0.05).collect()
+        })
+        .collect()
+}
+
+/// The bench's text queries: two of the 200 most common words.
+fn search_texts() -> Vec<String> {
+    (0..SEARCH_QUERIES as u64)
+        .map(|query| {
+            let word = |salt: u64| format!("word{}", mix(query * 2 + salt) % 200);
+            format!("{} {}", word(0), word(1))
+        })
+        .collect()
+}
+
+/// The first column of `batches`, as integers, in order.
+fn first_integers(batches: &[RecordBatch]) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|batch| {
+            batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("an int64 first column")
+                .values()
+                .to_vec()
+        })
+        .collect()
+}
+
+/// Runs `prepared` with `parameter` bound; returns its first column (the ids found).
+async fn lancesql_found(
+    session: &LanceSession,
+    prepared: &lancesql::engine::PreparedStatement,
+    parameter: ScalarValue,
+) -> Vec<i64> {
+    let Outcome::Rows { stream, .. } = session
+        .execute(prepared, vec![parameter])
+        .await
+        .expect("search")
+    else {
+        panic!("the search returned no rows");
+    };
+    let batches: Vec<RecordBatch> = stream.try_collect().await.expect("found rows");
+    first_integers(&batches)
+}
+
+fn vector_parameter(vector: &[f32]) -> ScalarValue {
+    let list = ListArray::from_iter_primitive::<arrow::datatypes::Float32Type, _, _>([Some(
+        vector.iter().map(|x| Some(*x)),
+    )]);
+    ScalarValue::List(Arc::new(list))
+}
+
+/// The same k-nearest search through Lance's scanner; returns the ids found.
+async fn lance_nearest(dataset: &Dataset, vector: &[f32]) -> Vec<i64> {
+    let query = Float32Array::from(vector.to_vec());
+    let mut scanner = dataset.scan();
+    scanner.project(&["id", "_distance"]).expect("projection");
+    scanner
+        .nearest("embedding", &query, SEARCH_K)
+        .expect("nearest");
+    scanner.nprobes(20);
+    scanner.refine(2);
+    let batches: Vec<RecordBatch> = scanner
+        .try_into_stream()
+        .await
+        .expect("lance search")
+        .try_collect()
+        .await
+        .expect("lance search rows");
+    first_integers(&batches)
+}
+
+/// The same full-text search through Lance's scanner; returns the ids found.
+async fn lance_full_text(dataset: &Dataset, text: &str) -> Vec<i64> {
+    let mut scanner = dataset.scan();
+    scanner.project(&["id", "_score"]).expect("projection");
+    scanner
+        .full_text_search(
+            lance_index::scalar::FullTextSearchQuery::new(text.to_string())
+                .limit(Some(SEARCH_K as i64)),
+        )
+        .expect("full text");
+    let batches: Vec<RecordBatch> = scanner
+        .try_into_stream()
+        .await
+        .expect("lance full text")
+        .try_collect()
+        .await
+        .expect("lance full text rows");
+    first_integers(&batches)
+}
+
+fn sorted(mut ids: Vec<i64>) -> Vec<i64> {
+    ids.sort_unstable();
+    ids
 }
 
 /// `ids` in an order that changes with `round` (Fisher-Yates over [`mix`]).
@@ -513,6 +707,85 @@ fn engine(c: &mut Criterion) {
     });
     group.bench_function("full_columns", |b| {
         b.to_async(&runtime).iter(|| count_rows(&eager, top_k_sql))
+    });
+    group.finish();
+
+    // Search: both contenders must find the same rows for every query before either is timed.
+    let search_rows = search_row_count();
+    runtime.block_on(async {
+        write_search_items(folder.path(), search_rows).await;
+        for index in [
+            "CREATE INDEX ON items USING IVF_PQ (embedding) \
+             WITH (num_partitions = 128, num_sub_vectors = 16)",
+            "CREATE INDEX ON items USING INVERTED (text)",
+        ] {
+            count_rows(&session, index).await;
+        }
+    });
+    let items = runtime.block_on(async {
+        Dataset::open(&engine.table_location("items").expect("a valid table name"))
+            .await
+            .expect("open the search items")
+    });
+    let (nearest, full_text) = runtime.block_on(async {
+        let nearest = session
+            .prepare_sql(&format!(
+                "SELECT id, _distance FROM vector_search('items', 'embedding', $1, {SEARCH_K}, \
+                 'nprobes', 20, 'refine_factor', 2)"
+            ))
+            .await
+            .expect("prepare the k-nearest search");
+        let full_text = session
+            .prepare_sql(&format!(
+                "SELECT id, _score FROM fts('items', $1, 'limit', {SEARCH_K})"
+            ))
+            .await
+            .expect("prepare the full-text search");
+        (nearest, full_text)
+    });
+    let vectors = search_vectors(search_rows);
+    let texts = search_texts();
+    runtime.block_on(async {
+        for vector in &vectors {
+            assert_eq!(
+                lancesql_found(&session, &nearest, vector_parameter(vector)).await,
+                lance_nearest(&items, vector).await,
+                "vector_search found other rows than Lance"
+            );
+        }
+        for text in &texts {
+            let ours = lancesql_found(&session, &full_text, ScalarValue::from(text.as_str())).await;
+            assert_eq!(ours.len(), SEARCH_K, "fts found too few rows for {text}");
+            assert_eq!(
+                sorted(ours),
+                sorted(lance_full_text(&items, text).await),
+                "fts found other rows than Lance for {text}"
+            );
+        }
+    });
+    let query = std::sync::atomic::AtomicUsize::new(0);
+    let next_query = || query.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SEARCH_QUERIES;
+    let mut group = c.benchmark_group("search");
+    group.bench_function("lancesql_vector_search_bound", |b| {
+        b.to_async(&runtime)
+            .iter(|| lancesql_found(&session, &nearest, vector_parameter(&vectors[next_query()])))
+    });
+    group.bench_function("lance_nearest", |b| {
+        b.to_async(&runtime)
+            .iter(|| lance_nearest(&items, &vectors[next_query()]))
+    });
+    group.bench_function("lancesql_fts_bound", |b| {
+        b.to_async(&runtime).iter(|| {
+            lancesql_found(
+                &session,
+                &full_text,
+                ScalarValue::from(texts[next_query()].as_str()),
+            )
+        })
+    });
+    group.bench_function("lance_full_text_search", |b| {
+        b.to_async(&runtime)
+            .iter(|| lance_full_text(&items, &texts[next_query()]))
     });
     group.finish();
 

@@ -464,6 +464,43 @@ fn a_query_whose_parameters_are_search_arguments_binds_new_values_into_one_optim
 }
 
 #[test]
+fn executions_of_kept_plans_share_one_copy_of_the_state_until_a_setting_changes() {
+    run(|| async {
+        let (_root, session) = scratch_session();
+        let batch_size = |state: &datafusion::execution::session_state::SessionState| {
+            state.config_options().execution.batch_size
+        };
+        let first = session.current_state();
+        assert!(std::sync::Arc::ptr_eq(&first, &session.current_state()));
+        // Statements that change no setting keep the copy.
+        tag(&session, CREATE_TEN).await;
+        assert!(std::sync::Arc::ptr_eq(&first, &session.current_state()));
+        tag(&session, "SET datafusion.execution.batch_size = 4").await;
+        let after_set = session.current_state();
+        assert_eq!(batch_size(&after_set), 4);
+        assert!(!std::sync::Arc::ptr_eq(&first, &after_set));
+        // A Postgres parameter with a DataFusion effect, and `RESET ALL`.
+        tag(&session, "SET TimeZone = 'Europe/Paris'").await;
+        let zoned = session.current_state();
+        assert_eq!(
+            zoned.config_options().execution.time_zone.as_deref(),
+            Some("Europe/Paris")
+        );
+        assert_eq!(batch_size(&zoned), 4);
+        tag(&session, "RESET ALL").await;
+        let reset = session.current_state();
+        assert_eq!(batch_size(&reset), batch_size(&first));
+        assert_eq!(
+            reset.config_options().execution.time_zone,
+            first.config_options().execution.time_zone
+        );
+        // A clone of the session is the same session: it sees the same settings.
+        tag(&session.clone(), "SET datafusion.execution.batch_size = 7").await;
+        assert_eq!(batch_size(&session.current_state()), 7);
+    });
+}
+
+#[test]
 fn a_session_reuses_its_recent_queries_until_another_statement_runs() {
     run(|| async {
         let (_root, session) = scratch_session();
