@@ -34,10 +34,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, FixedSizeListArray, Float32Array, Int64Array, LargeBinaryArray, ListArray,
-    RecordBatch, RecordBatchIterator, StringArray, UInt64Array,
+    ArrayRef, AsArray, FixedSizeListArray, Float32Array, Int64Array, LargeBinaryArray, ListArray,
+    RecordBatch, RecordBatchIterator, StringArray,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, UInt64Type};
 use criterion::{Criterion, criterion_group, criterion_main};
 use datafusion::common::ScalarValue;
 use datafusion::parquet::arrow::ArrowWriter;
@@ -346,16 +346,17 @@ fn search_texts() -> Vec<String> {
         .collect()
 }
 
-/// The first column of `batches`, as integers, in order.
-fn first_integers(batches: &[RecordBatch]) -> Vec<i64> {
+/// The first column of `batches`, of Arrow type `T`, in order.
+fn first_column<T: arrow::datatypes::ArrowPrimitiveType>(
+    batches: &[RecordBatch],
+) -> Vec<T::Native> {
     batches
         .iter()
         .flat_map(|batch| {
             batch
                 .column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .expect("an int64 first column")
+                .as_primitive_opt::<T>()
+                .expect("a first column of the expected type")
                 .values()
                 .to_vec()
         })
@@ -376,7 +377,7 @@ async fn lancesql_found(
         panic!("the search returned no rows");
     };
     let batches: Vec<RecordBatch> = stream.try_collect().await.expect("found rows");
-    first_integers(&batches)
+    first_column::<Int64Type>(&batches)
 }
 
 fn vector_parameter(vector: &[f32]) -> ScalarValue {
@@ -403,7 +404,7 @@ async fn lance_nearest(dataset: &Dataset, vector: &[f32]) -> Vec<i64> {
         .try_collect()
         .await
         .expect("lance search rows");
-    first_integers(&batches)
+    first_column::<Int64Type>(&batches)
 }
 
 /// The same full-text search through Lance's scanner; returns the ids found.
@@ -423,7 +424,7 @@ async fn lance_full_text(dataset: &Dataset, text: &str) -> Vec<i64> {
         .try_collect()
         .await
         .expect("lance full text rows");
-    first_integers(&batches)
+    first_column::<Int64Type>(&batches)
 }
 
 fn sorted(mut ids: Vec<i64>) -> Vec<i64> {
@@ -440,21 +441,6 @@ fn shuffled(mut ids: Vec<u64>, round: u64) -> Vec<u64> {
     ids
 }
 
-/// The row ids in the first column of `batches`, in order.
-fn row_ids(batches: &[RecordBatch]) -> Vec<u64> {
-    batches
-        .iter()
-        .flat_map(|batch| {
-            let column = batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<UInt64Array>()
-                .expect("_rowid is UInt64");
-            column.values().to_vec()
-        })
-        .collect()
-}
-
 /// The loader's loop through lancesql: ids by SQL, then `take` of each 32 by the prepared
 /// statement with the ids bound. Returns the rows read.
 async fn lancesql_loader_rows(
@@ -469,7 +455,7 @@ async fn lancesql_loader_rows(
         .try_collect()
         .await
         .expect("blob row id stream");
-    let ids = row_ids(&batches);
+    let ids = first_column::<UInt64Type>(&batches);
     let mut rows = 0;
     for chunk in shuffled(ids, round).chunks(LOADER_BATCH) {
         rows += bound_take_rows(session, take, chunk).await;
@@ -510,7 +496,7 @@ async fn lance_loader_rows(dataset: &Dataset, round: u64) -> usize {
         .try_collect()
         .await
         .expect("lance stream");
-    let ids = row_ids(&batches);
+    let ids = first_column::<UInt64Type>(&batches);
     let mut rows = 0;
     for chunk in shuffled(ids, round).chunks(LOADER_BATCH) {
         rows += dataset
@@ -582,7 +568,7 @@ fn engine(c: &mut Criterion) {
             .try_collect()
             .await
             .expect("row ids");
-        row_ids(&batches)
+        first_column::<UInt64Type>(&batches)
     });
     let take_sql = format!(
         "SELECT * FROM bench WHERE _rowid IN ({})",

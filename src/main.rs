@@ -42,45 +42,6 @@ fn purge_freed_memory_lazily() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DECOMMITS, 0) }
 }
 
-/// Keeps the process's memory in 4 KiB pages. mimalloc asks for transparent huge pages on all
-/// the memory it reserves (`madvise(MADV_HUGEPAGE)`), so where the kernel grants them on request
-/// (its `madvise` mode, Debian's default) the first touch of each 2 MiB maps and zeroes all of
-/// it in the faulting thread. A `lancesql import` of 10M rows, a fresh process that touches
-/// about 500 MB (mostly Lance's writer), took 0.97–1.05 s and 0.80–0.83 s without in two sets of
-/// alternating runs, 1.11–1.32 s and 0.75–1.31 s with, and the server's result throughput over
-/// the Postgres wire protocol was as high or higher without (docs/benchmarks.md). mimalloc
-/// reads its option before `main`, so the process's flag is set instead; it covers memory
-/// already reserved. Setting `MIMALLOC_ALLOW_THP` in the environment keeps mimalloc's own
-/// choice.
-fn small_pages_only() {
-    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
-        return;
-    }
-    #[cfg(target_os = "linux")]
-    {
-        /// `PR_SET_THP_DISABLE` of linux/prctl.h.
-        const PR_SET_THP_DISABLE: std::ffi::c_int = 41;
-        unsafe extern "C" {
-            /// The C library's `prctl`, which the standard library links already.
-            fn prctl(option: std::ffi::c_int, ...) -> std::ffi::c_int;
-        }
-        // SAFETY: `PR_SET_THP_DISABLE` with 1 and no flags sets one flag on this process's
-        // memory map and reads no pointer; where it is refused the process keeps the kernel's
-        // choice. The unused arguments must be 0 (the kernel refuses the call otherwise, or
-        // reads them as flags).
-        let no_flags: std::ffi::c_ulong = 0;
-        unsafe {
-            prctl(
-                PR_SET_THP_DISABLE,
-                1 as std::ffi::c_ulong,
-                no_flags,
-                no_flags,
-                no_flags,
-            );
-        }
-    }
-}
-
 /// SQL over Lance datasets.
 #[derive(Parser, Debug)]
 #[command(name = "lancesql", version, about)]
@@ -153,7 +114,6 @@ enum Command {
 
 fn main() -> ExitCode {
     purge_freed_memory_lazily();
-    small_pages_only();
     let cli = Cli::parse();
     lancesql::runtime::size_lance_pool(cli.engine.lance_cpu_threads);
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)

@@ -14,7 +14,7 @@ import lance
 import pyarrow as pa
 import pytest
 
-from conftest import BIN, run, served, sql_json
+from conftest import BIN, run, sql_json
 
 NO_LOCATIONS = (".rs:", "LanceError(", "ParserError(", "\x1b[", "panicked")
 
@@ -461,24 +461,3 @@ def test_import_errors_name_the_column_and_line(data, tmp_path):
     assert "'amount'" in result.stderr and "line 2002 of the file" in result.stderr, result.stderr
     assert_readable(result.stderr)
     assert not (data / "bad.lance").exists() or not list((data / "bad.lance").rglob("*.manifest"))
-
-
-def thp_enabled(pid):
-    """The kernel's `THP_enabled` flag of process `pid`, or None where it does not report one."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("THP_enabled:"):
-                return line.split()[1] == "1"
-    return None
-
-
-@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux's /proc")
-def test_the_server_keeps_small_pages_unless_the_environment_says_otherwise(data):
-    # Transparent huge pages made a fresh process's first touches slow (docs/configuration.md).
-    with served(data, "--pg-auth", "trust") as server:
-        enabled = thp_enabled(server["process"].pid)
-    if enabled is None:
-        pytest.skip("this kernel does not report THP_enabled")
-    assert enabled is False
-    with served(data, "--pg-auth", "trust", env={"MIMALLOC_ALLOW_THP": "1"}) as server:
-        assert thp_enabled(server["process"].pid) is True
