@@ -369,15 +369,25 @@ async fn lancesql_found(
     prepared: &lancesql::engine::PreparedStatement,
     parameter: ScalarValue,
 ) -> Vec<i64> {
-    let Outcome::Rows { stream, .. } = session
-        .execute(prepared, vec![parameter])
+    let batches: Vec<RecordBatch> = bound_rows(session, prepared, parameter)
         .await
-        .expect("search")
-    else {
-        panic!("the search returned no rows");
-    };
-    let batches: Vec<RecordBatch> = stream.try_collect().await.expect("found rows");
+        .try_collect()
+        .await
+        .expect("found rows");
     first_column::<Int64Type>(&batches)
+}
+
+/// The rows of `prepared`, a query of one parameter, run with `parameter` bound.
+async fn bound_rows(
+    session: &LanceSession,
+    prepared: &lancesql::engine::PreparedStatement,
+    parameter: ScalarValue,
+) -> datafusion::execution::SendableRecordBatchStream {
+    match session.execute(prepared, vec![parameter]).await {
+        Ok(Outcome::Rows { stream, .. }) => stream,
+        Ok(Outcome::Done(tag)) => panic!("the query returned no rows but {tag:?}"),
+        Err(error) => panic!("the query failed: {error}"),
+    }
 }
 
 fn vector_parameter(vector: &[f32]) -> ScalarValue {
@@ -472,12 +482,8 @@ async fn bound_take_rows(
     let bound = ListArray::from_iter_primitive::<arrow::datatypes::UInt64Type, _, _>([Some(
         ids.iter().map(|id| Some(*id)),
     )]);
-    let parameters = vec![ScalarValue::List(Arc::new(bound))];
-    let Outcome::Rows { stream, .. } = session.execute(take, parameters).await.expect("take")
-    else {
-        panic!("take returned no rows");
-    };
-    stream
+    bound_rows(session, take, ScalarValue::List(Arc::new(bound)))
+        .await
         .try_fold(0, |rows, batch| async move { Ok(rows + batch.num_rows()) })
         .await
         .expect("taken rows")
