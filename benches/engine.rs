@@ -17,7 +17,9 @@
 //!   `CREATE INDEX`, against Lance's own scanner with the same settings on the same dataset
 //!   (goal: at least 0.9x its queries per second; `benches/search_throughput.py` measures the
 //!   same queries over the front ends against pylance). Each iteration runs the next of 32
-//!   queries, the same ones in the same order for both.
+//!   queries, the same ones in the same order for both. `*_in_turns` runs both contenders
+//!   query by query in turns and prints the ratio of their queries per second, which drifts in
+//!   the machine's speed between two criterion runs do not skew.
 //! - `blob_loop`: a training loader's loop over `LANCESQL_BENCH_BLOB_ROWS` rows (default 2,000)
 //!   of distinct 100 KB payloads: the row ids of one label, shuffled, read back 32 rows at a time,
 //!   through lancesql (`take` with the ids bound as a parameter to a statement prepared once)
@@ -32,6 +34,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arrow::array::{
     ArrayRef, AsArray, FixedSizeListArray, Float32Array, Int64Array, LargeBinaryArray, ListArray,
@@ -437,6 +440,75 @@ async fn lance_full_text(dataset: &Dataset, text: &str) -> Vec<i64> {
     first_column::<Int64Type>(&batches)
 }
 
+/// Time two contenders spent answering the same queries in turns.
+#[derive(Debug, Default)]
+struct Turns {
+    lancesql: Duration,
+    lance: Duration,
+    queries: u64,
+}
+
+impl Turns {
+    fn report(&self, what: &str) {
+        if self.queries == 0 {
+            return;
+        }
+        let per_query = |total: Duration| total.as_secs_f64() * 1e6 / self.queries as f64;
+        println!(
+            "{what}, in turns over {} queries: lancesql {:.1} µs, Lance {:.1} µs a query; \
+             queries per second lancesql / Lance = {:.3}",
+            self.queries,
+            per_query(self.lancesql),
+            per_query(self.lance),
+            self.lance.as_secs_f64() / self.lancesql.as_secs_f64()
+        );
+    }
+}
+
+/// Runs `iters` queries through each contender in turns, query by query, the one going first
+/// alternating, so drifts in the machine's speed reach both alike (criterion times one
+/// contender after the other, and this machine's speed moves by a fifth between them); adds
+/// both times to `turns` and returns lancesql's.
+async fn in_turns<Ours, OursFuture, Theirs, TheirsFuture>(
+    iters: u64,
+    turns: &std::cell::RefCell<Turns>,
+    mut lancesql: Ours,
+    mut lance: Theirs,
+) -> Duration
+where
+    Ours: FnMut(usize) -> OursFuture,
+    OursFuture: Future<Output = Vec<i64>>,
+    Theirs: FnMut(usize) -> TheirsFuture,
+    TheirsFuture: Future<Output = Vec<i64>>,
+{
+    let mut ours = Duration::ZERO;
+    let mut theirs = Duration::ZERO;
+    for iteration in 0..iters {
+        let query = (iteration % SEARCH_QUERIES as u64) as usize;
+        let timed_ours = async {
+            let start = Instant::now();
+            std::hint::black_box(lancesql(query).await);
+            start.elapsed()
+        };
+        if iteration % 2 == 0 {
+            ours += timed_ours.await;
+            let start = Instant::now();
+            std::hint::black_box(lance(query).await);
+            theirs += start.elapsed();
+        } else {
+            let start = Instant::now();
+            std::hint::black_box(lance(query).await);
+            theirs += start.elapsed();
+            ours += timed_ours.await;
+        }
+    }
+    let mut totals = turns.borrow_mut();
+    totals.lancesql += ours;
+    totals.lance += theirs;
+    totals.queries += iters;
+    ours
+}
+
 fn sorted(mut ids: Vec<i64>) -> Vec<i64> {
     ids.sort_unstable();
     ids
@@ -779,7 +851,42 @@ fn engine(c: &mut Criterion) {
         b.to_async(&runtime)
             .iter(|| lance_full_text(&items, &texts[next_query()]))
     });
+    // The same pairs in turns, query by query: their ratio is what the goal compares.
+    let nearest_turns = std::cell::RefCell::new(Turns::default());
+    group.bench_function("vector_search_in_turns", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(in_turns(
+                iters,
+                &nearest_turns,
+                |query| lancesql_found(&session, &nearest, vector_parameter(&vectors[query])),
+                |query| lance_nearest(&items, &vectors[query]),
+            ))
+        })
+    });
+    let full_text_turns = std::cell::RefCell::new(Turns::default());
+    group.bench_function("fts_in_turns", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(in_turns(
+                iters,
+                &full_text_turns,
+                |query| {
+                    lancesql_found(
+                        &session,
+                        &full_text,
+                        ScalarValue::from(texts[query].as_str()),
+                    )
+                },
+                |query| lance_full_text(&items, &texts[query]),
+            ))
+        })
+    });
     group.finish();
+    nearest_turns
+        .borrow()
+        .report("vector_search / Lance nearest");
+    full_text_turns
+        .borrow()
+        .report("fts / Lance full_text_search");
 
     // The loader's loop: both contenders must read every row of the label before either is timed.
     let blobs = runtime.block_on(async {

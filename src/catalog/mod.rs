@@ -103,7 +103,7 @@ impl Catalog {
 
     /// The table metadata of `dataset` (opened as `table`), derived once per (table, version).
     async fn derived(&self, table: &str, dataset: Arc<Dataset>) -> Result<Arc<LanceTable>> {
-        let key = (table.to_string(), dataset.version().version);
+        let key = (table.to_string(), dataset.version_id());
         let derived = self
             .tables
             .try_get_with_by_ref(&key, async {

@@ -15,22 +15,47 @@
 //! - it is a plain query, not `EXPLAIN` or a statement the session context carries out itself
 //!   (`EXECUTE name`), and does not read the catalog listing (taken afresh each time).
 //!
-//! Whether the kept plan may be used at all is the session's decision: only while the prepared
+//! Such a query also keeps the physical plan its first execution made ([`KeptPhysical`]) when
+//! that plan holds, besides search nodes, only nodes that keep no state from one execution to
+//! the next and look up no function while they run (projections, filters, limits, DataFusion's
+//! cooperative wrapper): no repartitioning, join, sort or aggregate, whose executions share
+//! build sides, dynamic filters or channels. Without parameters (`take('t', [1, 2])`,
+//! `WHERE _rowid IN (...)` run again by its text) the plan runs again as it is. With parameters,
+//! they must all go to one search: the search node claims the same properties whatever it
+//! searches for (one partition, no ordering, no statistics), so no choice of the physical
+//! optimizer depended on the first values; each later execution binds its values into the
+//! search (validated as at planning) and swaps that search into the kept plan, and a value that
+//! would give the search other columns is planned afresh instead.
+//!
+//! Whether the kept plans may be used at all is the session's decision: only while the prepared
 //! statement is current (same table versions, same settings), exactly as for the logical plan.
 
 use std::sync::{Arc, OnceLock};
 
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::catalog::Session;
+use datafusion::common::ParamValues;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::datasource::TableProvider;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::limit::{GlobalLimitExec, LocalLimitExec};
+use datafusion::physical_plan::projection::ProjectionExec;
 
 use super::StatementKind;
 use crate::error::Result;
+use crate::functions::search::SearchTable;
+use crate::physical::search::LanceSearchExec;
 
-/// The optimised plan of one prepared query, made on its first execution.
+/// The optimised plan of one prepared query, made on its first execution, and the physical plan
+/// made from it where that can be kept too.
 #[derive(Debug, Clone, Default)]
 pub struct OptimizedOnce {
     plan: Arc<OnceLock<LogicalPlan>>,
+    /// Decided on the first execution that plans physically: `None` inside when not kept.
+    physical: Arc<OnceLock<Option<KeptPhysical>>>,
 }
 
 impl OptimizedOnce {
@@ -73,6 +98,119 @@ impl OptimizedOnce {
         // Two executions at once may both optimise; either result is the same plan.
         Ok(self.plan.get_or_init(|| optimized).clone())
     }
+
+    /// The physical plan kept by [`Self::keep_physical`], if it kept one.
+    pub fn physical(&self) -> Option<&KeptPhysical> {
+        self.physical.get().and_then(Option::as_ref)
+    }
+
+    /// Decides, once, whether to keep `physical`: the optimised plan, with the first
+    /// execution's values bound if `bound`, planned physically as it is (module doc).
+    pub fn keep_physical(&self, physical: &Arc<dyn ExecutionPlan>, bound: bool) -> Result<()> {
+        if self.physical.get().is_some() {
+            return Ok(());
+        }
+        let Some(optimized) = self.plan.get() else {
+            return Ok(());
+        };
+        let kept = KeptPhysical::of(optimized, physical, bound)?;
+        // Two executions at once may both decide; either decision is the same.
+        let _ = self.physical.set(kept);
+        Ok(())
+    }
+}
+
+/// A prepared query's physical plan, run again as it is, or with each execution's search
+/// swapped in.
+#[derive(Debug)]
+pub struct KeptPhysical {
+    /// The plan's one search taking the parameters, unbound; `None` for a query without any.
+    search: Option<SearchTable>,
+    plan: Arc<dyn ExecutionPlan>,
+}
+
+impl KeptPhysical {
+    /// `physical` kept for `optimized`, its logical plan before any binding (`bound`: values
+    /// were bound into `physical`), if running it again, with another search swapped in where
+    /// values were bound, is the same as planning afresh (module doc).
+    fn of(
+        optimized: &LogicalPlan,
+        physical: &Arc<dyn ExecutionPlan>,
+        bound: bool,
+    ) -> Result<Option<Self>> {
+        let search = if bound {
+            match super::search::sole_bound_search(optimized)? {
+                Some(search) => Some(search),
+                None => return Ok(None),
+            }
+        } else {
+            None
+        };
+        let searches = search_nodes(physical);
+        let swappable = match &search {
+            Some(_) => searches == Some(1),
+            None => searches.is_some(),
+        };
+        Ok(swappable.then(|| KeptPhysical {
+            search,
+            plan: physical.clone(),
+        }))
+    }
+
+    /// The kept plan to run with `values`: as it is for a query without parameters; otherwise
+    /// with `values` bound into its search (validated as at planning), or `None` when the bound
+    /// search would have other columns or needs its subqueries evaluated, so the execution plans
+    /// afresh.
+    pub fn bound(
+        &self,
+        values: Option<&ParamValues>,
+        session: &dyn Session,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let (search, values) = match (&self.search, values) {
+            (None, None) => return Ok(Some(self.plan.clone())),
+            (Some(search), Some(values)) => (search, values),
+            // Kept for the other case: a statement's parameters do not change.
+            _ => return Ok(None),
+        };
+        let bound = search.bind(values, session)?;
+        if bound.schema() != search.schema() {
+            return Ok(None);
+        }
+        let Some(search) = bound.into_search() else {
+            return Ok(None);
+        };
+        let swapped = self.plan.clone().transform_up(|node| {
+            match node.downcast_ref::<LanceSearchExec>() {
+                Some(planned) => Ok(Transformed::yes(
+                    Arc::new(planned.with_search(search.clone())) as Arc<dyn ExecutionPlan>,
+                )),
+                None => Ok(Transformed::no(node)),
+            }
+        })?;
+        Ok(Some(swapped.data))
+    }
+}
+
+/// How many search nodes `plan` holds, if every other node keeps nothing from one execution to
+/// the next and looks up no function while it runs; `None` otherwise.
+fn search_nodes(plan: &Arc<dyn ExecutionPlan>) -> Option<usize> {
+    let mut searches = 0;
+    let mut stateless = true;
+    let walked = plan.apply(|node| {
+        if node.is::<LanceSearchExec>() {
+            searches += 1;
+        } else if !(node.is::<CooperativeExec>()
+            || node.is::<ProjectionExec>()
+            || node.is::<FilterExec>()
+            || node.is::<GlobalLimitExec>()
+            || node.is::<LocalLimitExec>())
+        {
+            stateless = false;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    (walked.is_ok() && stateless).then_some(searches)
 }
 
 /// Whether every function `plan` calls (its subqueries included) gives the same result for the

@@ -89,6 +89,19 @@ pub fn parameter_fields(plan: &LogicalPlan) -> Result<HashMap<String, FieldRef>>
     Ok(fields)
 }
 
+/// The search function of `plan` (its subqueries included) when it calls exactly one and that
+/// one takes bind parameters.
+pub fn sole_bound_search(plan: &LogicalPlan) -> Result<Option<SearchTable>> {
+    let searches = search_tables(plan)?;
+    let [provider] = searches.as_slice() else {
+        return Ok(None);
+    };
+    Ok(provider
+        .downcast_ref::<SearchTable>()
+        .filter(|search| !search.parameters().is_empty())
+        .cloned())
+}
+
 /// `plan` with `values` bound into the arguments of its search functions (each validated again
 /// with the values).
 pub fn bind_parameters(

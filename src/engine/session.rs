@@ -624,6 +624,16 @@ impl PreparedStatement {
             .is_some_and(|optimized| optimized.is_made())
     }
 
+    /// Whether executing the statement kept its physical plan too (see [`super::optimized`]).
+    #[cfg(test)]
+    pub(crate) fn keeps_physical_plan(&self) -> bool {
+        self.plan
+            .get()
+            .optimized
+            .as_ref()
+            .is_some_and(|optimized| optimized.physical().is_some())
+    }
+
     /// The columns executing the statement yields (no columns for commands).
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
@@ -1205,18 +1215,43 @@ impl LanceSession {
     ) -> Result<Outcome> {
         let shared = self.current_state();
         let state = shared.as_ref();
+        let values = (!parameters.is_empty())
+            .then(|| ParamValues::List(parameters.into_iter().map(Into::into).collect()));
+        if let Some(kept) = optimized.physical()
+            && let Some(physical) = kept.bound(values.as_ref(), state)?
+        {
+            return Ok(Outcome::Rows {
+                stream: execute_stream(physical, self.kept_plan_task(state))?,
+                kind: prepared.kind.clone(),
+            });
+        }
         let plan = optimized.optimize(plan, state)?;
-        let plan = if parameters.is_empty() {
-            plan
-        } else {
-            let values = ParamValues::List(parameters.into_iter().map(Into::into).collect());
-            super::search::bind_parameters(plan, &values, state)?
+        let plan = match &values {
+            Some(values) => super::search::bind_parameters(plan, values, state)?,
+            None => plan,
         };
         let (physical, task) = self.physical_as_is(state, &plan).await?;
+        optimized.keep_physical(&physical, values.is_some())?;
         Ok(Outcome::Rows {
             stream: execute_stream(physical, task)?,
             kind: prepared.kind.clone(),
         })
+    }
+
+    /// The task context a kept physical plan runs in: its memory capped at the per-query limit,
+    /// and without the session's function maps, whose copy was most of a context's cost. Such a
+    /// plan looks up no function while it runs (see [`super::optimized`]).
+    fn kept_plan_task(&self, state: &SessionState) -> Arc<TaskContext> {
+        Arc::new(TaskContext::new(
+            None,
+            state.session_id().to_string(),
+            state.config().clone(),
+            HashMap::new(),
+            HashMap::new(),
+            HashMap::new(),
+            HashMap::new(),
+            query_runtime(&self.runtime, self.query_memory_limit),
+        ))
     }
 
     /// The session state under its settings now, copied once per change of settings rather than

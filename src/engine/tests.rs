@@ -464,6 +464,120 @@ fn a_query_whose_parameters_are_search_arguments_binds_new_values_into_one_optim
 }
 
 #[test]
+fn a_bound_search_runs_again_in_the_physical_plan_of_its_first_execution() {
+    run(|| async {
+        let (_root, session) = scratch_session();
+        tag(&session, CREATE_VECTORS).await;
+        let vector = |x: f32, y: f32| {
+            let list = arrow::array::ListArray::from_iter_primitive::<
+                arrow::datatypes::Float32Type,
+                _,
+                _,
+            >([Some([Some(x), Some(y)])]);
+            vec![ScalarValue::List(std::sync::Arc::new(list))]
+        };
+        let nearest = session
+            .prepare_sql("SELECT id, _distance FROM vector_search('v', 'embedding', $1, 2)")
+            .await
+            .expect("prepare search");
+        assert_eq!(
+            integers_of(&rows_of(session.execute(&nearest, vector(3.0, 3.4)).await).await),
+            [3, 4]
+        );
+        assert!(nearest.keeps_physical_plan(), "a lone search was not kept");
+        assert_eq!(
+            integers_of(&rows_of(session.execute(&nearest, vector(40.3, 5.0)).await).await),
+            [40, 41]
+        );
+        // Values are still validated one by one: a wrong dimension fails, naming it, and the
+        // next execution runs as before.
+        let wrong = session
+            .execute(
+                &nearest,
+                vec![ScalarValue::List(std::sync::Arc::new(
+                    arrow::array::ListArray::from_iter_primitive::<
+                        arrow::datatypes::Float32Type,
+                        _,
+                        _,
+                    >([Some([Some(1.0f32), Some(2.0), Some(3.0)])]),
+                ))],
+            )
+            .await;
+        let Err(error) = wrong else {
+            panic!("a 3-float vector searched a 2-float column");
+        };
+        assert!(error.to_string().contains("dimension"), "{error}");
+        assert_eq!(
+            integers_of(&rows_of(session.execute(&nearest, vector(10.3, 3.0)).await).await),
+            [10, 11]
+        );
+        // A take kept so fails on a row id naming no row, and then takes again.
+        let take = session
+            .prepare_sql("SELECT id FROM take('v', $1)")
+            .await
+            .expect("prepare take");
+        assert_eq!(
+            integers_of(&rows_of(session.execute(&take, ids(&[1, 1])).await).await),
+            [2, 2]
+        );
+        assert!(take.keeps_physical_plan());
+        let Ok(Outcome::Rows { stream, .. }) = session.execute(&take, ids(&[1000])).await else {
+            panic!("the take did not start");
+        };
+        let error = stream
+            .try_collect::<Vec<_>>()
+            .await
+            .expect_err("no such row");
+        assert!(error.to_string().contains("row id 1000"), "{error}");
+        assert_eq!(
+            integers_of(&rows_of(session.execute(&take, ids(&[7])).await).await),
+            [8]
+        );
+        // Without parameters the kept plan runs again as it is, until a write makes it stale.
+        let listed = session
+            .prepare_sql("SELECT id FROM v WHERE _rowid IN (2, 4)")
+            .await
+            .expect("prepare listed");
+        let listed_ids = || async {
+            let mut found = integers_of(&rows_of(session.execute(&listed, Vec::new()).await).await);
+            found.sort_unstable();
+            found
+        };
+        assert_eq!(listed_ids().await, [3, 5]);
+        assert!(listed.keeps_physical_plan());
+        assert_eq!(listed_ids().await, [3, 5]);
+        tag(&session, "DELETE FROM v WHERE id = 3").await;
+        assert_eq!(listed_ids().await, [5]);
+        assert!(
+            listed.keeps_physical_plan(),
+            "the plan made again was not kept"
+        );
+        assert_eq!(listed_ids().await, [5]);
+        // Plans whose nodes share state between executions (an aggregate, a repartitioned
+        // filter) are planned physically each time, with the right answers.
+        let cases = [
+            (
+                "SELECT count(*) FROM take('v', $1)",
+                [(vec![0, 1, 1], vec![3]), (vec![4], vec![1])],
+            ),
+            (
+                "SELECT id FROM take('v', $1) WHERE id > 1",
+                [(vec![0, 1, 1], vec![2, 2]), (vec![4], vec![5])],
+            ),
+        ];
+        for (sql, runs) in cases {
+            let prepared = session.prepare_sql(sql).await.expect("prepare");
+            for (rows, expected) in runs {
+                let outcome = session.execute(&prepared, ids(&rows)).await;
+                assert_eq!(integers_of(&rows_of(outcome).await), expected, "{sql}");
+            }
+            assert!(prepared.keeps_optimized_plan(), "{sql}");
+            assert!(!prepared.keeps_physical_plan(), "{sql}");
+        }
+    });
+}
+
+#[test]
 fn executions_of_kept_plans_share_one_copy_of_the_state_until_a_setting_changes() {
     run(|| async {
         let (_root, session) = scratch_session();

@@ -241,6 +241,29 @@ impl LanceSearchExec {
     pub fn spec(&self) -> &SearchSpec {
         &self.spec
     }
+
+    /// The same node running `kind` instead: the same table, version, columns and output, as
+    /// binding other values to a prepared search's parameters gives. The node's properties do
+    /// not depend on the search (one partition, no ordering or statistics claimed), which is
+    /// what lets a kept physical plan swap it ([`crate::engine`]'s kept plans).
+    pub fn with_search(&self, kind: SearchKind) -> Self {
+        let spec = &self.spec;
+        LanceSearchExec {
+            spec: SearchSpec {
+                table: spec.table.clone(),
+                uri: spec.uri.clone(),
+                version: spec.version,
+                columns: spec.columns.clone(),
+                with_row_id: spec.with_row_id,
+                with_row_addr: spec.with_row_addr,
+                kind,
+                batch_size: spec.batch_size,
+            },
+            schema: self.schema.clone(),
+            properties: self.properties.clone(),
+            metrics: ExecutionPlanMetricsSet::new(),
+        }
+    }
 }
 
 impl DisplayAs for LanceSearchExec {

@@ -263,7 +263,7 @@ impl LanceTable {
 
     /// The dataset version this table reads.
     pub fn version(&self) -> u64 {
-        self.dataset.version().version
+        self.dataset.version_id()
     }
 
     /// How `filter` is pushed: decided once per distinct filter for this (table, version), so

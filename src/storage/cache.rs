@@ -58,7 +58,7 @@ impl DatasetCache {
         // goes on, so a scan of that version finds it.
         let first_open = async {
             let head = self.counted(open).await?;
-            let key = (uri.to_string(), head.version().version);
+            let key = (uri.to_string(), head.version_id());
             self.versions.insert(key, head.clone()).await;
             Ok::<_, lance::Error>(head)
         };
@@ -346,7 +346,7 @@ mod tests {
         assert!(unchanged(local_head(&head).await), "just opened");
         let cache = DatasetCache::new(8);
         let first = latest_of(&cache, &uri).await.expect("exists");
-        assert_eq!(first.version().version, 1);
+        assert_eq!(first.version_id(), 1);
         // Another writer commits the next version.
         write(&uri, 2, WriteMode::Append).await;
         assert!(
@@ -392,7 +392,7 @@ mod tests {
         };
         assert_eq!(location.version, 4);
         let latest = latest_of(&cache, &uri).await.expect("exists");
-        assert_eq!(latest.version().version, 4);
+        assert_eq!(latest.version_id(), 4);
         assert_eq!(latest.count_rows(None).await.expect("count"), 4);
         // The lookup names the manifest as Lance does, so a cached open of it is reused.
         assert!(same_manifest(latest.manifest_location(), &location));
@@ -411,7 +411,7 @@ mod tests {
         }
         assert!(matches!(local_head(&latest).await, LocalHead::Unknown));
         let listed = latest_of(&cache, &uri).await.expect("exists");
-        assert_eq!(listed.version().version, 5 + MOST_VERSIONS_LOOKED_UP);
+        assert_eq!(listed.version_id(), 5 + MOST_VERSIONS_LOOKED_UP);
         assert_eq!(
             listed.count_rows(None).await.expect("count"),
             5 + MOST_VERSIONS_LOOKED_UP as usize

@@ -227,7 +227,7 @@ impl DataRoot {
     pub async fn create_tag(&self, table: &str, tag: &str, at: Option<&AsOf>) -> Result<u64> {
         let version = match at {
             Some(at) => self.version_as_of(table, at).await?,
-            None => self.latest_or_missing(table).await?.version().version,
+            None => self.latest_or_missing(table).await?.version_id(),
         };
         let gate = self.write_gate(table).await;
         let dataset = self.open_for_write(table, &gate).await?;
@@ -281,7 +281,7 @@ impl DataRoot {
             .await
             .map_err(lance_error)?;
         old.restore().await.map_err(lance_error)?;
-        Ok(old.version().version)
+        Ok(old.version_id())
     }
 
     async fn latest_or_missing(&self, table: &str) -> Result<Arc<lance::Dataset>> {

@@ -155,7 +155,7 @@ impl DataRoot {
             files_removed: metrics.files_removed,
             files_added: metrics.files_added,
             indices_optimized: behind.len(),
-            version: dataset.version().version,
+            version: dataset.version_id(),
         })
     }
 }
@@ -195,7 +195,7 @@ impl DataRoot {
                 small_fragments = small,
                 fragments_removed = metrics.fragments_removed,
                 fragments_added = metrics.fragments_added,
-                version = dataset.version().version,
+                version = dataset.version_id(),
                 "compacted small fragments after an append"
             ),
             Err(error) => tracing::warn!(

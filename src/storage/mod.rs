@@ -293,7 +293,7 @@ impl DataRoot {
             });
         };
         let uri = self.write_uri(table)?;
-        let version = latest.version().version;
+        let version = latest.version_id();
         let opened = match self.builder(&uri).with_version(version).load().await {
             Ok(dataset) => Ok(dataset),
             // Removed meanwhile (another process committed and cleaned up old versions, or

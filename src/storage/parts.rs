@@ -416,7 +416,7 @@ mod tests {
         let root = DataRoot::new(&StoreConfig::local(dir.path().to_str().unwrap()), 8).unwrap();
         let parts = vec![part(0, 3, None), part(300, 2, None), part(500, 5, None)];
         let created = root.create_table("t", input(parts)).await.unwrap();
-        assert_eq!(created.version().version, 1);
+        assert_eq!(created.version_id(), 1);
         assert_eq!(created.get_fragments().len(), 3);
         assert_eq!(numbers(&created).await, (0..1000).collect::<Vec<_>>());
 
@@ -430,7 +430,7 @@ mod tests {
             .unwrap();
         assert_eq!(appended, 500);
         let latest = root.open_latest("t").await.unwrap().unwrap();
-        assert_eq!(latest.version().version, 2);
+        assert_eq!(latest.version_id(), 2);
         assert_eq!(numbers(&latest).await, (0..1500).collect::<Vec<_>>());
     }
 
@@ -461,7 +461,7 @@ mod tests {
             .unwrap_err();
         assert!(error.to_string().contains("bad value on append"), "{error}");
         let latest = root.open_latest("t").await.unwrap().unwrap();
-        assert_eq!(latest.version().version, 1);
+        assert_eq!(latest.version_id(), 1);
         assert_eq!(numbers(&latest).await, (0..200).collect::<Vec<_>>());
         assert_eq!(data_files(dir.path(), "t"), files_before);
     }
@@ -480,7 +480,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = DataRoot::new(&StoreConfig::local(dir.path().to_str().unwrap()), 8).unwrap();
         let created = root.create_table("t", one_stream(10, None)).await.unwrap();
-        assert_eq!(created.version().version, 1);
+        assert_eq!(created.version_id(), 1);
         let rows: Vec<usize> = created
             .get_fragments()
             .iter()
@@ -502,7 +502,7 @@ mod tests {
             "{error}"
         );
         let latest = root.open_latest("t").await.unwrap().unwrap();
-        assert_eq!(latest.version().version, 1);
+        assert_eq!(latest.version_id(), 1);
         assert_eq!(data_files(dir.path(), "t"), 4);
     }
 
@@ -575,7 +575,7 @@ mod tests {
             PartsFailure::Panicked(message) => panic!("a panic: {message}"),
         }
         let latest = root.open_latest("t").await.unwrap().unwrap();
-        assert_eq!(latest.version().version, 1);
+        assert_eq!(latest.version_id(), 1);
         assert_eq!(data_files(dir.path(), "t"), 1);
     }
 }

@@ -134,6 +134,17 @@ impl SearchTable {
         }
     }
 
+    /// The search the arguments resolve to; `None` while a parameter is unbound or an argument
+    /// is a scalar subquery (evaluated when the search is planned physically).
+    pub fn search(&self) -> Option<&SearchKind> {
+        self.search.as_ref()
+    }
+
+    /// [`Self::search`], taken.
+    pub fn into_search(self) -> Option<SearchKind> {
+        self.search
+    }
+
     /// The bind parameters among the arguments, typed as the client should send them.
     pub fn parameters(&self) -> Vec<(String, FieldRef)> {
         self.arguments
