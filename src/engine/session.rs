@@ -1205,7 +1205,7 @@ impl LanceSession {
 
     /// Runs a current prepared query from its kept optimised plan (see [`OptimizedOnce`]): its
     /// parameters, all search arguments, are bound into that plan, which is then only planned
-    /// physically.
+    /// physically; or, where the physical plan was kept too, into the kept physical plan's search.
     async fn query_optimized_once(
         &self,
         prepared: &PreparedStatement,
