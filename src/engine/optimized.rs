@@ -19,13 +19,14 @@
 //! that plan holds, besides search nodes, only nodes that keep no state from one execution to
 //! the next and look up no function while they run (projections, filters, limits, DataFusion's
 //! cooperative wrapper): no repartitioning, join, sort or aggregate, whose executions share
-//! build sides, dynamic filters or channels. Without parameters (`take('t', [1, 2])`,
-//! `WHERE _rowid IN (...)` run again by its text) the plan runs again as it is. With parameters,
-//! they must all go to one search: the search node claims the same properties whatever it
-//! searches for (one partition, no ordering, no statistics), so no choice of the physical
-//! optimizer depended on the first values; each later execution binds its values into the
-//! search (validated as at planning) and swaps that search into the kept plan, and a value that
-//! would give the search other columns is planned afresh instead.
+//! build sides, dynamic filters or channels; nor when a search argument is a scalar subquery,
+//! which is evaluated each time the search is planned physically. Without parameters
+//! (`take('t', [1, 2])`, `WHERE _rowid IN (...)` run again by its text) the plan runs again as
+//! it is. With parameters, they must all go to one search: the search node claims the same
+//! properties whatever it searches for (one partition, no ordering, no statistics), so no
+//! choice of the physical optimizer depended on the first values; each later execution binds
+//! its values into the search (validated as at planning) and swaps that search into the kept
+//! plan, and a value that would give the search other columns is planned afresh instead.
 //!
 //! Whether the kept plans may be used at all is the session's decision: only while the prepared
 //! statement is current (same table versions, same settings), exactly as for the logical plan.
@@ -138,19 +139,19 @@ impl KeptPhysical {
         physical: &Arc<dyn ExecutionPlan>,
         bound: bool,
     ) -> Result<Option<Self>> {
+        if super::search::searches_evaluate_subqueries(optimized)? {
+            return Ok(None);
+        }
         let search = if bound {
-            match super::search::sole_bound_search(optimized)? {
-                Some(search) => Some(search),
-                None => return Ok(None),
-            }
+            let Some(search) = super::search::sole_bound_search(optimized)? else {
+                return Ok(None);
+            };
+            Some(search)
         } else {
             None
         };
-        let searches = search_nodes(physical);
-        let swappable = match &search {
-            Some(_) => searches == Some(1),
-            None => searches.is_some(),
-        };
+        let swappable =
+            search_nodes(physical).is_some_and(|searches| search.is_none() || searches == 1);
         Ok(swappable.then(|| KeptPhysical {
             search,
             plan: physical.clone(),
@@ -159,8 +160,7 @@ impl KeptPhysical {
 
     /// The kept plan to run with `values`: as it is for a query without parameters; otherwise
     /// with `values` bound into its search (validated as at planning), or `None` when the bound
-    /// search would have other columns or needs its subqueries evaluated, so the execution plans
-    /// afresh.
+    /// search would have other columns, so the execution plans afresh.
     pub fn bound(
         &self,
         values: Option<&ParamValues>,

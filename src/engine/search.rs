@@ -102,6 +102,16 @@ pub fn sole_bound_search(plan: &LogicalPlan) -> Result<Option<SearchTable>> {
         .cloned())
 }
 
+/// Whether a search function of `plan` (its subqueries included) has a scalar subquery among
+/// its arguments.
+pub fn searches_evaluate_subqueries(plan: &LogicalPlan) -> Result<bool> {
+    Ok(search_tables(plan)?.iter().any(|provider| {
+        provider
+            .downcast_ref::<SearchTable>()
+            .is_some_and(SearchTable::has_subquery_argument)
+    }))
+}
+
 /// `plan` with `values` bound into the arguments of its search functions (each validated again
 /// with the values).
 pub fn bind_parameters(

@@ -511,6 +511,50 @@ fn a_bound_search_runs_again_in_the_physical_plan_of_its_first_execution() {
             integers_of(&rows_of(session.execute(&nearest, vector(10.3, 3.0)).await).await),
             [10, 11]
         );
+        // A value that would give the search other columns (two query vectors: `query_index`)
+        // is planned afresh, as the statement's first execution would be.
+        let two_vectors = || {
+            let inner = arrow::array::ListArray::from_iter_primitive::<
+                arrow::datatypes::Float32Type,
+                _,
+                _,
+            >([
+                Some([Some(3.0f32), Some(3.4)]),
+                Some([Some(40.3), Some(5.0)]),
+            ]);
+            let field = std::sync::Arc::new(arrow::datatypes::Field::new_list_field(
+                arrow::array::Array::data_type(&inner).clone(),
+                true,
+            ));
+            let outer = arrow::array::ListArray::new(
+                field,
+                arrow::buffer::OffsetBuffer::from_lengths([2]),
+                std::sync::Arc::new(inner),
+                None,
+            );
+            vec![ScalarValue::List(std::sync::Arc::new(outer))]
+        };
+        let shown = |outcome: Result<Outcome, Error>| async move {
+            match outcome {
+                Ok(Outcome::Rows { stream, .. }) => match stream.try_collect::<Vec<_>>().await {
+                    Ok(batches) => arrow::util::pretty::pretty_format_batches(&batches)
+                        .expect("printable")
+                        .to_string(),
+                    Err(error) => error.to_string(),
+                },
+                Ok(Outcome::Done(tag)) => panic!("{tag}"),
+                Err(error) => error.to_string(),
+            }
+        };
+        let fresh = session
+            .prepare_sql("SELECT id, _distance FROM vector_search('v', 'embedding', $1, 2)")
+            .await
+            .expect("prepare search");
+        assert_eq!(
+            shown(session.execute(&nearest, two_vectors()).await).await,
+            shown(session.execute(&fresh, two_vectors()).await).await
+        );
+        assert!(nearest.keeps_physical_plan());
         // A take kept so fails on a row id naming no row, and then takes again.
         let take = session
             .prepare_sql("SELECT id FROM take('v', $1)")
@@ -533,6 +577,23 @@ fn a_bound_search_runs_again_in_the_physical_plan_of_its_first_execution() {
             integers_of(&rows_of(session.execute(&take, ids(&[7])).await).await),
             [8]
         );
+        // A search argument that is a subquery is evaluated when the search is planned
+        // physically, so such a plan is planned each time: a random row each execution.
+        let drawn = session
+            .prepare_sql(
+                "SELECT id FROM take('v', (SELECT make_array(CAST(floor(random() * 60) AS \
+                 BIGINT))))",
+            )
+            .await
+            .expect("prepare drawn");
+        let mut draws = std::collections::BTreeSet::new();
+        for _ in 0..20 {
+            draws.extend(integers_of(
+                &rows_of(session.execute(&drawn, Vec::new()).await).await,
+            ));
+        }
+        assert!(draws.len() > 1, "the subquery ran once: {draws:?}");
+        assert!(!drawn.keeps_physical_plan());
         // Without parameters the kept plan runs again as it is, until a write makes it stale.
         let listed = session
             .prepare_sql("SELECT id FROM v WHERE _rowid IN (2, 4)")

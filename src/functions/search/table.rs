@@ -11,7 +11,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::TableProvider;
 use datafusion::error::{DataFusionError, Result as DFResult};
-use datafusion::logical_expr::{Expr, TableType};
+use datafusion::logical_expr::{Expr, Subquery, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::error::{Error, Result};
@@ -135,14 +135,17 @@ impl SearchTable {
     }
 
     /// The search the arguments resolve to; `None` while a parameter is unbound or an argument
-    /// is a scalar subquery (evaluated when the search is planned physically).
-    pub fn search(&self) -> Option<&SearchKind> {
-        self.search.as_ref()
-    }
-
-    /// [`Self::search`], taken.
+    /// is a scalar subquery.
     pub fn into_search(self) -> Option<SearchKind> {
         self.search
+    }
+
+    /// Whether an argument is a scalar subquery, evaluated each time the search is planned
+    /// physically.
+    pub fn has_subquery_argument(&self) -> bool {
+        self.arguments
+            .iter()
+            .any(|argument| subquery_argument(argument).is_some())
     }
 
     /// The bind parameters among the arguments, typed as the client should send them.
@@ -217,15 +220,7 @@ impl SearchTable {
         }
         let mut arguments = Vec::with_capacity(self.arguments.len());
         for argument in &self.arguments {
-            let subquery = match argument {
-                Expr::ScalarSubquery(subquery) => Some((subquery, None)),
-                Expr::Cast(cast) => match cast.expr.as_ref() {
-                    Expr::ScalarSubquery(subquery) => Some((subquery, Some(cast.field.clone()))),
-                    _ => None,
-                },
-                _ => None,
-            };
-            let Some((subquery, cast)) = subquery else {
+            let Some((subquery, cast)) = subquery_argument(argument) else {
                 arguments.push(argument.clone());
                 continue;
             };
@@ -262,6 +257,18 @@ impl SearchTable {
                     ),
                 })
             })
+    }
+}
+
+/// The scalar subquery `argument` is, and the type it is cast to (`(SELECT ...)::float4[]`).
+fn subquery_argument(argument: &Expr) -> Option<(&Subquery, Option<FieldRef>)> {
+    match argument {
+        Expr::ScalarSubquery(subquery) => Some((subquery, None)),
+        Expr::Cast(cast) => match cast.expr.as_ref() {
+            Expr::ScalarSubquery(subquery) => Some((subquery, Some(cast.field.clone()))),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
